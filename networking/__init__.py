@@ -1,0 +1,1 @@
+"""pystack.networking — see DESIGN.md and docs/contracts.md."""

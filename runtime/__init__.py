@@ -1,0 +1,1 @@
+"""pystack.runtime — see DESIGN.md and docs/contracts.md."""

@@ -1,0 +1,1 @@
+"""pystack.stack — see DESIGN.md and docs/contracts.md."""

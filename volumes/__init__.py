@@ -1,0 +1,1 @@
+"""pystack.volumes — see DESIGN.md and docs/contracts.md."""
