@@ -1,0 +1,88 @@
+"""``pystackd``: run the engine in the foreground until SIGTERM/SIGINT.
+
+One daemon per state root: a lock file refuses a second one on the same root, so tests can
+run engines side by side with their own ``PYSTACK_ROOT``/``PYSTACK_RUN``/``PYSTACK_HOST``.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import fcntl
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from pystack import paths
+
+log = logging.getLogger("pystackd")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="pystackd", description="pystack engine daemon")
+    parser.add_argument("--root", default=None, help="state directory (PYSTACK_ROOT)")
+    parser.add_argument("--run", default=None, help="runtime directory (PYSTACK_RUN)")
+    parser.add_argument("-H", "--host", default=None, help="unix socket path or unix:// URL (PYSTACK_HOST)")
+    parser.add_argument("-G", "--group", default=None, help="group allowed to use the socket")
+    parser.add_argument("-D", "--debug", action="store_true")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.root:
+        os.environ["PYSTACK_ROOT"] = args.root
+    if args.run:
+        os.environ["PYSTACK_RUN"] = args.run
+    if args.host:
+        os.environ["PYSTACK_HOST"] = args.host
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
+                        format="%(asctime)s pystackd %(levelname)s %(message)s")
+    if os.geteuid() != 0:
+        print("pystackd: must run as root (it creates namespaces, mounts and bridges)", file=sys.stderr)
+        sys.exit(1)
+    root, run, sock = paths.state_root(), paths.run_root(), paths.engine_socket()
+    root.mkdir(parents=True, exist_ok=True)
+    lock = open(root / "engine.lock", "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"pystackd: another engine already uses {root}", file=sys.stderr)
+        sys.exit(1)
+    try:
+        asyncio.run(_run(root, run, sock, args.group))
+    except KeyboardInterrupt:
+        pass
+
+
+async def _run(root: Path, run: Path, sock: Path, group: str | None) -> None:
+    from pystack.engine.engine import Engine
+    from pystack.engine.server import serve
+
+    engine = Engine(root, run)
+    startup = getattr(engine, "startup", None)
+    if startup is not None:
+        await startup()
+    runner = await serve(engine, sock, group)
+    (run / "pystackd.pid").write_text(str(os.getpid()))
+    log.info("listening on unix://%s (state %s)", sock, root)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    await runner.cleanup()
+    shutdown = getattr(engine, "shutdown", None)
+    if shutdown is not None:
+        await shutdown()
+    for path in (sock, run / "pystackd.pid"):
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+
+
+if __name__ == "__main__":
+    main()

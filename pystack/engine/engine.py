@@ -1,0 +1,86 @@
+"""The Engine: one object owning the engine's stores, built lazily from the four libraries.
+
+Routes reach images, containers, networks and volumes only through this object, so that
+one process owns the state and its locks (DESIGN.md, process model).
+"""
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Any
+
+import pystack
+from pystack.engine.events import EventBus
+
+
+class Engine:
+    """State roots plus the subsystems; each subsystem is imported on first use."""
+
+    def __init__(self, root: Path, run: Path) -> None:
+        self.root = Path(root)
+        self.run = Path(run)
+        self.events = EventBus()
+        for d in (self.root, self.run):
+            d.mkdir(parents=True, exist_ok=True)
+            os.chmod(d, 0o711)
+
+    @functools.cached_property
+    def images(self):
+        from pystack.runtime.images import ImageStore
+        return ImageStore(self.root / "images")
+
+    @functools.cached_property
+    def volumes(self):
+        from pystack.volumes import VolumeStore
+        return VolumeStore(self.root / "volumes")
+
+    @functools.cached_property
+    def networks(self):
+        from pystack.networking import NetworkManager
+        return NetworkManager(self.root / "networks", self.run / "net")
+
+    @functools.cached_property
+    def runtime(self):
+        from pystack.runtime import Runtime
+        return Runtime(self.run / "runtime")
+
+    def info(self) -> dict[str, Any]:
+        """Docker's /info shape for the fields clients read."""
+        uname = os.uname()
+        mem = 0
+        try:
+            for line in Path("/proc/meminfo").read_text().splitlines():
+                if line.startswith("MemTotal:"):
+                    mem = int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        cgroup_version = "2" if Path("/sys/fs/cgroup/cgroup.controllers").exists() and \
+            Path("/sys/fs/cgroup/cgroup.controllers").read_text().strip() else "1"
+        return {
+            "ID": self._engine_id(), "Name": uname.nodename, "ServerVersion": pystack.__version__,
+            "Driver": "overlay", "DockerRootDir": str(self.root), "OperatingSystem": "linux",
+            "OSType": "linux", "Architecture": uname.machine, "KernelVersion": uname.release,
+            "NCPU": os.cpu_count() or 1, "MemTotal": mem, "CgroupDriver": "cgroupfs",
+            "CgroupVersion": cgroup_version, "IndexServerAddress": "https://index.docker.io/v1/",
+            "Containers": 0, "ContainersRunning": 0, "ContainersPaused": 0, "ContainersStopped": 0,
+            "Images": 0, "SecurityOptions": self._security_options(), "Runtimes": {"pystack": {}},
+            "DefaultRuntime": "pystack", "Warnings": [],
+        }
+
+    def _engine_id(self) -> str:
+        path = self.root / "engine-id"
+        if not path.exists():
+            path.write_text(os.urandom(16).hex())
+        return path.read_text().strip()
+
+    @staticmethod
+    def _security_options() -> list[str]:
+        opts = []
+        try:
+            from pystack.runtime import seccomp
+            if seccomp.available():
+                opts.append("name=seccomp,profile=builtin")
+        except ImportError:
+            pass
+        return opts
