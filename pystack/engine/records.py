@@ -1,0 +1,133 @@
+"""Container records on disk: what the engine knows of each container, found again after a crash.
+
+One folder per container under ``<root>/containers/<id>/`` holding ``record.json``
+(written to a temp file, fsynced, renamed: a kill -9 never leaves half a record). Names and
+ids resolve as Docker's do: a full id, a unique id prefix, or a name with or without ``/``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+from pystack.errors import Conflict, NotFound, UserError
+
+NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+ID_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+def now_rfc3339() -> str:
+    """Docker's timestamp form, with nanosecond digits."""
+    t = datetime.now(timezone.utc)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond:06d}000Z"
+
+
+def new_id() -> str:
+    return secrets.token_hex(32)
+
+
+@dataclass
+class ContainerRecord:
+    """The persistent part of a container; run-time state comes from the runtime."""
+
+    id: str
+    name: str                                   # without the leading "/"
+    created: str
+    image: str                                  # the reference as given
+    image_id: str
+    config: dict[str, Any]                      # Docker's Config (after image defaults)
+    host_config: dict[str, Any]
+    networking_config: dict[str, Any] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)   # Status, ExitCode, StartedAt, FinishedAt, ...
+    restart_count: int = 0
+    network_settings: dict[str, Any] = field(default_factory=dict)
+    mounts: list[dict[str, Any]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)   # engine-private (bundle path, log path...)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return self.config.get("Labels") or {}
+
+
+class RecordStore:
+    """All container records of one engine root."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._cache: dict[str, ContainerRecord] = {}
+        for path in self.root.iterdir():
+            record_file = path / "record.json"
+            if ID_RE.match(path.name) and record_file.exists():
+                try:
+                    self._cache[path.name] = ContainerRecord(**json.loads(record_file.read_text()))
+                except (ValueError, TypeError):
+                    continue  # a record cut half-way by a crash before its first rename: ignore
+
+    def dir(self, container_id: str) -> Path:
+        if not ID_RE.match(container_id):
+            raise UserError(f"invalid container id {container_id!r}")
+        return self.root / container_id
+
+    def save(self, record: ContainerRecord) -> None:
+        d = self.dir(record.id)
+        d.mkdir(exist_ok=True, mode=0o700)
+        tmp = d / "record.json.tmp"
+        with open(tmp, "w") as fh:
+            json.dump(asdict(record), fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, d / "record.json")
+        self._cache[record.id] = record
+
+    def add(self, record: ContainerRecord) -> None:
+        """Save a new record; the name must be free."""
+        if not NAME_RE.match(record.name):
+            raise UserError(f"Invalid container name ({record.name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        for other in self._cache.values():
+            if other.name == record.name:
+                raise Conflict(f'Conflict. The container name "/{record.name}" is already in use by '
+                               f'container "{other.id}". You have to remove (or rename) that container '
+                               f'to be able to reuse that name.')
+        self.save(record)
+
+    def remove(self, container_id: str) -> None:
+        self._cache.pop(container_id, None)
+        shutil.rmtree(self.dir(container_id), ignore_errors=True)
+
+    def rename(self, record: ContainerRecord, new_name: str) -> None:
+        new_name = new_name.lstrip("/")
+        if not NAME_RE.match(new_name):
+            raise UserError(f"Invalid container name ({new_name})")
+        if any(o.name == new_name and o.id != record.id for o in self._cache.values()):
+            raise Conflict(f'Conflict. The container name "/{new_name}" is already in use')
+        record.name = new_name
+        self.save(record)
+
+    def get(self, ref: str) -> ContainerRecord:
+        """By full id, name (with or without '/'), or unique id prefix — Docker's order."""
+        if ref in self._cache:
+            return self._cache[ref]
+        name = ref.lstrip("/")
+        for record in self._cache.values():
+            if record.name == name:
+                return record
+        if ref and re.fullmatch(r"[0-9a-f]+", ref):
+            found = [r for r in self._cache.values() if r.id.startswith(ref)]
+            if len(found) == 1:
+                return found[0]
+            if len(found) > 1:
+                raise UserError(f"multiple IDs found with provided prefix: {ref}")
+        raise NotFound(f"No such container: {ref}")
+
+    def __iter__(self) -> Iterator[ContainerRecord]:
+        return iter(sorted(self._cache.values(), key=lambda r: r.created, reverse=True))
+
+    def __len__(self) -> int:
+        return len(self._cache)
