@@ -38,7 +38,7 @@ def test_name_conflict_and_bad_names(tmp_path) -> None:
 
 def test_half_written_record_is_ignored(tmp_path) -> None:
     store = RecordStore(tmp_path)
-    rec = make("x")
+    rec = make("xy")
     store.add(rec)
     (tmp_path / new_id()).mkdir()                     # a crash before the first record was renamed
     (tmp_path / rec.id / "record.json.tmp").write_text("{")
