@@ -1,0 +1,366 @@
+"""Seccomp: Docker's default profile as an OCI ``linux.seccomp`` section, and loading
+such a section into the kernel through libseccomp (ctypes, libseccomp.so.2).
+
+API:
+
+    docker_profile() -> dict                 Docker's default profile (data/seccomp-default.json)
+    docker_to_oci(profile, capabilities, arch=None, kernel=None) -> dict
+                                             resolve includes/excludes (caps, arches, minKernel)
+                                             as moby's setupSeccomp does -> OCI linux.seccomp
+    default_oci(capabilities) -> dict        docker_to_oci(docker_profile(), capabilities)
+    validate(section, where="linux.seccomp") raise UserError naming the field on bad input
+    available() -> tuple[bool, str]          for `pystack info`: can filters be loaded here?
+    f = Filter.compile(section, no_new_privileges=False)   # in the parent, before fork
+    f.load()                                 # in the child, right before exec
+    f.release()                              # in the parent, after fork (frees the context)
+
+Ordering in the container's init (as runc does): with ``noNewPrivileges`` the filter is
+loaded last, just before exec.  Without it the kernel demands CAP_SYS_ADMIN to install a
+filter, so the runtime must call ``load()`` *before* dropping capabilities; the filter
+then also governs the init's remaining syscalls (setgroups/setuid/capset/prctl/execve),
+which Docker's profile allows.
+
+``compile`` does all the parsing and every libseccomp call except ``seccomp_load``: the
+child, single-threaded between fork and exec, only makes that one call.  Syscall names
+this libseccomp does not know are skipped (as runc does); their calls get the default
+action.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno as _errno
+import json
+import os
+import platform
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable
+
+from pystack.errors import UserError
+
+DATA = Path(__file__).with_name("data") / "seccomp-default.json"
+
+ACTIONS = {
+    "SCMP_ACT_KILL": 0x00000000,          # kill the thread
+    "SCMP_ACT_KILL_THREAD": 0x00000000,
+    "SCMP_ACT_KILL_PROCESS": 0x80000000,
+    "SCMP_ACT_TRAP": 0x00030000,
+    "SCMP_ACT_ERRNO": 0x00050000,         # | errno
+    "SCMP_ACT_TRACE": 0x7FF00000,         # | msg
+    "SCMP_ACT_LOG": 0x7FFC0000,
+    "SCMP_ACT_ALLOW": 0x7FFF0000,
+}
+UNSUPPORTED_ACTIONS = {"SCMP_ACT_NOTIFY"}   # needs a listener socket: not implemented
+OPS = {"SCMP_CMP_NE": 1, "SCMP_CMP_LT": 2, "SCMP_CMP_LE": 3, "SCMP_CMP_EQ": 4,
+       "SCMP_CMP_GE": 5, "SCMP_CMP_GT": 6, "SCMP_CMP_MASKED_EQ": 7}
+ARCHES = {"SCMP_ARCH_X86", "SCMP_ARCH_X86_64", "SCMP_ARCH_X32", "SCMP_ARCH_ARM",
+          "SCMP_ARCH_AARCH64", "SCMP_ARCH_MIPS", "SCMP_ARCH_MIPS64", "SCMP_ARCH_MIPS64N32",
+          "SCMP_ARCH_MIPSEL", "SCMP_ARCH_MIPSEL64", "SCMP_ARCH_MIPSEL64N32", "SCMP_ARCH_PPC",
+          "SCMP_ARCH_PPC64", "SCMP_ARCH_PPC64LE", "SCMP_ARCH_S390", "SCMP_ARCH_S390X",
+          "SCMP_ARCH_PARISC", "SCMP_ARCH_PARISC64", "SCMP_ARCH_RISCV64",
+          "SCMP_ARCH_LOONGARCH64", "SCMP_ARCH_M68K", "SCMP_ARCH_SH", "SCMP_ARCH_SHEB"}
+FLAGS = {"SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG",
+         "SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"}
+
+# platform.machine() -> (Go's GOARCH as Docker's "arches" lists use it, SCMP arch)
+_MACHINES = {
+    "x86_64": ("amd64", "SCMP_ARCH_X86_64"), "i686": ("386", "SCMP_ARCH_X86"),
+    "aarch64": ("arm64", "SCMP_ARCH_AARCH64"), "armv7l": ("arm", "SCMP_ARCH_ARM"),
+    "ppc64le": ("ppc64le", "SCMP_ARCH_PPC64LE"), "s390x": ("s390x", "SCMP_ARCH_S390X"),
+    "riscv64": ("riscv64", "SCMP_ARCH_RISCV64"), "mips64": ("mips64", "SCMP_ARCH_MIPS64"),
+    "loongarch64": ("loong64", "SCMP_ARCH_LOONGARCH64"),
+}
+_GO_TO_DOCKER = {"386": "x86"}  # Docker's profile names 32-bit x86 "x86"
+
+_SCMP_FLTATR_CTL_NNP = 3
+_SCMP_FLTATR_CTL_LOG = 6
+_SCMP_FLTATR_CTL_SSB = 7
+
+
+# ---------------------------------------------------------------------------------------
+# Docker profile -> OCI section
+
+def docker_profile() -> dict:
+    """Docker's default profile, in Docker's own format (archMap, includes/excludes)."""
+    return json.loads(DATA.read_text())
+
+
+def _kernel_version() -> tuple[int, ...]:
+    rel = platform.release().split("-")[0]
+    out = []
+    for part in rel.split(".")[:3]:
+        digits = "".join(ch for ch in part if ch.isdigit())
+        out.append(int(digits or 0))
+    return tuple(out)
+
+
+def _parse_version(v: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in v.split(".") if x.isdigit())
+
+
+def docker_to_oci(profile: dict, capabilities: Iterable[str], arch: str | None = None,
+                  kernel: tuple[int, ...] | None = None) -> dict:
+    """Resolve a Docker-format profile for one container, as moby's setupSeccomp does.
+
+    ``capabilities`` is the container's bounding set: a rule whose ``includes.caps`` are
+    not all there is left out; a rule with any ``excludes.caps`` cap present is left out.
+    ``arch`` is ``platform.machine()`` (default: this host)."""
+    from pystack.runtime.caps import normalize
+
+    machine = arch or platform.machine()
+    goarch, native = _MACHINES.get(machine, (machine, "SCMP_ARCH_" + machine.upper()))
+    docker_arch = _GO_TO_DOCKER.get(goarch, goarch)
+    kver = kernel or _kernel_version()
+    capset = {normalize(c) for c in capabilities}
+
+    arches: list[str] = []
+    for entry in profile.get("archMap") or []:
+        if entry["architecture"] == native:
+            arches = [native] + list(entry.get("subArchitectures") or [])
+            break
+    if not arches and profile.get("architectures"):
+        arches = list(profile["architectures"])
+
+    syscalls = []
+    for rule in profile.get("syscalls") or []:
+        inc = rule.get("includes") or {}
+        exc = rule.get("excludes") or {}
+        if inc.get("arches") and docker_arch not in inc["arches"]:
+            continue
+        if inc.get("caps") and not all(normalize(c) in capset for c in inc["caps"]):
+            continue
+        if inc.get("minKernel") and kver < _parse_version(inc["minKernel"]):
+            continue
+        if exc.get("arches") and docker_arch in exc["arches"]:
+            continue
+        if exc.get("caps") and any(normalize(c) in capset for c in exc["caps"]):
+            continue
+        if exc.get("minKernel") and kver >= _parse_version(exc["minKernel"]):
+            continue
+        names = list(rule.get("names") or ([rule["name"]] if rule.get("name") else []))
+        out: dict[str, Any] = {"names": names, "action": rule["action"]}
+        if rule.get("args"):
+            out["args"] = [{k: a[k] for k in ("index", "value", "valueTwo", "op") if k in a}
+                           for a in rule["args"]]
+        if rule.get("errnoRet") is not None:
+            out["errnoRet"] = rule["errnoRet"]
+        syscalls.append(out)
+
+    section: dict[str, Any] = {"defaultAction": profile["defaultAction"],
+                               "architectures": arches, "syscalls": syscalls}
+    if profile.get("defaultErrnoRet") is not None:
+        section["defaultErrnoRet"] = profile["defaultErrnoRet"]
+    return section
+
+
+def default_oci(capabilities: Iterable[str]) -> dict:
+    """Docker's default profile resolved for a container with these (bounding) caps."""
+    return docker_to_oci(docker_profile(), capabilities)
+
+
+# ---------------------------------------------------------------------------------------
+# validation (no libseccomp needed)
+
+def validate(section: dict, where: str = "linux.seccomp") -> None:
+    """Refuse what cannot be loaded, naming the field: unknown actions, operators,
+    architectures, flags; a listener (SCMP_ACT_NOTIFY) pystack does not implement."""
+    if not isinstance(section, dict):
+        raise UserError(f"{where}: must be an object")
+
+    def action(value: Any, path: str) -> None:
+        if value in UNSUPPORTED_ACTIONS:
+            raise UserError(f"{path}: {value} is not supported by pystack-runtime")
+        if value not in ACTIONS:
+            raise UserError(f"{path}: unknown seccomp action {value!r}")
+
+    action(section.get("defaultAction"), f"{where}.defaultAction")
+    for i, a in enumerate(section.get("architectures") or []):
+        if a not in ARCHES:
+            raise UserError(f"{where}.architectures[{i}]: unknown architecture {a!r}")
+    for i, fl in enumerate(section.get("flags") or []):
+        if fl not in FLAGS:
+            raise UserError(f"{where}.flags[{i}]: unknown seccomp flag {fl!r}")
+    if section.get("listenerPath"):
+        raise UserError(f"{where}.listenerPath: seccomp notify is not supported")
+    for i, rule in enumerate(section.get("syscalls") or []):
+        path = f"{where}.syscalls[{i}]"
+        if not isinstance(rule, dict) or not rule.get("names"):
+            raise UserError(f"{path}.names: a non-empty list of syscall names is required")
+        action(rule.get("action"), f"{path}.action")
+        for j, arg in enumerate(rule.get("args") or []):
+            apath = f"{path}.args[{j}]"
+            if not isinstance(arg.get("index"), int) or not 0 <= arg["index"] <= 5:
+                raise UserError(f"{apath}.index: must be 0..5")
+            if arg.get("op") not in OPS:
+                raise UserError(f"{apath}.op: unknown comparison {arg.get('op')!r}")
+            for k in ("value", "valueTwo"):
+                v = arg.get(k, 0)
+                if not isinstance(v, int) or not 0 <= v < 1 << 64:
+                    raise UserError(f"{apath}.{k}: must be an unsigned 64-bit integer")
+
+
+# ---------------------------------------------------------------------------------------
+# libseccomp through ctypes
+
+class _ArgCmp(ctypes.Structure):
+    _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int),
+                ("datum_a", ctypes.c_uint64), ("datum_b", ctypes.c_uint64)]
+
+
+class _Version(ctypes.Structure):
+    _fields_ = [("major", ctypes.c_uint), ("minor", ctypes.c_uint), ("micro", ctypes.c_uint)]
+
+
+@lru_cache(maxsize=1)
+def _lib() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("seccomp") or "libseccomp.so.2"
+    try:
+        lib = ctypes.CDLL(name, use_errno=True)
+    except OSError:
+        return None
+    lib.seccomp_init.argtypes = [ctypes.c_uint32]
+    lib.seccomp_init.restype = ctypes.c_void_p
+    lib.seccomp_release.argtypes = [ctypes.c_void_p]
+    lib.seccomp_release.restype = None
+    lib.seccomp_load.argtypes = [ctypes.c_void_p]
+    lib.seccomp_load.restype = ctypes.c_int
+    lib.seccomp_arch_resolve_name.argtypes = [ctypes.c_char_p]
+    lib.seccomp_arch_resolve_name.restype = ctypes.c_uint32
+    lib.seccomp_arch_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32]
+    lib.seccomp_arch_add.restype = ctypes.c_int
+    lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
+    lib.seccomp_syscall_resolve_name.restype = ctypes.c_int
+    lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int,
+                                           ctypes.c_uint, ctypes.POINTER(_ArgCmp)]
+    lib.seccomp_rule_add_array.restype = ctypes.c_int
+    lib.seccomp_attr_set.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32]
+    lib.seccomp_attr_set.restype = ctypes.c_int
+    lib.seccomp_version.argtypes = []
+    lib.seccomp_version.restype = ctypes.POINTER(_Version)
+    return lib
+
+
+def available() -> tuple[bool, str]:
+    """Whether seccomp filters can be loaded here, and a one-line reason for `pystack info`."""
+    try:
+        with open("/proc/self/status") as f:
+            has_field = any(line.startswith("Seccomp:") for line in f)
+    except OSError:
+        has_field = False
+    if not has_field:
+        return False, "the kernel has no seccomp support (CONFIG_SECCOMP)"
+    if not os.path.exists("/proc/sys/kernel/seccomp/actions_avail"):
+        return False, "the kernel has no seccomp filter support (CONFIG_SECCOMP_FILTER)"
+    lib = _lib()
+    if lib is None:
+        return False, "libseccomp.so.2 not found (install libseccomp2)"
+    v = lib.seccomp_version().contents
+    return True, f"libseccomp {v.major}.{v.minor}.{v.micro}"
+
+
+def _action_value(action: str, errno_ret: int | None) -> int:
+    base = ACTIONS[action]
+    if action == "SCMP_ACT_ERRNO":
+        return base | ((_errno.EPERM if errno_ret is None else errno_ret) & 0xFFFF)
+    if action == "SCMP_ACT_TRACE":
+        return base | ((_errno.EPERM if errno_ret is None else errno_ret) & 0xFFFF)
+    return base
+
+
+class Filter:
+    """A libseccomp filter context built from an OCI section, ready to ``load()``."""
+
+    def __init__(self, ctx: int, lib: ctypes.CDLL, skipped: list[str]) -> None:
+        self._ctx: int | None = ctx
+        self._lib = lib
+        self.skipped = skipped  # syscall names this libseccomp does not know
+
+    @classmethod
+    def compile(cls, section: dict, no_new_privileges: bool = False) -> "Filter":
+        """Build the filter (all of libseccomp's work except the final load)."""
+        validate(section)
+        lib = _lib()
+        if lib is None:
+            raise UserError("seccomp: libseccomp.so.2 is not installed (apt-get install libseccomp2)")
+        default = _action_value(section["defaultAction"], section.get("defaultErrnoRet"))
+        ctx = lib.seccomp_init(default)
+        if not ctx:
+            raise OSError(_errno.EINVAL, "seccomp_init failed")
+        skipped: list[str] = []
+        try:
+            rc = lib.seccomp_attr_set(ctx, _SCMP_FLTATR_CTL_NNP, 1 if no_new_privileges else 0)
+            _check(rc, "seccomp_attr_set(NNP)")
+            flags = section.get("flags") or []
+            if "SECCOMP_FILTER_FLAG_LOG" in flags:
+                _check(lib.seccomp_attr_set(ctx, _SCMP_FLTATR_CTL_LOG, 1), "attr LOG")
+            if "SECCOMP_FILTER_FLAG_SPEC_ALLOW" in flags:
+                _check(lib.seccomp_attr_set(ctx, _SCMP_FLTATR_CTL_SSB, 1), "attr SSB")
+            for a in section.get("architectures") or []:
+                token = lib.seccomp_arch_resolve_name(a.removeprefix("SCMP_ARCH_").lower().encode())
+                if token == 0:
+                    continue  # this libseccomp does not know the arch
+                rc = lib.seccomp_arch_add(ctx, token)
+                if rc not in (0, -_errno.EEXIST):
+                    _check(rc, f"seccomp_arch_add({a})")
+            for rule in section.get("syscalls") or []:
+                value = _action_value(rule["action"], rule.get("errnoRet"))
+                if value == default:
+                    continue  # libseccomp refuses a rule equal to the default action
+                for conds in _condition_sets(rule.get("args") or []):
+                    arr = (_ArgCmp * max(len(conds), 1))()
+                    for i, c in enumerate(conds):
+                        arr[i] = _ArgCmp(c["index"], OPS[c["op"]], c.get("value", 0),
+                                         c.get("valueTwo", 0))
+                    for name in rule["names"]:
+                        nr = lib.seccomp_syscall_resolve_name(name.encode())
+                        if nr == -1:  # __NR_SCMP_ERROR: unknown to this libseccomp
+                            skipped.append(name)
+                            continue
+                        rc = lib.seccomp_rule_add_array(ctx, value, nr, len(conds), arr)
+                        _check(rc, f"seccomp rule for {name}")
+        except BaseException:
+            lib.seccomp_release(ctx)
+            raise
+        return cls(ctx, lib, sorted(set(skipped)))
+
+    def load(self) -> None:
+        """Install the filter on the calling thread (call in the child, right before exec,
+        or before dropping CAP_SYS_ADMIN when noNewPrivileges is false)."""
+        if self._ctx is None:
+            raise RuntimeError("seccomp filter already released")
+        _check(self._lib.seccomp_load(self._ctx), "seccomp_load")
+
+    def release(self) -> None:
+        """Free the libseccomp context (the loaded filter stays in the kernel)."""
+        if self._ctx is not None:
+            self._lib.seccomp_release(self._ctx)
+            self._ctx = None
+
+    def __del__(self) -> None:  # pragma: no cover - best effort
+        try:
+            self.release()
+        except Exception:
+            pass
+
+
+def _condition_sets(args: list[dict]) -> list[list[dict]]:
+    """runc's rule for several conditions on the same argument: libseccomp cannot AND two
+    comparisons of one argument, so each becomes its own rule (OR); otherwise one rule."""
+    if len(args) > 1 and len({a["index"] for a in args}) == 1:
+        return [[a] for a in args]
+    return [args]
+
+
+def _check(rc: int, what: str) -> None:
+    if rc < 0:
+        raise OSError(-rc, f"{what}: {os.strerror(-rc)}")
+
+
+def apply(section: dict, no_new_privileges: bool = False) -> None:
+    """Compile and load in one go (for a process that does not fork after)."""
+    f = Filter.compile(section, no_new_privileges)
+    try:
+        f.load()
+    finally:
+        f.release()
