@@ -1,0 +1,490 @@
+"""Validation of Compose files: the JSON Schema per file, then semantic checks on the project.
+
+Two stages, as compose-go does them:
+
+* :func:`validate_file` runs on each file after interpolation and before merging, so an
+  error names the file the user wrote, with line and column, and the key path.
+* :func:`check_config` runs on the merged, normalized dict (the shape that
+  ``docker compose config --format json`` prints) and finds what a schema cannot see:
+  references to things that do not exist, dependency cycles, options that exclude each
+  other, values that do not parse.
+
+The schema is first checked with closures compiled from it (:mod:`.schema`), which is
+cheap; jsonschema is imported only to word the error when a file is invalid.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Iterable, Mapping, Protocol
+
+from .errors import ComposeError, KeyPath, Mark
+from .schema import is_valid, load_schema
+
+__all__ = ["validate_file", "check_config", "parse_duration", "parse_bytes",
+           "schema_errors"]
+
+
+class LocatorLike(Protocol):
+    """What validation needs from stack.yamlpos.Locator: the position of a key path."""
+
+    def mark(self, path: KeyPath) -> Mark | None: ...
+
+
+# --------------------------------------------------------------------------- schema
+
+_VALIDATOR: Any = None
+
+
+def _jsonschema_validator() -> Any:
+    """The jsonschema Draft-07 validator, built once per process, only when needed."""
+    global _VALIDATOR
+    if _VALIDATOR is None:
+        import jsonschema  # lazy: ~0.15 s of imports, paid only for invalid files
+
+        _VALIDATOR = jsonschema.Draft7Validator(load_schema())
+    return _VALIDATOR
+
+
+def _string_keys(value: Any) -> Any:
+    """A copy whose mapping keys are strings (jsonschema's regexes need str keys)."""
+    if isinstance(value, dict):
+        return {k if isinstance(k, str) else str(k): _string_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_string_keys(v) for v in value]
+    return value
+
+
+_TYPE_WORDS = {"object": "a mapping", "array": "a list", "string": "a string",
+               "boolean": "a boolean", "null": "null", "number": "a number",
+               "integer": "an integer"}
+
+
+def _short(value: Any) -> str:
+    text = repr(value) if not isinstance(value, str) else f'"{value}"'
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _describe(error: Any) -> tuple[str, KeyPath]:
+    """One line for a jsonschema error, and the key path it is about (for the mark)."""
+    path: KeyPath = tuple(error.absolute_path)
+    kind = error.validator
+    schema = error.schema
+    inst = error.instance
+    if kind == "additionalProperties" and isinstance(inst, dict):
+        props = schema.get("properties", {})
+        patterns = [re.compile(p) for p in schema.get("patternProperties", {})]
+        extra = [k for k in inst if k not in props and not any(p.search(k) for p in patterns)]
+        if extra:
+            names = ", ".join(f"'{k}'" for k in extra)
+            verb = "property" if len(extra) == 1 else "properties"
+            return f"additional {verb} {names} not allowed", path + (extra[0],)
+    if kind == "type":
+        names = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        words = " or ".join(_TYPE_WORDS.get(n, n) for n in names)
+        return f"must be {words}, not {_short(inst)}", path
+    if kind == "required":
+        return f"{error.message.split(' is a required')[0]} is required", path
+    if kind == "enum":
+        options = ", ".join(_short(o) for o in schema["enum"])
+        return f"must be one of {options}, not {_short(inst)}", path
+    if kind == "pattern":
+        return f"{_short(inst)} does not match pattern {schema['pattern']}", path
+    if kind in ("minimum", "maximum"):
+        op = ">=" if kind == "minimum" else "<="
+        return f"must be {op} {schema[kind]}, not {_short(inst)}", path
+    if kind == "uniqueItems":
+        return "has duplicate items", path
+    if kind == "oneOf":
+        matching = [i for i, s in enumerate(schema["oneOf"])
+                    if _jsonschema_validator().evolve(schema=s).is_valid(inst)]
+        if len(matching) > 1:
+            return f"{_short(inst)} is ambiguous (matches several allowed forms)", path
+        return f"{_short(inst)} is not a valid value here", path
+    return error.message, path
+
+
+def schema_errors(data: Any) -> list[tuple[str, KeyPath]]:
+    """Every schema violation of ``data`` as (message, key path); [] when valid."""
+    if is_valid(data):
+        return []
+    validator = _jsonschema_validator()
+    return [_describe(e) for e in validator.iter_errors(_string_keys(data))]
+
+
+def validate_file(data: Any, locator: LocatorLike | None, filename: str) -> None:
+    """Check one parsed, interpolated compose file against the compose-spec schema.
+
+    Raises ComposeError ``file:line:col: services.web: additional property 'x' not
+    allowed`` for the most relevant error (jsonschema's best_match).
+    """
+    if data is None:
+        raise ComposeError("empty compose file", file=filename)
+    if not isinstance(data, dict):
+        raise ComposeError(f"top-level object must be a mapping, not {_short(data)}",
+                           mark=locator.mark(()) if locator else None, file=filename)
+    if is_valid(data):
+        return
+    from jsonschema.exceptions import best_match
+
+    error = best_match(_jsonschema_validator().iter_errors(_string_keys(data)))
+    if error is None:  # pragma: no cover - the fast checker and jsonschema disagree
+        return
+    message, path = _describe(error)
+    mark = locator.mark(path) if locator is not None else None
+    report_path = tuple(error.absolute_path)
+    raise ComposeError(message, path=report_path or None, mark=mark, file=filename)
+
+
+# ------------------------------------------------------------------ value parsers
+
+_DURATION_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0,
+                   "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(value: Any) -> float:
+    """A Compose duration (Go syntax ``1m30s``, ``1.5s``, ``500ms``; a bare number is
+    seconds) in seconds. ValueError when it does not parse."""
+    if isinstance(value, bool):
+        raise ValueError(f"invalid duration {value!r}")
+    if isinstance(value, (int, float)):
+        return float(value)
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"invalid duration {value!r}")
+    text = value.strip()
+    sign = 1.0
+    if text[:1] in "+-":
+        sign = -1.0 if text[0] == "-" else 1.0
+        text = text[1:]
+    if text == "0":
+        return 0.0
+    if re.fullmatch(r"\d+(\.\d+)?", text):  # compose-go accepts plain seconds
+        return sign * float(text)
+    pos = 0
+    total = 0.0
+    for m in _DURATION_RE.finditer(text):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+        pos = m.end()
+    if pos != len(text) or pos == 0:
+        raise ValueError(f"invalid duration {value!r}")
+    return sign * total
+
+
+_BYTES_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtpKMGTP]?)([iI]?[bB]?)\s*$")
+_BYTE_UNITS = {"": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3, "t": 1024 ** 4, "p": 1024 ** 5}
+
+
+def parse_bytes(value: Any) -> int:
+    """A Compose byte size (``512m``, ``1g``, ``1.5GB``, ``64000``; binary units, as
+    docker's go-units RAMInBytes) in bytes. ValueError when it does not parse."""
+    if isinstance(value, bool):
+        raise ValueError(f"invalid size {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if not isinstance(value, str):
+        raise ValueError(f"invalid size {value!r}")
+    m = _BYTES_RE.match(value)
+    if not m:
+        raise ValueError(f"invalid size {value!r}")
+    number, unit, _suffix = m.groups()
+    return int(float(number) * _BYTE_UNITS[unit.lower()])
+
+
+# ------------------------------------------------------------------ semantic checks
+
+_DURATION_KEYS = ("interval", "timeout", "start_period", "start_interval")
+_BYTES_KEYS = ("mem_limit", "memswap_limit", "mem_reservation", "shm_size")
+
+
+class _Checker:
+    """Semantic checks of one normalized project dict; errors carry a key path."""
+
+    def __init__(self, config: Mapping[str, Any], locators: Iterable[LocatorLike] | None) -> None:
+        self.config = config
+        self.services: Mapping[str, Any] = config.get("services") or {}
+        if isinstance(locators, Mapping):
+            locators = locators.values()
+        self.locators = [loc for loc in (locators or []) if hasattr(loc, "mark")]
+
+    def fail(self, message: str, path: KeyPath) -> None:
+        """Raise, positioned in the file that spells out the deepest part of ``path``."""
+        best: Mark | None = None
+        best_depth = -1
+        for loc in self.locators:
+            depth = self._depth(loc, path)
+            if depth > best_depth:
+                mark = loc.mark(path)
+                if mark is not None:
+                    best, best_depth = mark, depth
+        raise ComposeError(message, path=path, mark=best)
+
+    @staticmethod
+    def _depth(loc: Any, path: KeyPath) -> int:
+        marks = getattr(loc, "marks", None)
+        if marks is None:
+            return 0
+        p = tuple(path)
+        while p and p not in marks:
+            p = p[:-1]
+        return len(p)
+
+    def run(self) -> None:
+        for name, svc in self.services.items():
+            if not isinstance(svc, Mapping):
+                self.fail("must be a mapping", ("services", name))
+            self.service(name, svc)
+        self.container_names()
+        self.top_level()
+        self.cycles()
+
+    # one service ------------------------------------------------------------
+    def service(self, name: str, svc: Mapping[str, Any]) -> None:
+        at = ("services", name)
+        build = svc.get("build")
+        if not build and not svc.get("image") and not svc.get("provider"):
+            self.fail(f'service "{name}" has neither an image nor a build context specified', at)
+        if isinstance(build, Mapping):
+            if build.get("dockerfile_inline") and build.get("dockerfile") not in (None, "", "Dockerfile"):
+                self.fail("dockerfile and dockerfile_inline are mutually exclusive", at + ("build",))
+            platforms = build.get("platforms") or []
+            if platforms and svc.get("platform") and svc["platform"] not in platforms:
+                self.fail(f'build.platforms must include service.platform "{svc["platform"]}"',
+                          at + ("platform",))
+            for i, secret in enumerate(build.get("secrets") or []):
+                self._ref("secrets", secret, at + ("build", "secrets", i), f"build secret")
+        if svc.get("network_mode") and svc.get("networks"):
+            self.fail("`network_mode` and `networks` are mutually exclusive", at + ("network_mode",))
+        for net in svc.get("networks") or {}:
+            if net not in (self.config.get("networks") or {}):
+                self.fail(f"refers to undefined network {net}", at + ("networks", net))
+        for i, vol in enumerate(svc.get("volumes") or []):
+            self.volume(vol, at + ("volumes", i))
+        for kind in ("secrets", "configs"):
+            for i, ref in enumerate(svc.get(kind) or []):
+                self._ref(kind, ref, at + (kind, i), kind[:-1])
+        self.healthcheck(svc.get("healthcheck"), at + ("healthcheck",))
+        self.references(name, svc, at)
+        self.ports(svc.get("ports") or [], at + ("ports",))
+        self.values(svc, at)
+        self.scale(name, svc, at)
+        self.mounts(svc, at)
+        develop = svc.get("develop") or {}
+        for i, watch in enumerate(develop.get("watch") or [] if isinstance(develop, Mapping) else []):
+            if not watch.get("target") and watch.get("action") not in ("rebuild", "restart"):
+                self.fail("target is required for non-rebuild actions", at + ("develop", "watch", i))
+
+    def _ref(self, kind: str, ref: Any, path: KeyPath, word: str) -> None:
+        source = ref.get("source") if isinstance(ref, Mapping) else ref
+        if source not in (self.config.get(kind) or {}):
+            self.fail(f"refers to undefined {word} {source}", path)
+
+    def volume(self, vol: Any, path: KeyPath) -> None:
+        if not isinstance(vol, Mapping):
+            self.fail(f"invalid volume {_short(vol)}", path)
+        vtype = vol.get("type")
+        if vtype not in ("volume", "bind", "tmpfs", "npipe", "cluster", "image"):
+            self.fail(f"invalid volume type {_short(vtype)}", path + ("type",))
+        target = vol.get("target")
+        if not target:
+            self.fail("volume target is required", path)
+        if vtype == "volume" and vol.get("source"):
+            if vol["source"] not in (self.config.get("volumes") or {}):
+                self.fail(f"refers to undefined volume {vol['source']}", path)
+        if vtype == "bind" and not vol.get("source"):
+            self.fail("a bind mount needs a source", path)
+        tmpfs = vol.get("tmpfs")
+        if isinstance(tmpfs, Mapping) and tmpfs.get("size") is not None:
+            self._bytes(tmpfs["size"], path + ("tmpfs", "size"))
+
+    def healthcheck(self, hc: Any, path: KeyPath) -> None:
+        if not isinstance(hc, Mapping):
+            return
+        test = hc.get("test")
+        if isinstance(test, list) and test and test[0] not in ("CMD", "CMD-SHELL", "NONE"):
+            self.fail('test must start either by "CMD", "CMD-SHELL" or "NONE"', path + ("test",))
+        for key in _DURATION_KEYS:
+            if hc.get(key) is not None:
+                self._duration(hc[key], path + (key,))
+
+    def references(self, name: str, svc: Mapping[str, Any], at: KeyPath) -> None:
+        for dep in svc.get("depends_on") or {}:
+            if dep not in self.services:
+                entry = (svc["depends_on"].get(dep) if isinstance(svc["depends_on"], Mapping) else None) or {}
+                if entry.get("required", True) is not False:
+                    self.fail(f'service "{name}" depends on undefined service "{dep}"',
+                              at + ("depends_on", dep))
+        for i, link in enumerate(svc.get("links") or []):
+            target = str(link).split(":", 1)[0]
+            if target not in self.services:
+                self.fail(f'service "{name}" links to undefined service "{target}"', at + ("links", i))
+        for key in ("network_mode", "ipc", "pid", "uts", "cgroup"):
+            value = svc.get(key)
+            if isinstance(value, str) and value.startswith("service:"):
+                target = value[len("service:"):]
+                if target not in self.services:
+                    self.fail(f'service "{name}" refers to undefined service "{target}"', at + (key,))
+        for i, source in enumerate(svc.get("volumes_from") or []):
+            text = str(source)
+            if text.startswith("container:"):
+                continue
+            target = text.split(":", 1)[0]
+            if text.startswith("service:"):
+                target = text.split(":")[1]
+            if target not in self.services:
+                self.fail(f'service "{name}" uses volumes from undefined service "{target}"',
+                          at + ("volumes_from", i))
+
+    def ports(self, ports: list, path: KeyPath) -> None:
+        for i, port in enumerate(ports):
+            if not isinstance(port, Mapping):
+                continue  # short syntax is expanded by normalize; not here
+            target = port.get("target")
+            if not isinstance(target, int) or isinstance(target, bool) or not 0 < target < 65536:
+                self.fail(f"invalid container port {_short(target)}", path + (i, "target"))
+            published = port.get("published")
+            if published not in (None, ""):
+                text = str(published)
+                m = re.fullmatch(r"(\d+)(?:-(\d+))?", text)
+                if not m or not all(0 <= int(g) < 65536 for g in m.groups() if g) or (
+                        m.group(2) and int(m.group(2)) < int(m.group(1))):
+                    self.fail(f"invalid published port {_short(published)}", path + (i, "published"))
+            proto = port.get("protocol")
+            if proto not in (None, "tcp", "udp", "sctp"):
+                self.fail(f"invalid protocol {_short(proto)}", path + (i, "protocol"))
+
+    def values(self, svc: Mapping[str, Any], at: KeyPath) -> None:
+        for key in _BYTES_KEYS:
+            if svc.get(key) is not None:
+                self._bytes(svc[key], at + (key,))
+        build = svc.get("build")
+        if isinstance(build, Mapping) and build.get("shm_size") is not None:
+            self._bytes(build["shm_size"], at + ("build", "shm_size"))
+        if svc.get("stop_grace_period") is not None:
+            self._duration(svc["stop_grace_period"], at + ("stop_grace_period",))
+        deploy = svc.get("deploy")
+        if isinstance(deploy, Mapping):
+            for section in ("update_config", "rollback_config"):
+                sub = deploy.get(section)
+                if isinstance(sub, Mapping):
+                    for key in ("delay", "monitor"):
+                        if sub.get(key) is not None:
+                            self._duration(sub[key], at + ("deploy", section, key))
+            policy = deploy.get("restart_policy")
+            if isinstance(policy, Mapping):
+                for key in ("delay", "window"):
+                    if policy.get(key) is not None:
+                        self._duration(policy[key], at + ("deploy", "restart_policy", key))
+            resources = deploy.get("resources")
+            if isinstance(resources, Mapping):
+                for part in ("limits", "reservations"):
+                    sub = resources.get(part)
+                    if isinstance(sub, Mapping) and sub.get("memory") is not None:
+                        self._bytes(sub["memory"], at + ("deploy", "resources", part, "memory"))
+
+    def _duration(self, value: Any, path: KeyPath) -> None:
+        try:
+            parse_duration(value)
+        except ValueError:
+            self.fail(f"invalid duration {_short(value)}", path)
+
+    def _bytes(self, value: Any, path: KeyPath) -> None:
+        try:
+            parse_bytes(value)
+        except ValueError:
+            self.fail(f"invalid size {_short(value)}", path)
+
+    def scale(self, name: str, svc: Mapping[str, Any], at: KeyPath) -> None:
+        scale = svc.get("scale")
+        deploy = svc.get("deploy") if isinstance(svc.get("deploy"), Mapping) else None
+        replicas = deploy.get("replicas") if deploy else None
+        if scale is not None and replicas is not None and scale != replicas:
+            self.fail("can't set distinct values on 'scale' and 'deploy.replicas'", at)
+        if scale is not None and scale < 0:
+            self.fail("must be greater than or equal to 0", at + ("scale",))
+        if replicas is not None and replicas < 0:
+            self.fail("must be greater than or equal to 0", at + ("deploy", "replicas"))
+        count = scale if scale is not None else (replicas if replicas is not None else 1)
+        if count > 1 and svc.get("container_name"):
+            attr = "scale" if scale is not None else "deploy.replicas"
+            self.fail(f"can't set container_name and {attr} as container name must be unique",
+                      at + ("container_name",))
+        limits = ((deploy or {}).get("resources") or {}).get("limits") if deploy else None
+        reservations = ((deploy or {}).get("resources") or {}).get("reservations") if deploy else None
+        pairs = (("cpus", limits, "cpus", "deploy.resources.limits.cpus", float),
+                 ("mem_limit", limits, "memory", "deploy.resources.limits.memory", parse_bytes),
+                 ("mem_reservation", reservations, "memory",
+                  "deploy.resources.reservations.memory", parse_bytes),
+                 ("pids_limit", limits, "pids", "deploy.resources.limits.pids", int))
+        for key, section, sub, label, conv in pairs:
+            mine = svc.get(key)
+            if mine in (None, 0, "0") or not isinstance(section, Mapping):
+                continue
+            try:
+                theirs = conv(section[sub]) if section.get(sub) is not None else 0
+                same = conv(mine) == theirs
+            except (TypeError, ValueError):
+                same = False
+            if not same:
+                self.fail(f"can't set distinct values on '{key}' and '{label}'", at)
+
+    def mounts(self, svc: Mapping[str, Any], at: KeyPath) -> None:
+        seen: dict[str, str] = {}
+        tmpfs = svc.get("tmpfs") or []
+        for i, entry in enumerate([tmpfs] if isinstance(tmpfs, str) else tmpfs):
+            where = at + ("tmpfs", i)
+            self._mount(str(entry).split(":")[0], where, seen)
+        for i, vol in enumerate(svc.get("volumes") or []):
+            if isinstance(vol, Mapping) and vol.get("target"):
+                self._mount(vol["target"], at + ("volumes", i), seen)
+
+    def _mount(self, target: str, path: KeyPath, seen: dict[str, str]) -> None:
+        from .errors import format_path
+
+        if target in seen:
+            self.fail(f"target {target} already mounted as {seen[target]}", path)
+        seen[target] = format_path(path)
+
+    # whole project -------------------------------------------------------------
+    def container_names(self) -> None:
+        owners: dict[str, str] = {}
+        for name, svc in self.services.items():
+            cname = svc.get("container_name")
+            if not cname:
+                continue
+            if cname in owners:
+                self.fail(f'container name "{cname}" is already in use by service "{owners[cname]}"',
+                          ("services", name, "container_name"))
+            owners[cname] = name
+
+    def top_level(self) -> None:
+        for name, secret in (self.config.get("secrets") or {}).items():
+            if isinstance(secret, Mapping) and not secret.get("external") and not (
+                    secret.get("file") or secret.get("environment") or secret.get("content")):
+                self.fail(f'secret "{name}" must declare either `file` or `environment`',
+                          ("secrets", name))
+        for name, cfg in (self.config.get("configs") or {}).items():
+            if isinstance(cfg, Mapping) and not cfg.get("external") and not (
+                    cfg.get("file") or cfg.get("environment") or cfg.get("content") is not None):
+                self.fail(f'config "{name}" must declare either `file`, `environment` or `content`',
+                          ("configs", name))
+
+    def cycles(self) -> None:
+        from .graph import dependency_edges, find_cycle
+
+        cycle = find_cycle(dependency_edges(self.config))
+        if cycle:
+            self.fail("dependency cycle detected: " + " -> ".join(cycle),
+                      ("services", cycle[0], "depends_on"))
+
+
+def check_config(config: Mapping[str, Any], locators: Iterable[LocatorLike] | None = None) -> None:
+    """Semantic checks of a normalized project dict; raises the first ComposeError found.
+
+    ``locators`` (one per loaded file) let the error name file:line:col; the first file
+    that spells out the key path (or the deepest part of it) wins.
+    """
+    _Checker(config, locators).run()
