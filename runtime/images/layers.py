@@ -1,0 +1,405 @@
+"""Safe unpacking of one layer tarball into its own, initially empty, directory.
+
+Security code (DESIGN: ../shared/reference/runtime-security.md §2.1, §2.7, §3.2). Python's
+``tarfile.extract*`` has a long list of escapes (CVE-2007-4559 and the PEP 706 filter
+bypasses), so no path is ever handed to it. Each entry is applied by hand:
+
+* names are cleaned lexically; absolute names and ``..`` that climb out are refused;
+* the parent directory is reached by ``openat`` one component at a time with
+  ``O_DIRECTORY|O_NOFOLLOW`` from a descriptor of the layer root, so a symlink planted
+  by an earlier entry (or a directory replaced by a symlink) is never followed;
+* files are created with ``O_CREAT|O_EXCL|O_NOFOLLOW`` relative to that descriptor and
+  their attributes set through the file descriptor (``fchown``/``fchmod``/``futimens``);
+* hardlink targets are resolved the same way and must already exist inside the layer
+  (the link is made with ``linkat`` without following, so a link to a symlink is a link
+  to the symlink itself);
+* device nodes only as root; ``trusted.overlay.*`` xattrs from the archive are dropped
+  (they would steer overlayfs);
+* OCI whiteouts become overlayfs whiteouts: ``.wh.NAME`` a char device 0:0 and
+  ``.wh..wh..opq`` the ``trusted.overlay.opaque=y`` xattr on its directory; the bare
+  ``.wh.``/``.wh..``/``.wh...`` are errors;
+* the decompressed stream is hashed (the layer's DiffID) and bounded in bytes and
+  entries, decompressors run in-process (gzip, zstd, xz, bzip2, plain tar).
+
+Directory modes and mtimes are applied last, deepest first, so that later entries can
+still be created in them and their mtimes are not disturbed.
+"""
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import shutil
+import stat
+import tarfile
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from .errors import DigestMismatch, LayerError
+
+WHITEOUT_PREFIX = ".wh."
+OPAQUE = ".wh..wh..opq"
+OPAQUE_XATTR = "trusted.overlay.opaque"
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_CHUNK = 1 << 20
+
+
+@dataclass
+class Limits:
+    """Bounds against decompression and tar bombs (env overrides for small machines)."""
+
+    max_bytes: int = int(os.environ.get("PYSTACK_LAYER_MAX_BYTES", 64 << 30))
+    max_entries: int = int(os.environ.get("PYSTACK_LAYER_MAX_ENTRIES", 2_000_000))
+
+
+@dataclass
+class UnpackResult:
+    diff_id: str
+    size: int           # bytes of the uncompressed tar stream
+    entries: int
+    digest: str | None = None  # of the compressed blob, when it was read from one
+
+
+class _HashingReader:
+    """Hashes and counts every byte read; refuses to read past ``limit``."""
+
+    def __init__(self, raw: BinaryIO, limit: int | None = None, what: str = "layer") -> None:
+        self.raw = raw
+        self.hasher = hashlib.sha256()
+        self.count = 0
+        self.limit = limit
+        self.what = what
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        self.count += len(data)
+        if self.limit is not None and self.count > self.limit:
+            raise LayerError(f"{self.what} is larger than the limit of {self.limit} bytes uncompressed")
+        self.hasher.update(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(_CHUNK):
+            pass
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + self.hasher.hexdigest()
+
+
+def detect_compression(head: bytes) -> str:
+    """``gzip``, ``zstd``, ``xz``, ``bzip2`` or ``none`` from the stream's first bytes."""
+    if head.startswith(b"\x1f\x8b"):
+        return "gzip"
+    if head.startswith(b"\x28\xb5\x2f\xfd"):
+        return "zstd"
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return "xz"
+    if head.startswith(b"BZh"):
+        return "bzip2"
+    return "none"
+
+
+def decompressed(raw: BinaryIO, head: bytes) -> BinaryIO:
+    """A reader of the uncompressed stream; decompressors are in-process (no helpers)."""
+    kind = detect_compression(head)
+    if kind == "gzip":
+        import gzip
+        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+    if kind == "zstd":
+        import zstandard
+        return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)  # type: ignore[return-value]
+    if kind == "xz":
+        import lzma
+        return lzma.LZMAFile(raw)  # type: ignore[return-value]
+    if kind == "bzip2":
+        import bz2
+        return bz2.BZ2File(raw)  # type: ignore[return-value]
+    return raw
+
+
+class _Peek:
+    """Lets us sniff the first bytes of a non-seekable stream and still read them."""
+
+    def __init__(self, raw: BinaryIO, head: bytes) -> None:
+        self.raw, self.head = raw, head
+
+    def read(self, n: int = -1) -> bytes:
+        if self.head:
+            if n < 0:
+                data, self.head = self.head + self.raw.read(), b""
+                return data
+            data, self.head = self.head[:n], self.head[n:]
+            if len(data) < n:
+                data += self.raw.read(n - len(data))
+            return data
+        return self.raw.read(n)
+
+
+def clean_name(name: str) -> list[str]:
+    """Lexically cleaned components of an archive name; refuses names leaving the root."""
+    if name.startswith("/"):
+        raise LayerError(f"entry {name!r} has an absolute path")
+    parts: list[str] = []
+    for comp in name.split("/"):
+        if comp in ("", "."):
+            continue
+        if comp == "..":
+            if not parts:
+                raise LayerError(f"entry {name!r} escapes the layer directory")
+            parts.pop()
+            continue
+        if "\x00" in comp:
+            raise LayerError(f"entry {name!r} has a NUL byte")
+        parts.append(comp)
+    return parts
+
+
+@dataclass
+class _DirAttrs:
+    parts: tuple[str, ...]
+    mode: int
+    mtime_ns: int
+
+
+@dataclass
+class _Unpacker:
+    root_fd: int
+    is_root: bool = field(default_factory=lambda: os.geteuid() == 0)
+    cache: "OrderedDict[tuple[str, ...], int]" = field(default_factory=OrderedDict)
+    dirs: dict[tuple[str, ...], _DirAttrs] = field(default_factory=dict)
+
+    # -- directory walking -------------------------------------------------------------
+    def open_dir(self, parts: tuple[str, ...], create: bool = True) -> int:
+        """A descriptor of the directory ``parts`` under the root, never via a symlink."""
+        if not parts:
+            return self.root_fd
+        fd = self.cache.get(parts)
+        if fd is not None:
+            self.cache.move_to_end(parts)
+            return fd
+        parent = self.open_dir(parts[:-1], create)
+        name = parts[-1]
+        try:
+            fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
+        except FileNotFoundError:
+            if not create:
+                raise LayerError(f"{'/'.join(parts)!r} does not exist in this layer") from None
+            os.mkdir(name, 0o755, dir_fd=parent)  # an implicit parent, as tar does
+            fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise LayerError(f"{'/'.join(parts)!r} is a symlink or not a directory: "
+                                 "refusing to write through it") from None
+            raise
+        self.cache[parts] = fd
+        if len(self.cache) > 128:
+            old_parts, old_fd = self.cache.popitem(last=False)
+            os.close(old_fd)
+        return fd
+
+    def forget(self, parts: tuple[str, ...]) -> None:
+        """Drop cached descriptors at or below ``parts`` (it is being replaced)."""
+        for key in [k for k in self.cache if k[:len(parts)] == parts]:
+            os.close(self.cache.pop(key))
+        for key in [k for k in self.dirs if k[:len(parts)] == parts]:
+            del self.dirs[key]
+
+    def close(self) -> None:
+        for fd in self.cache.values():
+            os.close(fd)
+        self.cache.clear()
+
+    def lstat(self, parent: int, name: str) -> os.stat_result | None:
+        try:
+            return os.stat(name, dir_fd=parent, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+
+    def remove(self, parent: int, parts: tuple[str, ...], keep_dir: bool = False) -> bool:
+        """Remove what is at ``parts`` (not following links); True if a dir was kept."""
+        st = self.lstat(parent, parts[-1])
+        if st is None:
+            return False
+        if stat.S_ISDIR(st.st_mode):
+            if keep_dir:
+                return True
+            self.forget(parts)
+            shutil.rmtree(parts[-1], dir_fd=parent)
+        else:
+            os.unlink(parts[-1], dir_fd=parent)
+        return False
+
+    # -- entries -------------------------------------------------------------------------
+    def apply(self, tf: tarfile.TarFile, m: tarfile.TarInfo) -> None:
+        parts = tuple(clean_name(m.name))
+        mtime_ns = int(m.mtime * 1_000_000_000) if m.mtime else 0
+        if not parts:  # "./": the layer root itself
+            if m.isdir():
+                self.dirs[()] = _DirAttrs((), m.mode, mtime_ns)
+                self.chown_fd(self.root_fd, m)
+            return
+        base = parts[-1]
+        parent = self.open_dir(parts[:-1])
+        if base.startswith(WHITEOUT_PREFIX):
+            self.whiteout(parent, parts, m)
+            return
+        if m.isdir():
+            if not self.remove(parent, parts, keep_dir=True):
+                os.mkdir(base, 0o700, dir_fd=parent)
+            fd = self.open_dir(parts, create=False)
+            self.chown_fd(fd, m)
+            self.set_xattrs(fd, m)
+            self.dirs[parts] = _DirAttrs(parts, m.mode, mtime_ns)
+            return
+        self.remove(parent, parts)
+        if m.isreg():
+            fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         0o600, dir_fd=parent)
+            try:
+                src = tf.extractfile(m)
+                if src is not None:
+                    while chunk := src.read(_CHUNK):
+                        _write_all(fd, chunk)
+                self.chown_fd(fd, m)
+                os.fchmod(fd, stat.S_IMODE(m.mode))  # after chown, which clears setuid
+                self.set_xattrs(fd, m)
+                os.utime(fd, ns=(mtime_ns, mtime_ns))
+            finally:
+                os.close(fd)
+        elif m.issym():
+            os.symlink(m.linkname, base, dir_fd=parent)  # never followed by us
+            if self.is_root:
+                os.chown(base, m.uid, m.gid, dir_fd=parent, follow_symlinks=False)
+            os.utime(base, ns=(mtime_ns, mtime_ns), dir_fd=parent, follow_symlinks=False)
+        elif m.islnk():
+            target = tuple(clean_name(m.linkname))
+            if not target:
+                raise LayerError(f"hardlink {m.name!r} points at the layer root")
+            tparent = self.open_dir(target[:-1], create=False)
+            st = self.lstat(tparent, target[-1])
+            if st is None:
+                raise LayerError(f"hardlink {m.name!r} -> {m.linkname!r}: target is not in this layer")
+            if stat.S_ISDIR(st.st_mode):
+                raise LayerError(f"hardlink {m.name!r} -> {m.linkname!r}: target is a directory")
+            os.link(target[-1], base, src_dir_fd=tparent, dst_dir_fd=parent, follow_symlinks=False)
+        elif m.ischr() or m.isblk():
+            if not self.is_root:
+                raise LayerError(f"device node {m.name!r} needs root")
+            kind = stat.S_IFCHR if m.ischr() else stat.S_IFBLK
+            os.mknod(base, kind | 0o600, os.makedev(m.devmajor, m.devminor), dir_fd=parent)
+            self.attrs_by_name(parent, base, m, mtime_ns)
+        elif m.isfifo():
+            os.mkfifo(base, 0o600, dir_fd=parent)
+            self.attrs_by_name(parent, base, m, mtime_ns)
+        else:
+            raise LayerError(f"entry {m.name!r} has an unsupported type {m.type!r}")
+
+    def attrs_by_name(self, parent: int, base: str, m: tarfile.TarInfo, mtime_ns: int) -> None:
+        """Attributes of a just-created node that cannot be opened (fifo, device)."""
+        fd = os.open(base, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+        try:
+            proc = f"/proc/self/fd/{fd}"  # operates on exactly the node we created
+            if self.is_root:
+                os.chown(proc, m.uid, m.gid)
+            os.chmod(proc, stat.S_IMODE(m.mode))
+            os.utime(proc, ns=(mtime_ns, mtime_ns))
+        finally:
+            os.close(fd)
+
+    def whiteout(self, parent: int, parts: tuple[str, ...], m: tarfile.TarInfo) -> None:
+        base = parts[-1]
+        if base == OPAQUE:
+            os.setxattr(parent, OPAQUE_XATTR, b"y")
+            return
+        name = base[len(WHITEOUT_PREFIX):]
+        if name in ("", ".", ".."):
+            raise LayerError(f"invalid whiteout {m.name!r}")
+        if not self.is_root:
+            raise LayerError(f"whiteout {m.name!r} needs root (overlay whiteouts are device nodes)")
+        target = parts[:-1] + (name,)
+        self.remove(parent, target)
+        os.mknod(name, stat.S_IFCHR | 0o000, os.makedev(0, 0), dir_fd=parent)
+
+    def chown_fd(self, fd: int, m: tarfile.TarInfo) -> None:
+        if self.is_root:
+            os.fchown(fd, m.uid, m.gid)
+
+    def set_xattrs(self, fd: int, m: tarfile.TarInfo) -> None:
+        for key, value in m.pax_headers.items():
+            if not key.startswith("SCHILY.xattr."):
+                continue
+            name = key[len("SCHILY.xattr."):]
+            if name.startswith("trusted.overlay.") or name.startswith("security.selinux"):
+                continue  # never let an archive steer overlayfs or relabel the host
+            try:
+                os.setxattr(fd, name, value.encode("utf-8", "surrogateescape"))
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTSUP, errno.EPERM):
+                    raise
+
+    def finish_dirs(self) -> None:
+        """Modes and mtimes of directories, deepest first (children no longer change them)."""
+        for parts in sorted(self.dirs, key=len, reverse=True):
+            attrs = self.dirs[parts]
+            fd = self.open_dir(parts, create=False)
+            os.fchmod(fd, stat.S_IMODE(attrs.mode))
+            os.utime(fd, ns=(attrs.mtime_ns, attrs.mtime_ns))
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def unpack(raw: BinaryIO, dest: Path, *, expected_diff_id: str | None = None,
+           expected_digest: str | None = None, limits: Limits | None = None,
+           label: str = "layer") -> UnpackResult:
+    """Apply the layer stream ``raw`` (compressed or not) to the empty directory ``dest``.
+
+    Raises LayerError (or DigestMismatch) prefixed with ``label``; the caller removes
+    ``dest`` on failure, so nothing partial survives.
+    """
+    limits = limits or Limits()
+    outer = _HashingReader(raw)  # digest of the blob as stored
+    head = outer.read(8)
+    inner = _HashingReader(decompressed(_Peek(outer, head), head), limits.max_bytes, label)  # type: ignore[arg-type]
+    root_fd = os.open(dest, _DIR_FLAGS)
+    u = _Unpacker(root_fd)
+    entries = 0
+    try:
+        try:
+            with tarfile.open(fileobj=inner, mode="r|", errorlevel=2) as tf:  # type: ignore[call-overload]
+                for m in tf:
+                    entries += 1
+                    if entries > limits.max_entries:
+                        raise LayerError(f"more than {limits.max_entries} entries (tar bomb?)")
+                    u.apply(tf, m)
+            inner.drain()
+            outer.drain()
+            u.finish_dirs()
+        except LayerError as exc:
+            raise LayerError(f"{label}: {exc}") from None
+        except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+            raise LayerError(f"{label}: corrupt or truncated layer: {exc}") from None
+        except Exception as exc:  # zlib.error, zstd.ZstdError, lzma.LZMAError...
+            if type(exc).__module__ in ("zlib", "zstandard", "zstd", "_lzma", "lzma", "_bz2", "gzip"):
+                raise LayerError(f"{label}: corrupt or truncated layer: {exc}") from None
+            raise
+    finally:
+        u.close()
+        os.close(root_fd)
+    if expected_digest and outer.digest != expected_digest:
+        raise DigestMismatch(f"{label}: blob digest mismatch: expected {expected_digest}, got {outer.digest}")
+    if expected_diff_id and inner.digest != expected_diff_id:
+        raise DigestMismatch(f"{label}: diff_id mismatch: expected {expected_diff_id}, got {inner.digest}")
+    return UnpackResult(inner.digest, inner.count, entries, outer.digest)
+
+
+def unpack_file(path: Path, dest: Path, **kw) -> UnpackResult:
+    with open(path, "rb") as f:
+        return unpack(f, dest, **kw)
