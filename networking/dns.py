@@ -1,0 +1,307 @@
+"""The embedded DNS server: service discovery on every network's gateway address.
+
+It runs as one thread in the process that owns the ``NetworkManager`` (the engine),
+listening on ``<gateway>:53`` UDP and TCP for each network. Its answers come from the
+persisted endpoints, so a restarted engine answers exactly as before; the manager calls
+``update`` after every connect/disconnect, so names appear and disappear without any
+restart. Which network a query belongs to is known from the socket it arrived on, and
+the client must be inside that network's subnet: a container never resolves names of a
+network it is not on. Unknown names are forwarded to upstream resolvers (the
+container's own ``dns:`` if set, else the manager's), except from internal networks
+(no way out, not even through DNS: CVE-2024-29018).
+"""
+from __future__ import annotations
+
+import ipaddress
+import selectors
+import socket
+import struct
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .types import EndpointRecord, NetworkRecord
+
+TTL = 600
+FORWARD_TIMEOUT = 2.0
+
+
+@dataclass
+class _NetTable:
+    """What one network's resolver knows."""
+
+    network: NetworkRecord
+    subnet: ipaddress.IPv4Network
+    names: dict[str, list[str]] = field(default_factory=dict)   # name -> ips (connect order)
+    ptr: dict[str, str] = field(default_factory=dict)           # ip -> canonical name
+    links: dict[str, dict[str, str]] = field(default_factory=dict)  # client ip -> alias -> name
+    upstreams: dict[str, list[str]] = field(default_factory=dict)   # client ip -> dns
+
+
+def build_tables(networks: list[NetworkRecord], endpoints: list[EndpointRecord]) -> dict[str, _NetTable]:
+    """Index endpoints by network: names (service, container, aliases) and reverse names."""
+    tables = {n.id: _NetTable(n, ipaddress.ip_network(n.subnet)) for n in networks}
+    for ep in endpoints:
+        table = tables.get(ep.network_id)
+        if table is None:
+            continue
+        for name in [*ep.names, *ep.aliases]:
+            ips = table.names.setdefault(name.lower().rstrip("."), [])
+            if ep.ip not in ips:
+                ips.append(ep.ip)
+        if ep.names:
+            table.ptr.setdefault(ep.ip, ep.names[0])
+        if ep.links:
+            table.links[ep.ip] = {k.lower(): v.lower() for k, v in ep.links.items()}
+        if ep.dns:
+            table.upstreams[ep.ip] = list(ep.dns)
+    return tables
+
+
+def parse_upstream(text: str) -> tuple[str, int]:
+    """``1.2.3.4`` or ``1.2.3.4:5353`` -> (host, port)."""
+    host, sep, port = text.rpartition(":")
+    if sep and host and "." in host:
+        return host, int(port)
+    return text, 53
+
+
+def host_resolvers(path: Path = Path("/etc/resolv.conf")) -> list[str]:
+    """The host's nameservers: the default upstreams of a production engine."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return []
+    return [ln.split()[1] for ln in lines if ln.startswith("nameserver") and len(ln.split()) > 1
+            and ":" not in ln.split()[1]]
+
+
+class DNSServer:
+    """A selector loop over per-gateway sockets; slow work (forwarding, TCP) in a pool."""
+
+    def __init__(self, upstreams: list[str] | None = None) -> None:
+        self.upstreams = upstreams
+        self._tables: dict[str, _NetTable] = {}
+        self._lock = threading.Lock()
+        self._rotation: dict[tuple[str, str], int] = {}
+        self._sel = selectors.DefaultSelector()
+        self._socks: dict[str, list[socket.socket]] = {}   # gateway -> [udp, tcp]
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._sel.register(self._wake_r, selectors.EVENT_READ, None)
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="pystack-dns")
+        self._stop = False
+        self._thread = threading.Thread(target=self._loop, name="pystack-dns", daemon=True)
+        self._thread.start()
+
+    # -- control --------------------------------------------------------------------
+
+    def update(self, networks: list[NetworkRecord], endpoints: list[EndpointRecord]) -> None:
+        """Swap in new tables and (un)bind the gateways that came or went."""
+        tables = build_tables(networks, endpoints)
+        wanted = {t.network.gateway: net_id for net_id, t in tables.items()}
+        with self._lock:
+            self._tables = tables
+            for gw in list(self._socks):
+                if gw not in wanted:
+                    for s in self._socks.pop(gw):
+                        self._sel.unregister(s)
+                        s.close()
+            for gw in wanted:
+                if gw not in self._socks:
+                    self._socks[gw] = self._bind(gw)
+        self._wake_w.send(b"x")
+
+    def _bind(self, gw: str) -> list[socket.socket]:
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            for s in (udp, tcp):
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                # FREEBIND: a gateway address may be re-added after the socket is bound.
+                s.setsockopt(socket.SOL_IP, 15, 1)  # IP_FREEBIND
+                s.bind((gw, 53))
+                s.setblocking(False)
+            tcp.listen(64)
+        except OSError:
+            udp.close()
+            tcp.close()
+            raise
+        self._sel.register(udp, selectors.EVENT_READ, ("udp", gw))
+        self._sel.register(tcp, selectors.EVENT_READ, ("tcp", gw))
+        return [udp, tcp]
+
+    def close(self) -> None:
+        """Stop the thread and close every socket (the names stay on disk)."""
+        self._stop = True
+        self._wake_w.send(b"x")
+        self._thread.join(timeout=5)
+        with self._lock:
+            for socks in self._socks.values():
+                for s in socks:
+                    s.close()
+            self._socks.clear()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._sel.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+    # -- serving --------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while not self._stop:
+            for key, _ in self._sel.select(timeout=1.0):
+                if key.data is None:
+                    try:
+                        self._wake_r.recv(4096)
+                    except BlockingIOError:
+                        pass
+                    continue
+                kind, gw = key.data
+                sock: socket.socket = key.fileobj  # type: ignore[assignment]
+                try:
+                    if kind == "udp":
+                        data, addr = sock.recvfrom(65535)
+                        self._serve_udp(sock, gw, data, addr)
+                    else:
+                        conn, addr = sock.accept()
+                        self._pool.submit(self._serve_tcp, conn, gw, addr)
+                except OSError:
+                    continue  # socket closed by update(), or a client went away
+
+    def _serve_udp(self, sock: socket.socket, gw: str, data: bytes, addr) -> None:
+        reply = self.answer(gw, addr[0], data)
+        if reply is not None:
+            if reply:
+                sock.sendto(reply, addr)
+            return
+        self._pool.submit(self._forward_udp, sock, gw, data, addr)
+
+    def _forward_udp(self, sock: socket.socket, gw: str, data: bytes, addr) -> None:
+        reply = self.forward(gw, addr[0], data, tcp=False)
+        if not reply:
+            return
+        try:
+            sock.sendto(reply, addr)
+        except OSError:
+            pass
+
+    def _serve_tcp(self, conn: socket.socket, gw: str, addr) -> None:
+        with conn:
+            conn.settimeout(5)
+            try:
+                while True:
+                    head = _recv_exact(conn, 2)
+                    if not head:
+                        return
+                    data = _recv_exact(conn, struct.unpack("!H", head)[0])
+                    reply = self.answer(gw, addr[0], data)
+                    if reply is None:
+                        reply = self.forward(gw, addr[0], data, tcp=True)
+                    if not reply:
+                        return
+                    conn.sendall(struct.pack("!H", len(reply)) + reply)
+            except (OSError, ValueError):
+                return
+
+    # -- answers --------------------------------------------------------------------
+
+    def _table_for(self, gw: str, client: str) -> _NetTable | None:
+        with self._lock:
+            tables = self._tables
+        for table in tables.values():
+            if table.network.gateway == gw:
+                try:
+                    inside = ipaddress.ip_address(client) in table.subnet
+                except ValueError:
+                    inside = False
+                return table if inside else None
+        return None
+
+    def answer(self, gw: str, client: str, data: bytes) -> bytes | None:
+        """The reply to a query from ``client`` on the network of ``gw``; None: forward it."""
+        from dnslib import A, PTR, QTYPE, RCODE, RR, DNSRecord
+
+        try:
+            query = DNSRecord.parse(data)
+        except Exception:
+            return b""  # not DNS: dropped without a reply
+        reply = query.reply()
+        table = self._table_for(gw, client)
+        if table is None or not query.questions:
+            reply.header.rcode = RCODE.REFUSED
+            return reply.pack()
+        q = query.q
+        qname = str(q.qname).rstrip(".").lower()
+        if q.qtype == QTYPE.PTR and qname.endswith(".in-addr.arpa"):
+            ip = ".".join(reversed(qname[: -len(".in-addr.arpa")].split(".")))
+            name = table.ptr.get(ip)
+            if name is not None:
+                reply.add_answer(RR(q.qname, QTYPE.PTR, rdata=PTR(name + "."), ttl=TTL))
+                return reply.pack()
+            try:
+                if ipaddress.ip_address(ip) in table.subnet:
+                    reply.header.rcode = RCODE.NXDOMAIN
+                    return reply.pack()
+            except ValueError:
+                pass
+            return None
+        target = table.links.get(client, {}).get(qname, qname)
+        ips = table.names.get(target)
+        if ips is None:
+            return None
+        if q.qtype in (QTYPE.A, QTYPE.ANY):
+            key = (table.network.id, target)
+            with self._lock:
+                n = self._rotation.get(key, 0)
+                self._rotation[key] = n + 1
+            k = n % len(ips)
+            for ip in ips[k:] + ips[:k]:
+                reply.add_answer(RR(q.qname, QTYPE.A, rdata=A(ip), ttl=TTL))
+        # other types of a known name (AAAA...): an empty NOERROR, nothing to forward
+        return reply.pack()
+
+    def forward(self, gw: str, client: str, data: bytes, tcp: bool) -> bytes:
+        """Relay a query to the upstream resolvers; SERVFAIL/REFUSED when that is not allowed."""
+        from dnslib import RCODE, DNSRecord
+
+        table = self._table_for(gw, client)
+        try:
+            reply = DNSRecord.parse(data).reply()
+        except Exception:
+            return b""
+        if table is None or table.network.internal:
+            reply.header.rcode = RCODE.REFUSED
+            return reply.pack()
+        upstreams = table.upstreams.get(client) or self.upstreams
+        if upstreams is None:
+            upstreams = host_resolvers()
+        for up in upstreams:
+            host, port = parse_upstream(up)
+            try:
+                if tcp:
+                    with socket.create_connection((host, port), timeout=FORWARD_TIMEOUT) as s:
+                        s.sendall(struct.pack("!H", len(data)) + data)
+                        head = _recv_exact(s, 2)
+                        return _recv_exact(s, struct.unpack("!H", head)[0])
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                    s.settimeout(FORWARD_TIMEOUT)
+                    s.sendto(data, (host, port))
+                    return s.recv(65535)
+            except (OSError, ValueError):
+                continue
+        reply.header.rcode = RCODE.SERVFAIL
+        return reply.pack()
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            if buf:
+                raise ValueError("short read")
+            return b""
+        buf += chunk
+    return buf

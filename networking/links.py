@@ -1,0 +1,143 @@
+"""Bridges and veth pairs through netlink (pyroute2), plus per-interface sysctls.
+
+A network is one Linux bridge holding the gateway address; a container joins it through
+a veth pair whose host end is a bridge port and whose other end is moved into the
+container's namespace and renamed ``eth<n>``. Names follow docs/contracts.md
+(``psbr-<8 hex>``, ``psv<8 hex><n>``) so that a restarted engine can find them.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+
+from . import netns
+
+
+def short_hex(key: str) -> str:
+    """8 hex characters for interface names: the id itself if hex, else a hash of it."""
+    if re.fullmatch(r"[0-9a-f]{8,}", key):
+        return key[:8]
+    return hashlib.sha256(key.encode()).hexdigest()[:8]
+
+
+def bridge_name(net_id: str) -> str:
+    return f"psbr-{short_hex(net_id)}"
+
+
+def host_veth_name(container_id: str, index: int) -> str:
+    return f"psv{short_hex(container_id)}{index}"
+
+
+def write_sysctl(key: str, value: str) -> bool:
+    """Set ``/proc/sys/<key>`` in the current namespace; False if the key is absent."""
+    path = Path("/proc/sys") / key.replace(".", "/")
+    try:
+        path.write_text(value)
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def link_index(ipr, name: str) -> int | None:
+    found = ipr.link_lookup(ifname=name)
+    return found[0] if found else None
+
+
+def create_bridge(name: str, gateway: str, prefixlen: int, mtu: int) -> None:
+    """Create the bridge with its gateway address, up, ready to NAT for 127.0.0.1."""
+    with netns.iproute() as ipr:
+        ipr.link("add", ifname=name, kind="bridge", mtu=mtu)
+        try:
+            idx = link_index(ipr, name)
+            ipr.addr("add", index=idx, address=gateway, prefixlen=prefixlen)
+            ipr.link("set", index=idx, state="up")
+        except BaseException:
+            ipr.link("del", ifname=name)
+            raise
+    # route_localnet: 127.0.0.1:<port> DNATed to a container must leave through the bridge.
+    write_sysctl(f"net.ipv4.conf.{name}.route_localnet", "1")
+    # No IPv6 on pystack bridges yet; no router advertisements accepted (CVE-2020-13401).
+    write_sysctl(f"net.ipv6.conf.{name}.accept_ra", "0")
+    write_sysctl(f"net.ipv6.conf.{name}.disable_ipv6", "1")
+
+
+def delete_link(name: str) -> bool:
+    """Delete a link in the host namespace if it exists; True if it did."""
+    with netns.iproute() as ipr:
+        idx = link_index(ipr, name)
+        if idx is None:
+            return False
+        ipr.link("del", index=idx)
+        return True
+
+
+def link_exists(name: str) -> bool:
+    """True when the host namespace has a link called ``name``."""
+    with netns.iproute() as ipr:
+        return link_index(ipr, name) is not None
+
+
+def host_links(prefix: str) -> list[str]:
+    """Names of the host's links starting with ``prefix`` (for crash cleanup)."""
+    with netns.iproute() as ipr:
+        names = [link.get_attr("IFLA_IFNAME") for link in ipr.get_links()]
+    return [n for n in names if n and n.startswith(prefix)]
+
+
+def attach_veth(sandbox: Path, bridge: str, host_name: str, ifname: str, mac: str,
+                ip: str, prefixlen: int, mtu: int, gateway: str | None) -> None:
+    """Make a veth pair, plug one end into ``bridge`` and the other into the sandbox.
+
+    On any failure the pair is deleted (deleting one end deletes both), so nothing is
+    left half-made. ``gateway`` set: add a default route through it.
+    """
+    peer_tmp = "psp" + host_name[3:]
+    with netns.iproute() as ipr:
+        ipr.link("add", ifname=host_name, kind="veth", peer={"ifname": peer_tmp}, mtu=mtu)
+        try:
+            br = link_index(ipr, bridge)
+            if br is None:
+                raise RuntimeError(f"bridge {bridge} is missing")
+            host_idx = link_index(ipr, host_name)
+            peer_idx = link_index(ipr, peer_tmp)
+            ipr.link("set", index=host_idx, master=br)
+            write_sysctl(f"net.ipv6.conf.{host_name}.disable_ipv6", "1")
+            ipr.link("set", index=host_idx, state="up")
+            fd = os.open(sandbox, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                ipr.link("set", index=peer_idx, net_ns_fd=fd)
+            finally:
+                os.close(fd)
+            with netns.iproute(sandbox) as nsr:
+                idx = link_index(nsr, peer_tmp)
+                nsr.link("set", index=idx, ifname=ifname, address=mac, mtu=mtu)
+                nsr.addr("add", index=idx, address=ip, prefixlen=prefixlen)
+                nsr.link("set", index=idx, state="up")
+                if gateway:
+                    nsr.route("add", dst="0.0.0.0/0", gateway=gateway, oif=idx)
+        except BaseException:
+            if link_index(ipr, host_name) is not None:
+                ipr.link("del", ifname=host_name)
+            raise
+
+
+def default_gateway(sandbox: Path) -> str | None:
+    """The sandbox's current IPv4 default gateway, if any."""
+    with netns.iproute(sandbox) as nsr:
+        for route in nsr.get_routes(family=2, table=254):
+            if route["dst_len"] == 0:
+                return route.get_attr("RTA_GATEWAY")
+    return None
+
+
+def set_default_route(sandbox: Path, gateway: str | None, ifname: str | None) -> None:
+    """Replace the sandbox's default route (None: remove it)."""
+    with netns.iproute(sandbox) as nsr:
+        for route in nsr.get_routes(family=2, table=254):
+            if route["dst_len"] == 0:
+                nsr.route("del", dst="0.0.0.0/0", gateway=route.get_attr("RTA_GATEWAY"))
+        if gateway and ifname:
+            idx = link_index(nsr, ifname)
+            nsr.route("add", dst="0.0.0.0/0", gateway=gateway, oif=idx)

@@ -1,0 +1,439 @@
+"""NetworkManager: the one entry point the engine uses for container networking.
+
+It ties the pieces together (IPAM, bridges and veths, nftables, the embedded DNS) and
+keeps everything in one persisted document (state.py), written *before* kernel objects
+are made where a crash could otherwise leak them, so that ``recover()`` and
+``cleanup_all()`` can always find what exists by name.
+"""
+from __future__ import annotations
+
+import ipaddress
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+from pystack.errors import Conflict, NotFound, UserError
+
+from . import ipam, links, nat, netns, ports
+from .resolv import hosts_file as _hosts_file
+from .resolv import resolv_conf as _resolv_conf
+from .state import StateStore
+from .types import (EndpointRecord, EndpointSpec, NetworkRecord, NetworkSpec, PortBinding,
+                    PortSpec)
+
+log = logging.getLogger(__name__)
+
+OPT_MTU = "com.docker.network.driver.mtu"
+OPT_BRIDGE = "com.docker.network.bridge.name"
+SUPPORTED_OPTS = {OPT_MTU, OPT_BRIDGE, "com.docker.network.bridge.enable_ip_masquerade"}
+
+
+class NetworkManager:
+    """Networks, sandboxes (netns), endpoints, published ports and DNS of one engine.
+
+    ``state_dir`` keeps the persisted document; ``run_dir`` holds ``netns/<id>``.
+    ``dns_upstreams``: resolvers for names the embedded DNS does not know (None: the
+    host's /etc/resolv.conf). ``default_pools``: (base, prefixlen) candidates for
+    networks without ``ipam.config`` (Docker's defaults when None). ``dns=False``
+    runs no DNS server (for tools that only inspect or clean up).
+    """
+
+    def __init__(self, state_dir: Path | str, run_dir: Path | str,
+                 dns_upstreams: list[str] | None = None,
+                 default_pools: list[tuple[str, int]] | None = None,
+                 dns: bool = True) -> None:
+        self.state = StateStore(Path(state_dir))
+        self.run_dir = Path(run_dir)
+        self.netns_dir = self.run_dir / "netns"
+        self.dns_upstreams = dns_upstreams
+        self.default_pools = default_pools or ipam.DEFAULT_POOLS
+        self._dns_enabled = dns
+        self._dns = None
+        self._dns_lock = threading.Lock()
+
+    # -- networks -----------------------------------------------------------------
+
+    def create_network(self, spec: NetworkSpec) -> NetworkRecord:
+        """Make the bridge, its rules and its DNS listener; Conflict if name/subnet taken."""
+        if spec.driver not in ("bridge", "", None):
+            raise UserError(f"network {spec.name}: driver {spec.driver!r} is not supported "
+                            "(only bridge)")
+        if spec.enable_ipv6:
+            raise UserError(f"network {spec.name}: enable_ipv6 is not supported yet")
+        if len(spec.ipam) > 1:
+            raise UserError(f"network {spec.name}: only one ipam.config entry is supported")
+        unknown = set(spec.options) - SUPPORTED_OPTS
+        if unknown:
+            raise UserError(f"network {spec.name}: driver_opts {', '.join(sorted(unknown))} "
+                            "not supported")
+        mtu = self._mtu(spec)
+        with self.state.transaction() as st:
+            for rec in st["networks"].values():
+                if rec["id"] == spec.id:
+                    raise Conflict(f"network with id {spec.id} already exists")
+                if rec["name"] == spec.name:
+                    raise Conflict(f"network with name {spec.name} already exists")
+            bridge = spec.options.get(OPT_BRIDGE) or links.bridge_name(spec.id)
+            if len(bridge) > 15 or not bridge.replace("-", "").replace("_", "").isalnum():
+                raise UserError(f"network {spec.name}: bridge name {bridge!r} is not a valid "
+                                "interface name (<= 15 letters, digits, - or _)")
+            if any(r["bridge"] == bridge for r in st["networks"].values()) or links.link_exists(bridge):
+                raise Conflict(f"network {spec.name}: interface {bridge} already exists")
+            record = self._plan_network(spec, bridge, mtu, st)
+            # Intent first: a crash from here on leaves a record recover() can undo.
+            st["networks"][spec.id] = {**record.to_dict(), "status": "creating"}
+        try:
+            links.create_bridge(bridge, record.gateway, ipaddress.ip_network(record.subnet).prefixlen, mtu)
+            nat.run_nft(nat.network_ruleset(spec.id, bridge, record.subnet, record.internal))
+            if not record.internal:
+                nat.enable_ip_forward()
+        except BaseException:
+            self._teardown_network(record)
+            with self.state.transaction() as st:
+                st["networks"].pop(spec.id, None)
+            raise
+        with self.state.transaction() as st:
+            st["networks"][spec.id] = record.to_dict()
+        self._sync_dns()
+        return record
+
+    def _mtu(self, spec: NetworkSpec) -> int:
+        raw = spec.options.get(OPT_MTU)
+        if raw is None:
+            return 1500
+        try:
+            mtu = int(raw)
+        except ValueError:
+            raise UserError(f"network {spec.name}: {OPT_MTU} {raw!r} is not a number") from None
+        if not 68 <= mtu <= 65535:
+            raise UserError(f"network {spec.name}: MTU {mtu} out of range 68-65535")
+        return mtu
+
+    def _plan_network(self, spec: NetworkSpec, bridge: str, mtu: int, st: dict[str, Any]) -> NetworkRecord:
+        """Pick subnet/gateway/range (user-given ones validated) for a new network."""
+        ours = [ipaddress.ip_network(r["subnet"]) for r in st["networks"].values()]
+        host = ipam.host_networks()
+        pool = spec.ipam[0] if spec.ipam else None
+        if pool and pool.subnet:
+            subnet = ipam.parse_net(pool.subnet, "subnet")
+            ipam.check_subnet_free(subnet, ours, host)
+        else:
+            if pool and (pool.gateway or pool.ip_range):
+                raise UserError(f"network {spec.name}: ipam gateway/ip_range need a subnet")
+            subnet = ipam.choose_subnet(self.default_pools, ours + host)
+        if pool and pool.gateway:
+            gw = ipam.parse_ip(pool.gateway, "gateway")
+            if gw not in subnet:
+                raise UserError(f"network {spec.name}: gateway {gw} is not in subnet {subnet}")
+            gateway = str(gw)
+        else:
+            gateway = str(next(subnet.hosts()))
+        ip_range = None
+        if pool and pool.ip_range:
+            rng = ipam.parse_net(pool.ip_range, "ip_range")
+            if not rng.subnet_of(subnet):
+                raise UserError(f"network {spec.name}: ip_range {rng} is not inside subnet {subnet}")
+            ip_range = str(rng)
+        aux = {}
+        for name, addr in (pool.aux_addresses if pool else {}).items():
+            ip = ipam.parse_ip(addr, f"aux_addresses.{name}")
+            if ip not in subnet:
+                raise UserError(f"network {spec.name}: aux address {name}={ip} is not in {subnet}")
+            aux[name] = str(ip)
+        return NetworkRecord(id=spec.id, name=spec.name, bridge=bridge, subnet=str(subnet),
+                             gateway=gateway, ip_range=ip_range, internal=spec.internal,
+                             attachable=spec.attachable, labels=dict(spec.labels),
+                             options=dict(spec.options), mtu=mtu, aux_addresses=aux,
+                             driver="bridge")
+
+    def _teardown_network(self, record: NetworkRecord) -> None:
+        """Remove a network's kernel objects, whichever of them exist."""
+        nat.delete_table(nat.network_table(record.id))
+        links.delete_link(record.bridge)
+
+    def remove_network(self, id_or_name: str) -> None:
+        """Remove bridge, rules and DNS listener; Conflict while containers are attached."""
+        record = self.get_network(id_or_name)
+        with self.state.transaction() as st:
+            users = [cid for cid, eps in st["endpoints"].items() if record.id in eps]
+            if users:
+                raise Conflict(f"network {record.name} has active endpoints ({', '.join(sorted(users))})")
+            st["networks"][record.id]["status"] = "removing"
+        self._teardown_network(record)
+        with self.state.transaction() as st:
+            st["networks"].pop(record.id, None)
+        self._sync_dns()
+
+    def get_network(self, id_or_name: str) -> NetworkRecord:
+        """By id, name or unique id prefix; NotFound otherwise."""
+        nets = self.state.read()["networks"]
+        if id_or_name in nets:
+            return NetworkRecord.from_dict(nets[id_or_name])
+        for rec in nets.values():
+            if rec["name"] == id_or_name:
+                return NetworkRecord.from_dict(rec)
+        prefixed = [r for r in nets.values() if r["id"].startswith(id_or_name)] if id_or_name else []
+        if len(prefixed) == 1:
+            return NetworkRecord.from_dict(prefixed[0])
+        raise NotFound(f"network {id_or_name} not found")
+
+    def list_networks(self) -> list[NetworkRecord]:
+        return [NetworkRecord.from_dict(r) for r in self.state.read()["networks"].values()
+                if r.get("status") is None]
+
+    # -- sandboxes and endpoints --------------------------------------------------
+
+    def sandbox_path(self, container_id: str) -> Path:
+        """Where a container's netns is pinned (``network_mode: container:X`` joins it)."""
+        return self.netns_dir / container_id
+
+    def create_sandbox(self, container_id: str) -> Path:
+        """A fresh network namespace for a container, only ``lo`` in it (up)."""
+        if "/" in container_id or container_id in ("", ".", ".."):
+            raise UserError(f"invalid container id {container_id!r}")
+        path = self.sandbox_path(container_id)
+        with self.state.transaction() as st:
+            if container_id in st["sandboxes"]:
+                raise Conflict(f"container {container_id} already has a network sandbox")
+            st["sandboxes"][container_id] = {"path": str(path)}
+        try:
+            netns.create(path)
+        except BaseException:
+            with self.state.transaction() as st:
+                st["sandboxes"].pop(container_id, None)
+            raise
+        return path
+
+    def _sandbox(self, st: dict[str, Any], container_id: str) -> Path:
+        sb = st["sandboxes"].get(container_id)
+        if sb is None:
+            raise NotFound(f"container {container_id} has no network sandbox")
+        return Path(sb["path"])
+
+    def connect(self, container_id: str, network_id: str, spec: EndpointSpec | None = None) -> EndpointRecord:
+        """Plug a container (running or not) into a network: veth, address, routes, DNS.
+
+        Interfaces are named eth0, eth1... in call order, so the engine connects networks
+        in Compose's order (highest ``priority`` first, then by name). The first
+        non-internal network gives the default route.
+        """
+        spec = spec or EndpointSpec()
+        net = self.get_network(network_id)
+        with self.state.transaction() as st:
+            sandbox = self._sandbox(st, container_id)
+            eps = st["endpoints"].setdefault(container_id, {})
+            if net.id in eps:
+                raise Conflict(f"container {container_id} is already connected to network {net.name}")
+            subnet = ipaddress.ip_network(net.subnet)
+            reserved = {net.gateway, *net.aux_addresses.values()}
+            for other in st["endpoints"].values():
+                if net.id in other:
+                    reserved.add(other[net.id]["ip"])
+            ip = ipam.allocate(subnet, net.ip_range, reserved, spec.ipv4_address)
+            mac = spec.mac_address or ipam.mac_for(ip)
+            used = {int(e["ifname"][3:]) for e in eps.values()}
+            index = next(i for i in range(len(used) + 1) if i not in used)
+            has_default = any(not st["networks"][e["network_id"]]["internal"]
+                              for e in eps.values() if e["network_id"] in st["networks"])
+            gateway = None if net.internal or has_default else net.gateway
+            record = EndpointRecord(
+                container_id=container_id, network_id=net.id, ip=ip,
+                prefixlen=subnet.prefixlen, gateway=net.gateway, mac=mac,
+                ifname=f"eth{index}", host_ifname=links.host_veth_name(container_id, index),
+                names=list(dict.fromkeys(spec.names)), aliases=list(dict.fromkeys(spec.aliases)),
+                links=dict(spec.links), dns=list(spec.dns))
+            # The lock is held while the veth is made, so no one else takes this address;
+            # on failure the transaction is not written and attach_veth removed the pair.
+            links.attach_veth(sandbox, net.bridge, record.host_ifname, record.ifname, mac, ip,
+                              subnet.prefixlen, net.mtu, gateway)
+            eps[net.id] = record.to_dict()
+        self._sync_dns()
+        return record
+
+    def disconnect(self, container_id: str, network_id: str) -> None:
+        """Unplug a container from a network; its names leave that network's DNS at once."""
+        net = self.get_network(network_id)
+        with self.state.transaction() as st:
+            sandbox = self._sandbox(st, container_id)
+            eps = st["endpoints"].get(container_id, {})
+            ep = eps.get(net.id)
+            if ep is None:
+                raise NotFound(f"container {container_id} is not connected to network {net.name}")
+            links.delete_link(ep["host_ifname"])
+            del eps[net.id]
+            if not eps:
+                st["endpoints"].pop(container_id, None)
+            if not net.internal and netns.is_mounted(sandbox) and links.default_gateway(sandbox) is None:
+                for other in sorted(eps.values(), key=lambda e: e["ifname"]):
+                    onet = st["networks"].get(other["network_id"])
+                    if onet and not onet["internal"]:
+                        links.set_default_route(sandbox, onet["gateway"], other["ifname"])
+                        break
+        self._sync_dns()
+
+    def endpoints(self, container_id: str) -> list[EndpointRecord]:
+        """A container's endpoints, in interface order."""
+        eps = self.state.read()["endpoints"].get(container_id, {})
+        return sorted((EndpointRecord.from_dict(e) for e in eps.values()), key=lambda e: int(e.ifname[3:]))
+
+    def remove_sandbox(self, container_id: str) -> None:
+        """Undo everything of a container: ports, endpoints, namespace. Idempotent."""
+        self.unpublish(container_id)
+        st = self.state.read()
+        for net_id in list(st["endpoints"].get(container_id, {})):
+            try:
+                self.disconnect(container_id, net_id)
+            except NotFound:
+                pass
+        with self.state.transaction() as st:
+            sb = st["sandboxes"].pop(container_id, None)
+            st["endpoints"].pop(container_id, None)
+            # Host veth ends left by a crash mid-connect are found by name.
+            for name in links.host_links("psv" + links.short_hex(container_id)):
+                links.delete_link(name)
+            netns.remove(Path(sb["path"]) if sb else self.sandbox_path(container_id))
+        self._sync_dns()
+
+    # -- published ports -------------------------------------------------------------
+
+    def publish(self, container_id: str, specs: list[PortSpec]) -> list[PortBinding]:
+        """DNAT host ports to the container (added to what it already publishes).
+
+        All or nothing: a clash raises Conflict before any rule is written.
+        """
+        normalized = [ports.normalize(s) for s in specs]
+        with self.state.transaction() as st:
+            eps = sorted(st["endpoints"].get(container_id, {}).values(), key=lambda e: int(e["ifname"][3:]))
+            usable = [e for e in eps if not st["networks"].get(e["network_id"], {}).get("internal", True)]
+            if not usable:
+                raise UserError(f"container {container_id}: ports can only be published on a "
+                                "non-internal network")
+            ep = usable[0]
+            held = [PortBinding.from_dict(b) for bs in st["ports"].values() for b in bs]
+            chosen = ports.choose(normalized, held)
+            new = [PortBinding(container_id, spec.host_ip or "0.0.0.0", port, ep["ip"],
+                               spec.container_port, spec.protocol) for spec, port in chosen]
+            mine = [PortBinding.from_dict(b) for b in st["ports"].get(container_id, [])] + new
+            self._apply_ports(container_id, mine)
+            st["ports"][container_id] = [b.to_dict() for b in mine]
+        return new
+
+    def _apply_ports(self, container_id: str, bindings: list[PortBinding]) -> None:
+        table = nat.ports_table(container_id)
+        rules = [("" if b.host_ip == "0.0.0.0" else b.host_ip, b.host_port, b.container_ip,
+                  b.container_port, b.protocol) for b in bindings]
+        nat.run_nft(nat.ports_ruleset(table, rules))
+
+    def unpublish(self, container_id: str) -> None:
+        """Remove every published port of a container."""
+        with self.state.transaction() as st:
+            if container_id in st["ports"]:
+                self._apply_ports(container_id, [])
+                del st["ports"][container_id]
+
+    def port_bindings(self, container_id: str) -> list[PortBinding]:
+        """What ``pystack port`` / inspect report for a container."""
+        return [PortBinding.from_dict(b) for b in self.state.read()["ports"].get(container_id, [])]
+
+    # -- files for the container ------------------------------------------------------
+
+    def resolv_conf(self, container_id: str, dns: list[str] | None = None,
+                    search: list[str] | None = None, options: list[str] | None = None) -> str:
+        """/etc/resolv.conf: the embedded DNS of the first network, else ``dns`` as given."""
+        eps = self.endpoints(container_id)
+        if eps:
+            return _resolv_conf([eps[0].gateway], search, options)
+        return _resolv_conf(list(dns or []), search, options)
+
+    def hosts_file(self, container_id: str, hostname: str, domainname: str = "",
+                   extra_hosts: list[str] | dict[str, str] | None = None) -> str:
+        """/etc/hosts with the container's addresses; ``host-gateway`` is its first gateway."""
+        eps = self.endpoints(container_id)
+        gw = eps[0].gateway if eps else None
+        return _hosts_file(hostname, domainname, [e.ip for e in eps], extra_hosts, gw)
+
+    # -- DNS ------------------------------------------------------------------------
+
+    def _sync_dns(self) -> None:
+        """Hand the DNS server the current networks and endpoints (starting it if needed)."""
+        if not self._dns_enabled:
+            return
+        st = self.state.read()
+        nets = [NetworkRecord.from_dict(r) for r in st["networks"].values() if r.get("status") is None]
+        eps = [EndpointRecord.from_dict(e) for c in st["endpoints"].values() for e in c.values()]
+        with self._dns_lock:
+            if self._dns is None:
+                if not nets:
+                    return
+                from .dns import DNSServer
+                self._dns = DNSServer(self.dns_upstreams)
+            self._dns.update(nets, eps)
+
+    def close(self) -> None:
+        """Stop the DNS thread; kernel objects and state stay (the engine is stopping)."""
+        with self._dns_lock:
+            if self._dns is not None:
+                self._dns.close()
+                self._dns = None
+
+    def __enter__(self) -> "NetworkManager":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- crash recovery -----------------------------------------------------------------
+
+    def recover(self) -> None:
+        """After a crash or reboot: finish or undo half-done work, rebuild what is gone.
+
+        Networks caught mid-create/remove are torn down; a missing bridge or rule table
+        (reboot) is made again; sandboxes whose namespace is gone lose their endpoints
+        and ports; then the DNS server starts answering from the persisted names.
+        """
+        st = self.state.read()
+        for rec in list(st["networks"].values()):
+            record = NetworkRecord.from_dict(rec)
+            if rec.get("status") is not None:
+                self._teardown_network(record)
+                with self.state.transaction() as tx:
+                    tx["networks"].pop(record.id, None)
+                continue
+            if not links.link_exists(record.bridge):
+                links.create_bridge(record.bridge, record.gateway,
+                                    ipaddress.ip_network(record.subnet).prefixlen, record.mtu)
+            nat.run_nft(nat.network_ruleset(record.id, record.bridge, record.subnet, record.internal))
+            if not record.internal:
+                nat.enable_ip_forward()
+        st = self.state.read()
+        for cid, sb in list(st["sandboxes"].items()):
+            if not netns.is_mounted(Path(sb["path"])):
+                self.remove_sandbox(cid)
+                continue
+            for ep in st["endpoints"].get(cid, {}).values():
+                if not links.link_exists(ep["host_ifname"]):
+                    with self.state.transaction() as tx:
+                        tx["endpoints"].get(cid, {}).pop(ep["network_id"], None)
+            if cid in st["ports"]:
+                self._apply_ports(cid, [PortBinding.from_dict(b) for b in st["ports"][cid]])
+        self._sync_dns()
+
+    def cleanup_all(self) -> None:
+        """Remove every network, sandbox, veth, rule table this manager's state knows of."""
+        st = self.state.read()
+        for cid in list(st["sandboxes"]):
+            self.remove_sandbox(cid)
+        for cid in list(self.state.read()["ports"]):
+            self.unpublish(cid)
+        with self.state.transaction() as tx:
+            tx["endpoints"].clear()
+        for rec in list(self.state.read()["networks"].values()):
+            self._teardown_network(NetworkRecord.from_dict(rec))
+            with self.state.transaction() as tx:
+                tx["networks"].pop(rec["id"], None)
+        # namespaces pinned in our run dir without a record (crash between mount and save)
+        if self.netns_dir.is_dir():
+            for path in self.netns_dir.iterdir():
+                netns.remove(path)
+        self.close()

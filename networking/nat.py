@@ -1,0 +1,159 @@
+"""Firewall rules through nftables: masquerading, isolation, published-port DNAT.
+
+Each network gets its own table (``ip pystack_n_<id>``) and each container with
+published ports its own (``ip pystack_p_<id>``), so that removing a network or a
+container is one ``delete table`` and nothing else on the host is touched; a whole
+table is loaded with one ``nft -f`` call, which the kernel applies atomically (a port
+set is either fully published or not at all).
+
+Only nftables is driven: Debian 12's ``iptables`` is itself iptables-nft, and
+nftables base chains in separate tables coexist with its rules. A host without the
+``nft`` command gets one clear error.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+
+from pystack.errors import UserError
+
+_SAFE = re.compile(r"^[A-Za-z0-9_.:/-]+$")
+
+
+def _q(value: str) -> str:
+    """Quote an interface name / address for an nft script, refusing anything odd."""
+    if not _SAFE.match(value):
+        raise ValueError(f"refusing unsafe nft token {value!r}")
+    return f'"{value}"'
+
+
+def nft_binary() -> str:
+    path = shutil.which("nft")
+    if path is None:
+        raise UserError("the nft command (Debian package nftables) is required for "
+                        "pystack networks; install it")
+    return path
+
+
+def run_nft(script: str) -> None:
+    """Apply an nft script atomically (all of it or nothing)."""
+    proc = subprocess.run([nft_binary(), "-f", "-"], input=script, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"nft failed: {proc.stderr.strip()}\n--- script ---\n{script}")
+
+
+def _key(ident: str) -> str:
+    """16 hex characters naming an id in a table name (the id itself when it is hex)."""
+    if re.fullmatch(r"[0-9a-f]{16,}", ident):
+        return ident[:16]
+    return hashlib.sha256(ident.encode()).hexdigest()[:16]
+
+
+def network_table(net_id: str) -> str:
+    return f"pystack_n_{_key(net_id)}"
+
+
+def ports_table(container_id: str) -> str:
+    return f"pystack_p_{_key(container_id)}"
+
+
+def list_tables() -> set[str]:
+    """Names of the ``ip`` family tables that exist now."""
+    proc = subprocess.run([nft_binary(), "-j", "list", "tables", "ip"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        return set()
+    out = set()
+    for item in json.loads(proc.stdout).get("nftables", []):
+        if "table" in item:
+            out.add(item["table"]["name"])
+    return out
+
+
+def delete_table(name: str) -> None:
+    """Remove a table if it exists (idempotent, for cleanup after a crash)."""
+    run_nft(f"table ip {name} {{}}\ndelete table ip {name}\n")
+
+
+def network_ruleset(net_id: str, bridge: str, subnet: str, internal: bool) -> str:
+    """The table of one network.
+
+    - raw prerouting: packets from the bridge to 127.0.0.0/8 are dropped, because the
+      bridge has ``route_localnet`` on (needed to publish on 127.0.0.1) and containers
+      must not reach the host's loopback services (CVE-2020-8558's lesson).
+    - forward: traffic inside the bridge passes; into the bridge only replies and
+      published-port (DNAT) traffic pass, which isolates networks from one another and
+      from the outside; an internal network neither sends nor receives anything routed.
+    - postrouting: masquerade outbound traffic of non-internal networks; masquerade
+      published-port traffic from 127.0.0.1 and hairpin traffic (a container reaching a
+      sibling through the host's address) so that replies come back the same way.
+    """
+    br, sub, t = _q(bridge), subnet, network_table(net_id)
+    lines = [
+        f"table ip {t} {{}}",
+        f"delete table ip {t}",
+        f"table ip {t} {{",
+        "  chain raw_prerouting {",
+        "    type filter hook prerouting priority raw; policy accept;",
+        f"    iifname {br} ip daddr 127.0.0.0/8 drop",
+        "  }",
+        "  chain forward {",
+        "    type filter hook forward priority filter; policy accept;",
+        f"    iifname {br} oifname {br} accept",
+    ]
+    if internal:
+        lines += [f"    iifname {br} drop", f"    oifname {br} drop"]
+    lines += [
+        f"    oifname {br} ct status dnat accept",
+        f"    oifname {br} ct state established,related accept",
+        f"    oifname {br} drop",
+        "  }",
+        "  chain postrouting {",
+        "    type nat hook postrouting priority srcnat; policy accept;",
+    ]
+    if not internal:
+        lines.append(f"    ip saddr {sub} oifname != {br} masquerade")
+    lines += [
+        f"    oifname {br} ip saddr 127.0.0.0/8 masquerade",
+        f"    oifname {br} ip saddr {sub} ct status dnat masquerade",
+        "  }",
+        "}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def ports_ruleset(table: str, rules: list[tuple[str, int, str, int, str]]) -> str:
+    """DNAT rules for one container: (host_ip, host_port, container_ip, port, proto).
+
+    ``host_ip`` "" / 0.0.0.0 matches every local address (``fib daddr type local``,
+    127.0.0.1 included); the same rules sit on prerouting (traffic from outside and from
+    containers) and output (traffic from the host itself).
+    """
+    body: list[str] = []
+    for host_ip, host_port, cip, cport, proto in rules:
+        if proto not in ("tcp", "udp"):
+            raise UserError(f"protocol {proto!r} is not supported for published ports (tcp, udp)")
+        match = "fib daddr type local" if host_ip in ("", "0.0.0.0") else f"ip daddr {_q(host_ip)[1:-1]}"
+        body.append(f"    {match} {proto} dport {int(host_port)} dnat to {_q(cip)[1:-1]}:{int(cport)}")
+    lines = [f"table ip {table} {{}}", f"delete table ip {table}"]
+    if body:
+        lines.append(f"table ip {table} {{")
+        for chain, hook in (("prerouting", "prerouting"), ("output", "output")):
+            lines += [f"  chain {chain} {{",
+                      f"    type nat hook {hook} priority dstnat; policy accept;",
+                      *body, "  }"]
+        lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def enable_ip_forward() -> bool:
+    """Turn on IPv4 forwarding (needed for NAT out and for published ports); True if changed."""
+    path = "/proc/sys/net/ipv4/ip_forward"
+    with open(path) as f:
+        if f.read().strip() == "1":
+            return False
+    with open(path, "w") as f:
+        f.write("1")
+    return True

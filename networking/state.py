@@ -1,0 +1,75 @@
+"""The networking state on disk: one JSON document guarded by a file lock.
+
+Why one document: every change (allocate an address, publish a port) must check the
+whole picture (other networks' subnets, other containers' ports) and commit atomically,
+even when several containers start at once, from threads or from processes. A
+``flock`` on a side file serialises writers; the document is replaced with
+write-then-rename so that a crash never leaves half a file.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any, Iterator
+
+EMPTY: dict[str, Any] = {"networks": {}, "endpoints": {}, "ports": {}, "sandboxes": {}}
+
+
+class StateStore:
+    """Read and transactionally update ``<state_dir>/networking.json``."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.dir = Path(state_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.dir / "networking.json"
+        self.lock_path = self.dir / "networking.lock"
+        self._thread_lock = threading.RLock()
+        self._depth = 0
+        self._current: dict[str, Any] | None = None
+
+    def read(self) -> dict[str, Any]:
+        """A snapshot of the state (a fresh copy; changing it changes nothing)."""
+        try:
+            data = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            data = {}
+        for key, value in EMPTY.items():
+            data.setdefault(key, type(value)())
+        return data
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[dict[str, Any]]:
+        """Lock, yield the state for changing in place, write it back if no exception.
+
+        Re-entrant within a thread: an inner transaction shares the outer document.
+        """
+        with self._thread_lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield self._current  # type: ignore[misc]
+                finally:
+                    self._depth -= 1
+                return
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                self._current = self.read()
+                self._depth = 1
+                try:
+                    yield self._current
+                    self._write(self._current)
+                finally:
+                    self._depth = 0
+                    self._current = None
+            finally:
+                os.close(fd)
+
+    def _write(self, data: dict[str, Any]) -> None:
+        tmp = self.path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+        os.replace(tmp, self.path)

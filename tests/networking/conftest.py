@@ -1,0 +1,87 @@
+"""Fixtures for networking tests: a NetworkManager on temp dirs, per-test subnets,
+processes inside namespaces (the host's static busybox via nsenter), leak checks.
+
+Every test uses its own /24s inside 10.210.0.0/16 (the networking test range of
+docs/contracts.md), picked at random so that parallel runs do not clash.
+"""
+from __future__ import annotations
+
+import random
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from pystack.networking import IPAMPool, NetworkManager, NetworkSpec
+
+from nethelpers import BUSYBOX
+
+
+def nft_tables() -> set[str]:
+    out = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    return {line.split()[-1] for line in out.splitlines() if line.startswith("table")}
+
+
+class Subnets:
+    """Hands out distinct 10.210.X.0/24 subnets for one test."""
+
+    def __init__(self) -> None:
+        self.base = random.randrange(0, 240)
+        self.n = 0
+
+    def next(self) -> str:
+        net = f"10.210.{self.base + self.n}.0/24"
+        self.n += 1
+        return net
+
+
+@pytest.fixture
+def subnets() -> Subnets:
+    return Subnets()
+
+
+@pytest.fixture
+def nm(tmp_path: Path, kernel_snapshot):
+    """A manager with no upstream resolvers; torn down and leak-checked after the test."""
+    tables_before = nft_tables()
+    manager = NetworkManager(tmp_path / "state", tmp_path / "run", dns_upstreams=[])
+    yield manager
+    manager.cleanup_all()
+    kernel_snapshot()
+    leaked = {t for t in nft_tables() - tables_before if t.startswith("pystack_")}
+    assert not leaked, f"nft tables leaked: {leaked}"
+
+
+@pytest.fixture
+def make_net(nm: NetworkManager, subnets: Subnets, unique_name: str):
+    """Create a network on the next test subnet: make_net(internal=False, **spec fields)."""
+    count = [0]
+
+    def make(**kw):
+        count[0] += 1
+        ipam = kw.pop("ipam", None) or [IPAMPool(subnet=subnets.next())]
+        name = kw.pop("name", f"{unique_name}_{count[0]}")
+        spec = NetworkSpec(id=kw.pop("id", f"{unique_name}{count[0]:02d}"), name=name, ipam=ipam, **kw)
+        return nm.create_network(spec)
+
+    return make
+
+
+@pytest.fixture
+def procs():
+    """Start background busybox processes in namespaces; all killed (by PID) afterwards."""
+    started: list[subprocess.Popen] = []
+
+    def start(path: Path, *args: str, **kw) -> subprocess.Popen:
+        p = subprocess.Popen(["nsenter", f"--net={path}", BUSYBOX, *args],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+        started.append(p)
+        return p
+
+    yield start
+    for p in started:
+        p.kill()
+        p.wait()
+
+

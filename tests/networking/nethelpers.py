@@ -1,0 +1,54 @@
+"""Helpers for networking tests: run busybox applets inside namespaces."""
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+BUSYBOX = "/bin/busybox"
+
+
+def in_ns(path: Path, *args: str, timeout: float = 10, check: bool = False) -> subprocess.CompletedProcess:
+    """Run a busybox applet inside a namespace and wait for it."""
+    return subprocess.run(["nsenter", f"--net={path}", BUSYBOX, *args], capture_output=True,
+                          text=True, timeout=timeout, check=check)
+
+
+def serve_http(procs, path: Path, docroot: Path, body: str, port: int = 80) -> None:
+    """busybox httpd in the namespace, serving ``body`` at /index.html; waits until up."""
+    docroot.mkdir(parents=True, exist_ok=True)
+    (docroot / "index.html").write_text(body)
+    procs(path, "httpd", "-f", "-p", str(port), "-h", str(docroot))
+    wait_listening(path, port)
+
+
+def wait_listening(path: Path, port: int, proto: str = "tcp", timeout: float = 5) -> None:
+    """Poll the namespace's socket table until something listens on ``port``."""
+    flag = "-tln" if proto == "tcp" else "-uln"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = subprocess.run(["nsenter", f"--net={path}", "ss", "-H", flag],
+                             capture_output=True, text=True).stdout
+        if any(line.split()[3].endswith(f":{port}") for line in out.splitlines() if len(line.split()) > 3):
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"nothing listens on {port}/{proto} in {path}")
+
+
+def wget(path: Path | None, url: str, timeout: int = 3) -> subprocess.CompletedProcess:
+    """busybox wget from a namespace (or from the host when path is None)."""
+    # (busybox 1.35's `wget -T` crashes: coreutils' timeout bounds it instead)
+    cmd = ["timeout", str(timeout), BUSYBOX, "wget", "-q", "-O", "-", url]
+    if path is not None:
+        cmd = ["nsenter", f"--net={path}", *cmd]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 5)
+
+
+def nslookup(path: Path, name: str, server: str) -> subprocess.CompletedProcess:
+    return in_ns(path, "nslookup", name, server)
+
+
+def addresses_of(nslookup_out: str) -> list[str]:
+    """The answer addresses from busybox nslookup output (skipping the server lines)."""
+    body = nslookup_out.split("\n\n", 1)[1] if "\n\n" in nslookup_out else ""
+    return [line.split()[-1] for line in body.splitlines() if line.startswith("Address")]
