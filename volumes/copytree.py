@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pystack.volumes import _sys
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_ROOT_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _NO_REFLINK = {errno.EOPNOTSUPP, errno.EXDEV, errno.EINVAL, errno.ENOTTY, errno.EBADF, errno.ENOSYS}
 
 
@@ -128,9 +129,11 @@ def copy_tree(src: str, dst: str, *, reflink: bool = True, root_meta: bool = Tru
     ``dst`` as Docker's copy-up does for a volume's root.
     """
     stats = CopyStats()
-    sfd = os.open(src, _DIR_FLAGS)
+    # the roots are the caller's (possibly /proc/self/fd/N magic links): follow them; below
+    # the roots nothing is followed
+    sfd = os.open(src, _ROOT_FLAGS)
     try:
-        dfd = os.open(dst, _DIR_FLAGS)
+        dfd = os.open(dst, _ROOT_FLAGS)
         try:
             _copy_dir(sfd, dfd, "", stats, reflink, dfd)
             if root_meta:
@@ -145,7 +148,7 @@ def copy_tree(src: str, dst: str, *, reflink: bool = True, root_meta: bool = Tru
 
 def clear_dir(path: str) -> None:
     """Remove everything inside ``path`` (not ``path`` itself), through fds, never following links."""
-    fd = os.open(path, _DIR_FLAGS)
+    fd = os.open(path, _ROOT_FLAGS)
     try:
         _clear(fd)
     finally:
