@@ -1,0 +1,167 @@
+"""Helpers that run Debian's reference registry (``docker-registry``) on 127.0.0.1.
+
+Each registry gets a free port, its own storage dir and config file, and is stopped by
+PID in teardown. Docker Hub cannot be reached from here, so every registry test runs
+against these local registries (and, for the token flow, a token issuer below).
+"""
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Registry:
+    host: str          # "127.0.0.1:PORT"
+    proc: subprocess.Popen
+    storage: Path
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def get(self, path: str, headers: dict | None = None) -> tuple[int, dict, bytes]:
+        conn = http.client.HTTPConnection(self.host, timeout=10)
+        conn.request("GET", path, headers=headers or {})
+        r = conn.getresponse()
+        body = r.read()
+        conn.close()
+        return r.status, dict(r.headers), body
+
+
+def start_registry(tmp: Path, auth: dict | None = None) -> Registry:
+    port = free_port()
+    storage = tmp / f"registry-{port}"
+    storage.mkdir(parents=True)
+    config = {
+        "version": 0.1, "log": {"level": "error", "accesslog": {"disabled": True}},
+        "storage": {"filesystem": {"rootdirectory": str(storage)}, "delete": {"enabled": True}},
+        "http": {"addr": f"127.0.0.1:{port}"},
+    }
+    if auth:
+        config["auth"] = auth
+    cfg = tmp / f"registry-{port}.yml"
+    cfg.write_text(json.dumps(config))  # YAML is a superset of JSON
+    log = open(tmp / f"registry-{port}.log", "wb")
+    proc = subprocess.Popen(["docker-registry", "serve", str(cfg)], stdout=log, stderr=subprocess.STDOUT)
+    reg = Registry(f"127.0.0.1:{port}", proc, storage)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            status, _, _ = reg.get("/v2/")
+            if status in (200, 401):
+                return reg
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            reg.stop()
+            raise RuntimeError(f"docker-registry did not start: {(tmp / f'registry-{port}.log').read_text()}")
+        time.sleep(0.05)
+
+
+def htpasswd_file(tmp: Path, user: str, password: str) -> Path:
+    out = subprocess.run(["htpasswd", "-Bbn", user, password], capture_output=True, text=True, check=True).stdout
+    path = tmp / "htpasswd"
+    path.write_text(out)
+    return path
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class TokenIssuer:
+    """A minimal Docker token server (distribution's token auth spec) for the test.
+
+    It checks Basic credentials, grants the requested scope, and signs an RS256 JWT with
+    a throw-away key (``openssl``) whose self-signed certificate the registry trusts via
+    ``x5c``. It records each request so tests can check what the client sent.
+    """
+
+    def __init__(self, tmp: Path, user: str, password: str, service: str = "pystack-test") -> None:
+        self.tmp, self.user, self.password, self.service = tmp, user, password, service
+        self.key, self.cert = tmp / "token.key", tmp / "token.crt"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(self.key),
+                        "-out", str(self.cert), "-days", "2", "-subj", "/CN=pystack-token"],
+                       check=True, capture_output=True)
+        der = subprocess.run(["openssl", "x509", "-in", str(self.cert), "-outform", "DER"],
+                             check=True, capture_output=True).stdout
+        self.x5c = base64.b64encode(der).decode()
+        self.requests: list[dict] = []
+        issuer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):  # quiet
+                pass
+
+            def do_GET(self):
+                issuer.handle(self)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def realm(self) -> str:
+        return f"http://127.0.0.1:{self.port}/token"
+
+    def registry_auth(self) -> dict:
+        return {"token": {"realm": self.realm, "service": self.service, "issuer": "pystack-test-issuer",
+                          "rootcertbundle": str(self.cert)}}
+
+    def sign(self, claims: dict) -> str:
+        header = {"alg": "RS256", "typ": "JWT", "x5c": [self.x5c]}
+        signing_input = f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
+        sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", str(self.key)], input=signing_input.encode(),
+                             capture_output=True, check=True).stdout
+        return f"{signing_input}.{_b64url(sig)}"
+
+    def handle(self, h: BaseHTTPRequestHandler) -> None:
+        q = parse_qs(urlsplit(h.path).query)
+        auth = h.headers.get("Authorization", "")
+        self.requests.append({"query": q, "authorization": auth})
+        expected = "Basic " + base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
+        if auth != expected:
+            h.send_response(401)
+            h.end_headers()
+            return
+        access = []
+        for scope in q.get("scope", []):
+            typ, name, actions = scope.split(":")
+            access.append({"type": typ, "name": name, "actions": actions.split(",")})
+        now = int(time.time())
+        token = self.sign({"iss": "pystack-test-issuer", "sub": self.user, "aud": self.service,
+                           "exp": now + 300, "nbf": now - 10, "iat": now, "jti": uuid.uuid4().hex,
+                           "access": access})
+        body = json.dumps({"token": token, "expires_in": 300}).encode()
+        h.send_response(200)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
