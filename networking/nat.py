@@ -142,7 +142,8 @@ def ports_ruleset(table: str, rules: list[tuple[str, int, str, int, str]]) -> st
         lines.append(f"table ip {table} {{")
         for chain, hook in (("prerouting", "prerouting"), ("output", "output")):
             lines += [f"  chain {chain} {{",
-                      f"    type nat hook {hook} priority dstnat; policy accept;",
+                      # -100 is "dstnat"; nft 1.0.6 accepts that keyword on prerouting only
+                      f"    type nat hook {hook} priority -100; policy accept;",
                       *body, "  }"]
         lines.append("}")
     return "\n".join(lines) + "\n"

@@ -52,3 +52,48 @@ def addresses_of(nslookup_out: str) -> list[str]:
     """The answer addresses from busybox nslookup output (skipping the server lines)."""
     body = nslookup_out.split("\n\n", 1)[1] if "\n\n" in nslookup_out else ""
     return [line.split()[-1] for line in body.splitlines() if line.startswith("Address")]
+
+
+class TinyResolver:
+    """A test-only upstream DNS server on 127.0.0.1 (UDP) answering every A query with
+    one fixed address, and counting queries: the embedded DNS forwards here, never to
+    the host's resolvers."""
+
+    def __init__(self, answer: str = "192.0.2.123") -> None:
+        import socket
+        import threading
+
+        self.answer = answer
+        self.queries: list[str] = []
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        from dnslib import A, QTYPE, RR, DNSRecord
+
+        while True:
+            try:
+                data, addr = self.sock.recvfrom(4096)
+            except OSError:
+                return
+            if not data:  # shut down by close()
+                return
+            q = DNSRecord.parse(data)
+            self.queries.append(str(q.q.qname))
+            reply = q.reply()
+            if q.q.qtype == QTYPE.A:
+                reply.add_answer(RR(q.q.qname, QTYPE.A, rdata=A(self.answer), ttl=5))
+            self.sock.sendto(reply.pack(), addr)
+
+    def close(self) -> None:
+        import socket
+
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+        self._thread.join(timeout=2)
