@@ -1,0 +1,187 @@
+"""``pystack config``: parse, check and print the project in canonical form, as
+``docker compose config`` does.
+
+Only the loader, the semantic checks and an output format are imported: no pydantic,
+no networkx, and jsonschema only when a file is invalid, so that a cold run stays close
+to the Go binary's time.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+# Compose prints the project's top-level keys in its struct's order (YAML) or sorted
+# (JSON); services in Go struct order either way (see stack.hash.GO_ORDER).
+_YAML_TOP = ("name", "services", "networks", "volumes", "secrets", "configs", "models")
+
+
+@click.command("config", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("services", nargs=-1)
+@click.option("--format", "fmt", type=click.Choice(["yaml", "json"]), default=None,
+              help="Format the output (default yaml).")
+@click.option("--services", "list_services", is_flag=True, help="Print the service names, one per line.")
+@click.option("--volumes", "list_volumes", is_flag=True, help="Print the volume names, one per line.")
+@click.option("--networks", "list_networks", is_flag=True, help="Print the network names, one per line.")
+@click.option("--profiles", "list_profiles", is_flag=True, help="Print the profile names, one per line.")
+@click.option("--images", "list_images", is_flag=True, help="Print the image names, one per line.")
+@click.option("--models", "list_models", is_flag=True, help="Print the model names, one per line.")
+@click.option("--environment", "list_environment", is_flag=True,
+              help="Print the environment used for interpolation.")
+@click.option("--hash", "hash_of", metavar="SERVICES",
+              help="Print the service config hash, one per line ('*' or comma-separated names).")
+@click.option("-q", "--quiet", is_flag=True, help="Only validate the configuration, print nothing.")
+@click.option("--no-interpolate", is_flag=True, help="Don't interpolate environment variables.")
+@click.option("--no-normalize", is_flag=True, help="Don't normalize the compose model.")
+@click.option("--no-path-resolution", is_flag=True, help="Don't resolve file paths.")
+@click.option("--no-consistency", is_flag=True,
+              help="Don't check model consistency (may print an invalid model).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Save to file (default stdout).")
+@click.pass_context
+def config(ctx: click.Context, services: tuple[str, ...], fmt: str | None, list_services: bool,
+           list_volumes: bool, list_networks: bool, list_profiles: bool, list_images: bool,
+           list_models: bool, list_environment: bool, hash_of: str | None, quiet: bool,
+           no_interpolate: bool, no_normalize: bool, no_path_resolution: bool,
+           no_consistency: bool, output: str | None) -> None:
+    """Parse, resolve and render the compose file in canonical format."""
+    from pystack.stack.load import load_checked
+
+    options = _load_options(ctx, services, no_interpolate, no_normalize, no_path_resolution)
+    if list_profiles:
+        options.profiles = ["*"]  # every service's profiles, enabled or not (AllServices)
+        options.services = []
+    if hash_of is not None:
+        options.services = []
+    loaded = load_checked(options, consistency=not no_consistency)
+    cfg: dict[str, Any] = loaded.config
+
+    if list_services:
+        return _emit(_service_names(cfg), quiet)
+    if list_volumes:
+        return _emit(sorted(cfg.get("volumes") or {}), quiet)
+    if list_networks:
+        return _emit(sorted(cfg.get("networks") or {}), quiet)
+    if hash_of is not None:
+        return _emit(_hashes(cfg, hash_of), quiet)
+    if list_profiles:
+        found = {p for svc in (cfg.get("services") or {}).values() for p in svc.get("profiles") or []}
+        return _emit(sorted(found), quiet)
+    if list_images:
+        return _emit([svc.get("image") or f"{cfg.get('name')}-{name}"
+                      for name, svc in sorted((cfg.get("services") or {}).items())], quiet)
+    if list_models:
+        return _emit(sorted(cfg.get("models") or {}), quiet)
+    if list_environment:
+        env = getattr(loaded, "environment", None) or {}
+        return _emit([f"{k}={v}" for k, v in sorted(env.items())], quiet)
+
+    content = _render(cfg, fmt or "yaml")
+    if not no_interpolate:
+        content = content.replace("$", "$$")  # what Compose prints stays loadable
+    if quiet:
+        return
+    if output:
+        with open(output, "w", encoding="utf-8") as fh:
+            fh.write(content)
+        return
+    sys.stdout.write(content)
+    sys.stdout.flush()
+
+
+def _load_options(ctx: click.Context, services: tuple[str, ...], no_interpolate: bool,
+                  no_normalize: bool, no_path_resolution: bool) -> Any:
+    """LoadOptions from the global flags (ctx.obj) and this command's switches."""
+    from pystack.stack.options import LoadOptions
+
+    g = ctx.obj
+    return LoadOptions(
+        files=list(getattr(g, "files", None) or []),
+        project_name=getattr(g, "project_name", None),
+        project_directory=getattr(g, "project_directory", None),
+        env_files=list(getattr(g, "env_files", None) or []),
+        profiles=list(getattr(g, "profiles", None) or []),
+        services=list(services),
+        interpolate=not no_interpolate,
+        normalize=not no_normalize,
+        resolve_paths=not no_path_resolution,
+    )
+
+
+def _emit(lines: list[str], quiet: bool) -> None:
+    if not quiet:
+        for line in lines:
+            click.echo(line)
+
+
+def _service_names(cfg: dict[str, Any]) -> list[str]:
+    """Service names in dependency order (dependencies first), as Compose prints them."""
+    from pystack.stack.graph import dependency_edges
+
+    services = cfg.get("services") or {}
+    needs: dict[str, set[str]] = {name: set() for name in services}
+    for name, dep, _attrs in dependency_edges(cfg):
+        if dep in services:
+            needs[name].add(dep)
+    out: list[str] = []
+    done: set[str] = set()
+    while len(out) < len(needs):
+        ready = sorted(n for n in needs if n not in done and needs[n] <= done)
+        if not ready:  # a cycle slipped through (--no-consistency): keep the rest sorted
+            ready = sorted(n for n in needs if n not in done)
+        out.extend(ready)
+        done.update(ready)
+    return out
+
+
+def _hashes(cfg: dict[str, Any], spec: str) -> list[str]:
+    from pystack.errors import NotFound
+    from pystack.stack.hash import service_hash
+
+    services = cfg.get("services") or {}
+    names = sorted(services) if spec == "*" else sorted(n for n in spec.split(",") if n)
+    lines = []
+    for name in names:
+        if name not in services:
+            raise NotFound(f"no such service: {name}")
+        lines.append(f"{name} {service_hash(services[name])}")
+    return lines
+
+
+def _ordered(cfg: dict[str, Any], top: tuple[str, ...] | None) -> dict[str, Any]:
+    """Keys in Compose's print order: top-level by ``top`` (None: sorted), services in
+    Go struct order, other sections sorted."""
+    from pystack.stack.hash import _ordered as go_ordered
+
+    keys = list(cfg)
+    if top is None:
+        keys.sort()
+    else:
+        rank = {k: i for i, k in enumerate(top)}
+        keys.sort(key=lambda k: (rank.get(k, len(rank)), k))
+    out: dict[str, Any] = {}
+    for key in keys:
+        value = cfg[key]
+        if key == "services" and isinstance(value, dict):
+            value = {n: go_ordered(s, "", "") for n, s in sorted(value.items())}
+        out[key] = value
+    return out
+
+
+def _render(cfg: dict[str, Any], fmt: str) -> str:
+    if fmt == "json":
+        import json
+
+        text = json.dumps(_ordered(cfg, None), indent=2, ensure_ascii=False)
+        # Go's encoder is HTML-safe
+        return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    import yaml
+
+    class _Dumper(yaml.SafeDumper):
+        """Indents lists under their key, as Compose's YAML does."""
+
+        def increase_indent(self, flow: bool = False, indentless: bool = False) -> Any:
+            return super().increase_indent(flow, False)
+
+    return yaml.dump(_ordered(cfg, _YAML_TOP), Dumper=_Dumper, sort_keys=False,
+                     default_flow_style=False, allow_unicode=True, width=1 << 16)
