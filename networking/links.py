@@ -79,6 +79,14 @@ def link_exists(name: str) -> bool:
         return link_index(ipr, name) is not None
 
 
+def enslave(port: str, bridge: str) -> None:
+    """Make ``port`` a port of ``bridge`` (again, after the bridge was re-created)."""
+    with netns.iproute() as ipr:
+        br, idx = link_index(ipr, bridge), link_index(ipr, port)
+        if br is not None and idx is not None:
+            ipr.link("set", index=idx, master=br, state="up")
+
+
 def host_links(prefix: str) -> list[str]:
     """Names of the host's links starting with ``prefix`` (for crash cleanup)."""
     with netns.iproute() as ipr:

@@ -412,9 +412,12 @@ class NetworkManager:
                 self.remove_sandbox(cid)
                 continue
             for ep in st["endpoints"].get(cid, {}).values():
-                if not links.link_exists(ep["host_ifname"]):
+                net = st["networks"].get(ep["network_id"])
+                if net is None or not links.link_exists(ep["host_ifname"]):
                     with self.state.transaction() as tx:
                         tx["endpoints"].get(cid, {}).pop(ep["network_id"], None)
+                    continue
+                links.enslave(ep["host_ifname"], net["bridge"])  # bridge re-made above
             if cid in st["ports"]:
                 self._apply_ports(cid, [PortBinding.from_dict(b) for b in st["ports"][cid]])
         self._sync_dns()

@@ -1,0 +1,58 @@
+"""Pure functions of the networking package: IPAM, port specs, resolv.conf/hosts."""
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from pystack.errors import Conflict, UserError
+from pystack.networking import PortSpec, ipam, ports
+from pystack.networking.resolv import hosts_file, resolv_conf
+from pystack.networking.types import PortBinding
+
+
+def test_choose_subnet_skips_overlaps():
+    taken = [ipaddress.ip_network("172.17.0.0/16"), ipaddress.ip_network("172.18.5.0/24")]
+    assert str(ipam.choose_subnet(ipam.DEFAULT_POOLS, taken)) == "172.19.0.0/16"
+    with pytest.raises(Conflict):
+        ipam.choose_subnet([("10.210.0.0/24", 24)], [ipaddress.ip_network("10.210.0.0/16")])
+
+
+def test_allocate_skips_reserved_and_honours_requests():
+    net = ipaddress.ip_network("10.210.9.0/29")
+    assert ipam.allocate(net, None, {"10.210.9.1"}, None) == "10.210.9.2"
+    assert ipam.allocate(net, "10.210.9.4/30", {"10.210.9.1", "10.210.9.4"}, None) == "10.210.9.5"
+    assert ipam.allocate(net, None, set(), "10.210.9.6") == "10.210.9.6"
+    with pytest.raises(UserError):
+        ipam.allocate(net, None, set(), "10.210.9.7")  # broadcast
+    full = {str(ip) for ip in net.hosts()}
+    with pytest.raises(Conflict):
+        ipam.allocate(net, None, full, None)
+    assert ipam.mac_for("172.17.0.2") == "02:42:ac:11:00:02"
+
+
+def test_port_spec_normalisation_and_clash_detection():
+    assert ports.normalize(PortSpec(80, 8080, "0.0.0.0", "TCP")) == PortSpec(80, 8080, "", "tcp")
+    assert ports.normalize(PortSpec(80, None, "::", "udp")).host_ip == ""
+    for bad in (PortSpec(0), PortSpec(80, 70000), PortSpec(80, 1, "x.y"), PortSpec(80, 1, "", "sctp"),
+                PortSpec(80, 1, "fd00::1")):
+        with pytest.raises(UserError):
+            ports.normalize(bad)
+    held = [PortBinding("c", "127.0.0.1", 40001, "10.0.0.2", 80, "tcp")]
+    with pytest.raises(Conflict):
+        ports.choose([PortSpec(80, 40001, "", "tcp")], held)  # 0.0.0.0 overlaps 127.0.0.1
+    with pytest.raises(Conflict):
+        ports.choose([PortSpec(80, 40002), PortSpec(81, 40002)], [])  # twice in one request
+
+
+def test_resolv_conf_and_hosts_file():
+    text = resolv_conf(["10.210.0.1"], ["svc.test"], ["ndots:2"])
+    assert text.splitlines()[1:] == ["nameserver 10.210.0.1", "search svc.test", "options ndots:2"]
+    hosts = hosts_file("web", "example.test", ["10.210.0.2"], ["db:10.0.0.9", "gw=host-gateway"],
+                       host_gateway="10.210.0.1")
+    assert "10.0.0.9\tdb" in hosts and "10.210.0.1\tgw" in hosts
+    assert "10.210.0.2\tweb.example.test web" in hosts
+    with pytest.raises(UserError):
+        hosts_file("web", extra_hosts=["nonsense"])
+    with pytest.raises(UserError):
+        hosts_file("web", extra_hosts=["gw:host-gateway"])
