@@ -99,8 +99,26 @@ def _describe(error: Any) -> tuple[str, KeyPath]:
                     if _jsonschema_validator().evolve(schema=s).is_valid(inst)]
         if len(matching) > 1:
             return f"{_short(inst)} is ambiguous (matches several allowed forms)", path
+        kinds = _alternative_types(schema["oneOf"])
+        if kinds:
+            return f"must be {' or '.join(_TYPE_WORDS.get(k, k) for k in kinds)}, not {_short(inst)}", path
         return f"{_short(inst)} is not a valid value here", path
     return error.message, path
+
+
+def _alternative_types(alternatives: list) -> list[str]:
+    """The JSON types a oneOf accepts (following one level of $ref), in schema order."""
+    root = load_schema()
+    kinds: list[str] = []
+    for alt in alternatives:
+        ref = alt.get("$ref", "")
+        if ref.startswith("#/definitions/"):
+            alt = root["definitions"].get(ref.rsplit("/", 1)[-1], {})
+        names = alt.get("type", [])
+        for name in names if isinstance(names, list) else [names]:
+            if name not in kinds:
+                kinds.append(name)
+    return kinds
 
 
 def schema_errors(data: Any) -> list[tuple[str, KeyPath]]:
