@@ -52,6 +52,23 @@ def _copy_meta(dfd: int, st: os.stat_result) -> None:
     os.utime(dfd, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
+def _copy_body(sfd: int, dfd: int) -> None:
+    """In-kernel copy; copy_file_range refuses some pairs (overlayfs -> ext4: EXDEV), sendfile not."""
+    try:
+        while os.copy_file_range(sfd, dfd, 1 << 30):
+            pass
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            raise
+    offset = os.lseek(dfd, 0, os.SEEK_CUR)
+    os.lseek(sfd, offset, os.SEEK_SET)
+    while True:
+        n = os.sendfile(dfd, sfd, None, 1 << 30)
+        if n == 0:
+            break
+
+
 def _copy_file(name: str, sdir: int, ddir: int, st: os.stat_result, stats: CopyStats, reflink: bool) -> None:
     sfd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=sdir)
     try:
@@ -69,8 +86,7 @@ def _copy_file(name: str, sdir: int, ddir: int, st: os.stat_result, stats: CopyS
                         raise
                     stats.reflink_ok = False
             if not done:
-                while os.copy_file_range(sfd, dfd, 1 << 30):
-                    pass
+                _copy_body(sfd, dfd)
             _copy_xattrs(sfd, dfd)
             _copy_meta(dfd, st)
         finally:
