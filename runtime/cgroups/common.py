@@ -1,0 +1,156 @@
+"""Small helpers shared by the v1 and v2 cgroup drivers: file I/O, conversions, removal.
+
+Kept free of imports beyond the standard library: the shim and the runtime CLI import
+the cgroup code on their start-up path.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import time
+from pathlib import Path
+
+from pystack.errors import UserError
+
+DEFAULT_ROOT = Path("/sys/fs/cgroup")
+
+
+def default_parent() -> str:
+    """The parent of all pystack cgroups: ``PYSTACK_CGROUP_PARENT`` (default ``pystack``)."""
+    parent = os.environ.get("PYSTACK_CGROUP_PARENT", "pystack").strip("/")
+    return parent or "pystack"
+
+
+def check_name(name: str, what: str = "cgroup name") -> str:
+    """Refuse names that would climb out of the parent (``..``, absolute paths)."""
+    parts = name.strip("/").split("/")
+    if not name.strip("/") or any(p in ("", ".", "..") for p in parts):
+        raise UserError(f"invalid {what} {name!r}")
+    return name.strip("/")
+
+
+def write(path: Path, value: str | int, field: str | None = None) -> None:
+    """Write one value to a cgroup control file; a user-fixable failure names the field."""
+    data = str(value).encode()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        if field:
+            raise UserError(f"{field}: not supported here ({path.name} is missing)") from None
+        raise
+    try:
+        os.write(fd, data)
+    except OSError as exc:
+        if field and exc.errno in (errno.EINVAL, errno.EBUSY, errno.ERANGE, errno.ENOSPC,
+                                   errno.EPERM):
+            raise UserError(f"{field}: the kernel refused {value!s} for {path.name} "
+                            f"({os.strerror(exc.errno)})") from None
+        raise
+    finally:
+        os.close(fd)
+
+
+def read(path: Path) -> str:
+    """The stripped content of a control file."""
+    with open(path) as f:
+        return f.read().strip()
+
+
+def read_int(path: Path, default: int | None = None) -> int | None:
+    """An integer control file; ``max`` and missing files give ``default``."""
+    try:
+        text = read(path)
+    except OSError:
+        return default
+    if text == "max":
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        return default
+
+
+def read_keyed(path: Path) -> dict[str, int]:
+    """Files of ``key value`` lines (memory.stat, cpu.stat, memory.events, oom_control)."""
+    out: dict[str, int] = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) == 2:
+                    try:
+                        out[parts[0]] = int(parts[1])
+                    except ValueError:
+                        pass
+    except OSError:
+        pass
+    return out
+
+
+def host_memory() -> int:
+    """MemTotal in bytes: Docker reports it as the limit of an unlimited container."""
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def shares_to_weight(shares: int) -> int:
+    """cgroup v1 cpu.shares (2..262144) to v2 cpu.weight (1..10000), runc's formula."""
+    if shares == 0:
+        return 0
+    return 1 + ((shares - 2) * 9999) // 262142
+
+
+def procs_in(path: Path) -> list[int]:
+    """PIDs in a cgroup directory and all its descendants."""
+    pids: list[int] = []
+    try:
+        with open(path / "cgroup.procs") as f:
+            pids.extend(int(x) for x in f.read().split())
+    except FileNotFoundError:
+        return pids
+    try:
+        subdirs = [e.path for e in os.scandir(path) if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        subdirs = []
+    for d in subdirs:
+        pids.extend(procs_in(Path(d)))
+    return pids
+
+
+def remove_tree(path: Path, timeout: float = 5.0) -> None:
+    """rmdir a cgroup and its children, deepest first, retrying while the kernel still
+    reports it busy (processes that were killed but not yet reaped/exited)."""
+    if not path.is_dir():
+        return
+    for entry in os.scandir(path):
+        if entry.is_dir(follow_symlinks=False):
+            remove_tree(Path(entry.path), timeout)
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while True:
+        try:
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            if exc.errno != errno.EBUSY or time.monotonic() > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+def wait_for(predicate, timeout: float = 5.0) -> bool:
+    """Poll ``predicate`` with a short back-off until it is true or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    delay = 0.0005
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(delay)
+        delay = min(delay * 2, 0.02)
