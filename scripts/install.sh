@@ -33,6 +33,7 @@ packages=(
     docker.io                 # dockerd + docker CLI: Engine API oracle
     apache2-utils             # htpasswd for the Basic-auth registry test
     libseccomp2
+    xfsprogs                  # a reflink filesystem (loop-mounted XFS) for the volume snapshot tests
 )
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
