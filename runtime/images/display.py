@@ -1,0 +1,130 @@
+"""Docker-CLI-like rendering: human sizes and ages, ``--format`` templates, inspect JSON.
+
+Why here and not in the CLI: the engine's ``/images/json`` and ``/images/{id}/json``
+need the same shapes as ``pystack image ls/inspect`` print.
+"""
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timezone
+from typing import Any
+
+from pystack.errors import UserError
+
+from .store import Image, ImageStore
+
+
+def human_size(size: float) -> str:
+    """go-units HumanSizeWithPrecision(size, 3): decimal units, ``2.44MB``."""
+    units = ["B", "kB", "MB", "GB", "TB", "PB"]
+    i = 0
+    while size >= 1000 and i < len(units) - 1:
+        size /= 1000.0
+        i += 1
+    return f"{size:.3g}{units[i]}"
+
+
+def human_duration(seconds: float) -> str:
+    """go-units HumanDuration, as ``docker images`` shows ages."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    m = s // 60
+    if m == 1:
+        return "About a minute"
+    if m < 60:
+        return f"{m} minutes"
+    h = round(s / 3600)
+    if h == 1:
+        return "About an hour"
+    if h < 48:
+        return f"{h} hours"
+    if h < 24 * 7 * 2:
+        return f"{h // 24} days"
+    if h < 24 * 30 * 2:
+        return f"{h // 24 // 7} weeks"
+    if h < 24 * 365 * 2:
+        return f"{h // 24 // 30} months"
+    return f"{h // 24 // 365} years"
+
+
+def parse_time(text: str) -> datetime:
+    try:
+        text = re.sub(r"(\.\d{6})\d+", r"\1", text).replace("Z", "+00:00")
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return datetime.fromtimestamp(0, timezone.utc)
+
+
+def since(text: str) -> str:
+    delta = (datetime.now(timezone.utc) - parse_time(text)).total_seconds()
+    return human_duration(delta) + " ago"
+
+
+def go_value(v: Any) -> str:
+    """How Go's text/template prints a value."""
+    if v is None:
+        return "<no value>"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, list):
+        return "[" + " ".join(go_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "map[" + " ".join(f"{k}:{go_value(x)}" for k, x in sorted(v.items())) + "]"
+    return str(v)
+
+
+_FIELD = re.compile(r"{{\s*(json\s+)?\.([A-Za-z0-9_.]*)\s*}}")
+
+
+def render(template: str, obj: dict[str, Any]) -> str:
+    """The ``{{.A.B}}`` / ``{{json .A}}`` subset of Go templates, plus ``\\t``/``\\n``."""
+    def field(m: re.Match) -> str:
+        value: Any = obj
+        for part in [p for p in m.group(2).split(".") if p]:
+            if not isinstance(value, dict) or part not in value:
+                raise UserError(f"template: can't evaluate field {part} in {template!r}")
+            value = value[part]
+        return json.dumps(value) if m.group(1) else go_value(value)
+    out = _FIELD.sub(field, template)
+    if "{{" in out:
+        raise UserError(f"template: unsupported syntax in {template!r} (supported: {{{{.Field}}}}, {{{{json .Field}}}})")
+    return out.replace("\\t", "\t").replace("\\n", "\n")
+
+
+def ls_rows(images: list[Image], *, all_digests: bool = False) -> list[dict[str, Any]]:
+    """One row per tag (a ``<none>`` row for an untagged image), as ``docker images``."""
+    rows = []
+    for img in images:
+        digests = {d.split("@")[0]: d.split("@")[1] for d in img.repo_digests}
+        pairs = [(t.rsplit(":", 1)[0], t.rsplit(":", 1)[1]) for t in img.repo_tags] or \
+            [(r, "<none>") for r in digests] or [("<none>", "<none>")]
+        for repo, tag in pairs:
+            rows.append({"Repository": repo, "Tag": tag, "ID": img.id, "Digest": digests.get(repo, "<none>"),
+                         "CreatedSince": since(img.created), "CreatedAt": img.created,
+                         "Size": human_size(img.size), "Containers": "N/A"})
+    return rows
+
+
+def inspect_doc(store: ImageStore, img: Image) -> dict[str, Any]:
+    """``docker image inspect``'s shape for our image."""
+    history = img.config.get("history") or []
+    lower = [str(p) for p in (store.layer_dir(l["chain_id"]) / "diff" for l in img.layers)]
+    doc = {
+        "Id": img.id, "RepoTags": img.repo_tags, "RepoDigests": img.repo_digests, "Parent": "",
+        "Comment": (history[-1].get("comment", "") if history else ""), "Created": img.created,
+        "DockerVersion": "", "Author": img.config.get("author", ""), "Config": img.container_config,
+        "Architecture": img.config.get("architecture", ""), "Os": img.config.get("os", ""),
+        "Size": img.size,
+        "GraphDriver": {"Name": "overlay", "Data": {"LowerDir": ":".join(reversed(lower))}},
+        "RootFS": {"Type": "layers", "Layers": (img.config.get("rootfs") or {}).get("diff_ids", [])},
+        "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
+    }
+    if img.config.get("variant"):
+        doc["Variant"] = img.config["variant"]
+    return doc
