@@ -1,0 +1,238 @@
+"""The loader: Compose files + environment -> the dict ``docker compose config`` prints.
+
+Passes, in compose-go's order: discover (files, project directory, environment) ->
+per file and per YAML document: parse with positions -> interpolate -> schema check (part
+B's ``validate_file`` when present) -> canonical form -> ``extends`` -> ``include`` ->
+``!reset``/``!override`` -> merge into the model; then paths resolved, implicit defaults
+made explicit, profiles applied, ``env_file``s read, unused resources dropped, and the
+result shaped like the Go structs' JSON. Part B's semantic ``check_config`` runs last.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .discover import ProjectSource, check_project_name, discover
+from .errors import ComposeError, KeyPath
+from .extends import apply_extends
+from .include import apply_include
+from .interpolate import Substitutor, interpolate
+from .merge import apply_resets, deep_copy, enforce_unicity, merge
+from .normalize import (drop_unused_resources, escape_dollars, normalize, render,
+                        resolve_environment, resolve_paths, set_defaults)
+from .options import LoadOptions
+from .profiles import apply_profiles
+from .transform import canonical
+from .yamlpos import Locator, parse_yaml_documents
+
+
+@dataclass
+class LoadedConfig:
+    """The result of a load.
+
+    ``config`` is exactly what ``docker compose config --format json`` prints (``$`` doubled
+    when interpolation ran, so that the output reloads unchanged); ``model`` is the same
+    document with the real values (single ``$``), which is what a runtime should use.
+    """
+
+    config: dict[str, Any]
+    model: dict[str, Any]
+    name: str
+    working_dir: str
+    config_files: list[str]
+    environment: dict[str, str]
+    locators: list[Locator] = field(default_factory=list)
+    profiles: list[str] = field(default_factory=list)
+
+
+def _hook(name: str) -> Callable[..., Any] | None:
+    """Part B's validation hooks, imported lazily and only when their module exists."""
+    try:
+        if importlib.util.find_spec("pystack.stack.validate") is None:
+            return None
+    except (ImportError, ValueError):
+        return None
+    module = importlib.import_module("pystack.stack.validate")
+    return getattr(module, name, None)
+
+
+class _Loader:
+    """One load: keeps the environment, the locators and the caches the passes share."""
+
+    def __init__(self, options: LoadOptions, source: ProjectSource) -> None:
+        self.options = options
+        self.source = source
+        self.env = source.environment
+        self.locators: list[Locator] = []
+        self.sub = Substitutor(self.env, warn=options.warn)
+        self.validate_file = _hook("validate_file")
+        self._texts: dict[str, str] = {}
+        self.home = self.env.get("HOME")
+
+    # -- reading ---------------------------------------------------------------
+
+    def read(self, path: str) -> tuple[str, str]:
+        """Text and display name of a file (``-`` is stdin)."""
+        if path == "-":
+            if self.options.stdin_text is not None:
+                return self.options.stdin_text, "-"
+            return sys.stdin.read(), "-"
+        if path in self._texts:
+            return self._texts[path], path
+        try:
+            with open(path, encoding="utf-8") as fh:
+                text = fh.read()
+        except FileNotFoundError:
+            raise ComposeError(f"open {path}: no such file or directory") from None
+        except IsADirectoryError:
+            raise ComposeError(f"{path} is a directory, not a Compose file") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ComposeError(f"cannot read {path}: {exc}") from None
+        self._texts[path] = text
+        return text, path
+
+    def documents(self, path: str, sub: Substitutor) -> list[tuple[dict[str, Any], Locator]]:
+        """Each YAML document of ``path``, interpolated, schema-checked and canonical."""
+        text, display = self.read(path)
+        docs = parse_yaml_documents(text, display)
+        if not docs:
+            raise ComposeError("empty compose file", file=display)
+        out = []
+        for data, locator in docs:
+            self.locators.append(locator)
+            if data is None:
+                raise ComposeError("empty compose file", file=display)
+            if not isinstance(data, dict):
+                raise ComposeError("Top-level object must be a mapping", file=display)
+            if self.options.interpolate:
+                data = interpolate(data, sub, locator)
+            if self.validate_file is not None:
+                self.validate_file(data, locator, display)
+            data = canonical(data, locator.error)
+            out.append((data, locator))
+        return out
+
+    # -- extends and include ------------------------------------------------------
+
+    def other_file(self, sub: Substitutor) -> Callable[[str], tuple[dict[str, Any], list[KeyPath]]]:
+        def load(path: str) -> tuple[dict[str, Any], list[KeyPath]]:
+            if not os.path.exists(path):
+                raise ComposeError(f"open {path}: no such file or directory")
+            merged: dict[str, Any] = {}
+            resets: list[KeyPath] = []
+            for data, locator in self.documents(path, sub):
+                resets.extend(locator.reset_paths + locator.override_paths)
+                merged = merge(merged, data)
+            if self.options.resolve_paths:
+                resolve_paths(merged, os.path.dirname(path), self.home)
+            return merged, resets
+        return load
+
+    def model(self, files: list[str], working_dir: str, env: dict[str, str], included: list[str],
+              sub: Substitutor) -> dict[str, Any]:
+        """Files merged into one model (compose-go ``loadYamlModel``), before normalization."""
+        model: dict[str, Any] = {}
+        for path in files:
+            for data, locator in self.documents(path, sub):
+                resets = locator.reset_paths + locator.override_paths
+                apply_extends(data, locator.file, working_dir, resets, self.other_file(sub), locator.error)
+                if "include" in data:
+                    main = path if path != "-" else os.path.join(working_dir, "-")
+                    apply_include(data, working_dir, env, included + [main] if not included else included,
+                                  self.include_loader(), locator.file)
+                apply_resets(model, resets)
+                model = merge(model, data)
+        if not files:
+            model = enforce_unicity(model)
+        set_defaults(model)
+        return model
+
+    def include_loader(self) -> Callable[[list[str], str, dict[str, str], list[str]], dict[str, Any]]:
+        def load(files: list[str], project_dir: str, env: dict[str, str], included: list[str]) -> dict[str, Any]:
+            sub = Substitutor(env, warn=self.options.warn, warned=self.sub.warned)
+            model = self.model(files, project_dir, env, included, sub)
+            if self.options.resolve_paths:
+                resolve_paths(model, project_dir, self.home)
+            return model
+        return load
+
+    # -- errors -------------------------------------------------------------------
+
+    def error(self, message: str, path: KeyPath) -> ComposeError:
+        """A ComposeError positioned in the file that spells out most of ``path``."""
+        best = None
+        best_depth = -1
+        for loc in reversed(self.locators):
+            for depth in range(len(path), best_depth, -1):
+                if tuple(path[:depth]) in loc.marks:
+                    if depth > best_depth:
+                        best, best_depth = loc, depth
+                    break
+        if best is not None:
+            return best.error(message, path)
+        return ComposeError(message, path=path)
+
+
+def _name_from_files(loader: _Loader, files: list[str]) -> str | None:
+    """Top-level ``name:`` of the files (the last one that sets it), interpolated."""
+    name = None
+    for path in files:
+        text, display = loader.read(path)
+        if "name" not in text:
+            continue
+        for data, _ in parse_yaml_documents(text, display):
+            if isinstance(data, dict) and isinstance(data.get("name"), (str, int, float)):
+                value = str(data["name"])
+                name = loader.sub.substitute(value) if loader.options.interpolate else value
+    return name or None
+
+
+def load_config(options: LoadOptions) -> LoadedConfig:
+    """Run the whole pipeline; any mistake in the files raises :class:`ComposeError`."""
+    source = discover(options)
+    loader = _Loader(options, source)
+    name = source.project_name
+    if not name:
+        name = _name_from_files(loader, source.files)
+    if name:
+        check_project_name(name)
+    else:
+        name = source.default_name
+        if not name:
+            raise ComposeError("project name must not be empty")
+    loader.env["COMPOSE_PROJECT_NAME"] = name
+    working_dir = source.working_dir
+    included = [source.files[0]] if source.files else []
+    data = loader.model(source.files, working_dir, loader.env, included, loader.sub)
+    if "version" in data and options.warn:
+        print('WARN[0000] the attribute `version` is obsolete, it will be ignored, '
+              'please remove it to avoid potential confusion', file=sys.stderr)
+    data.pop("version", None)
+    data.pop("name", None)
+    if not isinstance(data.get("services"), dict) and "services" in data and data["services"] is not None:
+        raise loader.error("services must be a mapping", ("services",))
+    if options.resolve_paths:
+        resolve_paths(data, working_dir, loader.home)
+    for svc_name, svc in (data.get("services") or {}).items():
+        if svc is not None and not isinstance(svc, dict):
+            raise loader.error(f"services.{svc_name} must be a mapping", ("services", svc_name))
+    if options.normalize:
+        normalize(data, name, loader.env)
+    profiles = apply_profiles(data, source.profiles, options.services)
+    if options.normalize:
+        resolve_environment(data, loader.env)
+        drop_unused_resources(data)
+    model = render(data, name, loader.error)
+    check = _hook("check_config")
+    if check is not None and options.normalize:
+        check(model, loader.locators)
+    config = escape_dollars(model) if options.interpolate else model
+    return LoadedConfig(config=config, model=model, name=name, working_dir=working_dir,
+                        config_files=list(source.files), environment=dict(loader.env),
+                        locators=loader.locators, profiles=profiles)
+
+
+__all__ = ["LoadOptions", "LoadedConfig", "load_config", "deep_copy"]
