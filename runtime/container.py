@@ -1,0 +1,529 @@
+"""``Runtime``: OCI bundles in, isolated processes out (see docs/contracts.md).
+
+The library the engine calls. ``create`` checks the bundle, makes the container's state
+directory and cgroups, and asks a single-threaded helper to spawn a shim that launches
+the container's init (it stops at "created"); ``start`` releases it. All the state is in
+files (state.py), so any process, and the ``pystack-runtime`` command, sees the same
+containers.
+
+Spawning goes through the fork server (forkserver.py) unless the caller is known to be
+single-threaded and asks for ``spawner="direct"`` (the CLI does): a process with threads
+never forks here.
+"""
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pystack.errors import Conflict, NotFound, UserError
+from pystack.runtime import cgroup_glue
+from pystack.runtime.state import StateDir, proc_start_time, rfc3339, write_atomic
+
+
+class ContainerError(UserError):
+    """A container could not be created, started or exec'd; exit code as Docker's."""
+
+
+def parse_signal(sig: int | str) -> int:
+    """``9``, ``"KILL"``, ``"SIGKILL"``, ``signal.SIGKILL`` -> 9; UserError otherwise."""
+    if isinstance(sig, int):
+        return int(sig)
+    text = str(sig).strip().upper()
+    if text.isdigit():
+        return int(text)
+    name = text if text.startswith("SIG") else "SIG" + text
+    try:
+        return int(getattr(signal.Signals, name))
+    except AttributeError:
+        raise UserError(f"unknown signal {sig!r}") from None
+
+
+@dataclass
+class ExecProcess:
+    """A process started by ``Runtime.exec``: its host pid, its stdio ends and its exit."""
+
+    pid: int
+    _sock: socket.socket
+    stdin: object | None = None
+    stdout: object | None = None
+    stderr: object | None = None
+    pty: int | None = None
+    returncode: int | None = None
+    _extra: list = field(default_factory=list)
+
+    def wait(self, timeout: float | None = None) -> int:
+        """The exit code (128+n for a signal); TimeoutError after ``timeout`` seconds."""
+        if self.returncode is not None:
+            return self.returncode
+        self._sock.settimeout(timeout)
+        try:
+            while True:
+                msg = self._sock.recv(65536)
+                if not msg:
+                    raise ContainerError("exec supervisor died without an exit status")
+                reply = json.loads(msg)
+                if "exit" in reply:
+                    self.returncode = int(reply["exit"])
+                    self._sock.close()
+                    return self.returncode
+                if "error" in reply:
+                    self._extra.append(reply["error"])
+        except socket.timeout:
+            raise TimeoutError(f"exec {self.pid} still running") from None
+
+    @property
+    def errors(self) -> list[str]:
+        """Messages the exec child sent before its program started (e.g. not found)."""
+        return list(self._extra)
+
+    def kill(self, sig: int | str = signal.SIGKILL) -> None:
+        try:
+            os.kill(self.pid, parse_signal(sig))
+        except ProcessLookupError:
+            pass
+
+    def close(self) -> None:
+        for f in (self.stdin, self.stdout, self.stderr):
+            if f is not None:
+                f.close()
+        if self.pty is not None:
+            os.close(self.pty)
+            self.pty = None
+        self._sock.close()
+
+
+class _ForkServer:
+    """Client of one forkserver process (started lazily, shared by threads)."""
+
+    def __init__(self) -> None:
+        import subprocess
+        import sys
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pystack.runtime.forkserver", str(theirs.fileno())],
+            pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, start_new_session=True)
+        theirs.close()
+        self.sock = ours
+        ready = ours.recv(16)
+        if ready != b"ready":
+            raise ContainerError("the runtime's fork server did not start")
+
+    def request(self, op: str, plan: dict, stdio: tuple[int, int, int] | None) -> socket.socket:
+        from pystack.runtime import process
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            fds = [theirs.fileno()] + list(stdio or ())
+            process.send(self.sock, json.dumps({"op": op, "plan": plan}).encode(), fds)
+        finally:
+            theirs.close()
+        return mine
+
+    def close(self) -> None:
+        self.sock.close()
+        try:
+            self.proc.wait(5)
+        except Exception:  # noqa: BLE001
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Runtime:
+    """Containers under one state directory (like ``runc --root``)."""
+
+    def __init__(self, state_dir: str | os.PathLike | None = None, *,
+                 spawner: str = "auto") -> None:
+        if state_dir is None:
+            from pystack.paths import run_root
+            state_dir = run_root() / "runtime"
+        self.states = StateDir(state_dir)
+        self.spawner = spawner
+        self._fs: _ForkServer | None = None
+        self._lock = threading.Lock()
+
+    # -- spawning -----------------------------------------------------------------------
+
+    def _direct(self) -> bool:
+        if self.spawner == "direct":
+            return True
+        if self.spawner == "forkserver":
+            return False
+        return False  # "auto": the fork server, so that a caller's threads never matter
+
+    def _server(self) -> _ForkServer:
+        with self._lock:
+            if self._fs is None or self._fs.proc.poll() is not None:
+                self._fs = _ForkServer()
+            return self._fs
+
+    def close(self) -> None:
+        """Stop the fork server (containers and their shims keep running)."""
+        with self._lock:
+            if self._fs is not None:
+                self._fs.close()
+                self._fs = None
+
+    def __enter__(self) -> "Runtime":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def create(self, id: str, bundle: str | os.PathLike, *, log_path=None, log_opts=None,
+               console_socket=None, stdin: bool = False, rootfs_lowerdirs=None,
+               rootfs_upper=None, rootfs_work=None,
+               stdio: tuple[int, int, int] | None = None, init: bool | None = None) -> dict:
+        """Create container ``id`` from ``bundle`` (stopped before the user's program).
+
+        ``stdio``: three fds for the container's stdin/stdout/stderr (default /dev/null,
+        or pipes into ``log_path``). ``init``: put pystack's init as PID 1 (default: the
+        ``org.pystack.init`` annotation)."""
+        bundle = os.path.abspath(bundle)
+        spec = load_bundle(bundle)
+        if init is None:
+            init = (spec.get("annotations") or {}).get("org.pystack.init") == "true"
+        root = (spec.get("root") or {}).get("path") or "rootfs"
+        root = os.path.normpath(os.path.join(bundle, root))
+        if not os.path.isdir(root):
+            raise UserError(f"root.path {root} is not a directory")
+        if rootfs_lowerdirs and (bool(rootfs_upper) != bool(rootfs_work)):
+            raise UserError("rootfs_upper and rootfs_work must be given together")
+        d = self.states.make(id)
+        paths: dict[str, str] = {}
+        try:
+            try:
+                paths = cgroup_glue.setup(spec, id)
+            except (OSError, ValueError) as exc:
+                raise ContainerError(f"cgroups for {id}: {exc}") from None
+            plan = {
+                "id": id, "dir": str(d), "bundle": bundle, "spec": spec, "root": root,
+                "lowerdirs": [str(p) for p in rootfs_lowerdirs] if rootfs_lowerdirs else None,
+                "upper": str(rootfs_upper) if rootfs_upper else None,
+                "work": str(rootfs_work) if rootfs_work else None,
+                "cgroup_paths": paths, "log_path": str(log_path) if log_path else None,
+                "log_opts": dict(log_opts or {}), "console_socket": console_socket,
+                "stdin": bool(stdin), "init": bool(init), "created": rfc3339(),
+            }
+            if log_opts:
+                from pystack.runtime.jsonlog import parse_size
+                try:
+                    parse_size(log_opts.get("max-size"))
+                    int(log_opts.get("max-file", 1))
+                except ValueError as exc:
+                    raise UserError(str(exc)) from None
+            self._spawn_shim(plan, stdio)
+        except BaseException:
+            try:
+                cgroup_glue.kill_all(paths)
+                cgroup_glue.remove(paths)
+            finally:
+                shutil.rmtree(d, ignore_errors=True)
+            raise
+        return self.state(id)
+
+    def _spawn_shim(self, plan: dict, stdio) -> dict:
+        from pystack.runtime import shim
+        if self._direct():
+            try:
+                return shim.spawn_shim(plan, stdio)
+            except shim.LaunchError as exc:
+                raise ContainerError(str(exc), exit_code=exc.exit_code) from None
+        sock = self._server().request("create", plan, stdio)
+        try:
+            reply = json.loads(sock.recv(65536) or b"{}")
+        finally:
+            sock.close()
+        if "pid" not in reply:
+            raise ContainerError(reply.get("error") or "container creation failed",
+                                 exit_code=reply.get("exit_code") or 1)
+        return reply
+
+    def start(self, id: str) -> None:
+        """Let a created container run its program."""
+        rec = self.states.load(id)
+        status = self.states.status(id, rec)
+        if status != "created":
+            raise Conflict(f"container {id} is {status}, not created: cannot start")
+        start_fifo(self.states.path(id), rec)
+
+    def state(self, id: str) -> dict:
+        return self.states.oci_state(id)
+
+    def list(self) -> list[dict]:
+        out = []
+        for cid in self.states.ids():
+            try:
+                out.append(self.state(cid))
+            except (NotFound, ValueError):
+                continue
+        return out
+
+    def kill(self, id: str, sig: int | str = signal.SIGTERM, all: bool = False) -> None:
+        """Signal PID 1 (or, with ``all``, every process of the container's cgroup)."""
+        signum = parse_signal(sig)
+        rec = self.states.load(id)
+        status = self.states.status(id, rec)
+        if status == "stopped":
+            raise Conflict(f"container {id} is not running")
+        if all:
+            cgroup_glue.kill_all(rec.get("cgroup_paths") or {}, signum)
+            return
+        signal_pid(rec, signum)
+
+    def wait(self, id: str, timeout: float | None = None) -> int:
+        """Block until the container exits; its exit code (128+n for signal n)."""
+        rec = self.states.load(id)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        d = self.states.path(id)
+        while True:
+            info = self.states.exit_info(id)
+            if info is not None:
+                return int(info["exitCode"])
+            shim_pid = rec.get("shim_pid") or 0
+            if shim_pid and proc_start_time(shim_pid) == rec.get("shim_start"):
+                waiter = shim_pid
+            elif proc_start_time(rec.get("pid") or 0) == rec.get("pid_start"):
+                waiter = rec["pid"]
+            else:
+                info = self.states.exit_info(id)
+                if info is not None:
+                    return int(info["exitCode"])
+                if not d.exists():
+                    raise NotFound(f"container {id} does not exist")
+                return 255  # no shim recorded an exit status (killed shim or CLI-created)
+            try:
+                pidfd = os.pidfd_open(waiter)
+            except ProcessLookupError:
+                continue
+            try:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                r, _, _ = select.select([pidfd], [], [], left)
+            finally:
+                os.close(pidfd)
+            if not r:
+                raise TimeoutError(f"container {id} still running after {timeout}s")
+            if waiter == rec.get("pid"):
+                time.sleep(0)
+
+    def pause(self, id: str) -> None:
+        rec = self.states.load(id)
+        if self.states.status(id, rec) != "running":
+            raise Conflict(f"container {id} is not running")
+        cgroup_glue.freeze(rec.get("cgroup_paths") or {}, True)
+
+    def resume(self, id: str) -> None:
+        rec = self.states.load(id)
+        if self.states.status(id, rec) != "paused":
+            raise Conflict(f"container {id} is not paused")
+        cgroup_glue.freeze(rec.get("cgroup_paths") or {}, False)
+
+    def ps(self, id: str) -> list[int]:
+        """Host pids of every process in the container."""
+        return cgroup_glue.pids(self.states.load(id).get("cgroup_paths") or {})
+
+    def stats(self, id: str) -> dict:
+        return cgroup_glue.stats(self.states.load(id).get("cgroup_paths") or {})
+
+    def delete(self, id: str, force: bool = False) -> None:
+        """Remove a stopped (or, with ``force``, any) container: processes, cgroups, files."""
+        rec = self.states.load(id)
+        status = self.states.status(id, rec)
+        paths = rec.get("cgroup_paths") or {}
+        if status in ("running", "paused") and not force:
+            raise Conflict(f"cannot delete container {id} that is {status}: stop it or use force")
+        if status != "stopped":
+            if status == "paused":
+                cgroup_glue.freeze(paths, False)
+            signal_pid(rec, signal.SIGKILL)
+        # a shared pid namespace leaves other processes alive when PID 1 dies
+        cgroup_glue.kill_all(paths, signal.SIGKILL)
+        wait_gone(rec)
+        deadline = time.monotonic() + 10
+        while cgroup_glue.pids(paths) and time.monotonic() < deadline:
+            cgroup_glue.kill_all(paths, signal.SIGKILL)
+            time.sleep(0.005)
+        cgroup_glue.remove(paths)
+        shutil.rmtree(self.states.path(id), ignore_errors=True)
+
+    # -- exec -----------------------------------------------------------------------------
+
+    def exec(self, id: str, process: dict, *, tty: bool = False, console_socket=None,
+             stdio: tuple[int, int, int] | None = None, detach: bool = False) -> ExecProcess:
+        """Run ``process`` (an OCI process object) in the running container ``id``.
+
+        Without ``stdio`` the result has pipes ``stdin``/``stdout``/``stderr`` (or, with
+        ``tty``, a pty master fd in ``pty`` unless ``console_socket`` takes it).
+        Missing fields (env, cwd, user, capabilities, rlimits) come from the container's
+        own process, as runc does."""
+        rec = self.states.load(id)
+        status = self.states.status(id, rec)
+        if status != "running":
+            raise Conflict(f"container {id} is {status}: cannot exec")
+        spec = load_bundle(rec["bundle"])
+        base = dict(spec.get("process") or {})
+        proc = {**base, **process}
+        proc["terminal"] = bool(tty or process.get("terminal"))
+        spec["process"] = proc
+        plan = {"id": id, "spec": spec, "pid": rec["pid"], "pid_start": rec["pid_start"],
+                "cgroup_paths": rec.get("cgroup_paths") or {}}
+        mine: list = []
+        ends: tuple[int, int, int]
+        files: list = [None, None, None]
+        if stdio is not None:
+            ends = tuple(stdio)  # type: ignore[assignment]
+        else:
+            null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+            r0, w0 = os.pipe()
+            r1, w1 = os.pipe()
+            r2, w2 = os.pipe()
+            ends = (r0, w1, w2)
+            mine = [r0, w1, w2, null]
+            if tty:
+                ends = (null, null, null)
+                for fd in (r0, w0, r1, w1, r2, w2):
+                    os.close(fd)
+                mine = [null]
+            else:
+                files = [os.fdopen(w0, "wb", buffering=0), os.fdopen(r1, "rb", buffering=0),
+                         os.fdopen(r2, "rb", buffering=0)]
+        try:
+            sock = self._exec_request(plan, ends)
+        finally:
+            for fd in mine:
+                os.close(fd)
+        reply, fds = _recv_json(sock)
+        pty = None
+        if reply.get("pty"):
+            pty = fds[0] if fds else None
+            reply, _ = _recv_json(sock)
+        if "pid" not in reply:
+            sock.close()
+            for f in files:
+                if f is not None:
+                    f.close()
+            raise ContainerError(reply.get("error") or "exec failed",
+                                 exit_code=reply.get("exit_code") or 1)
+        ep = ExecProcess(pid=reply["pid"], _sock=sock, stdin=files[0], stdout=files[1],
+                         stderr=files[2], pty=pty)
+        if pty is not None and console_socket:
+            from pystack.runtime.shim import send_console
+            send_console(console_socket, pty)
+            os.close(pty)
+            ep.pty = None
+        return ep
+
+    def _exec_request(self, plan: dict, stdio: tuple[int, int, int]) -> socket.socket:
+        if not self._direct():
+            return self._server().request("exec", plan, stdio)
+        from pystack.runtime import shim
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = os.fork()
+        if pid == 0:
+            mine.close()
+            shim.exec_supervisor(plan, stdio, theirs)
+        theirs.close()
+        threading_reap(pid)
+        return mine
+
+
+def _recv_json(sock: socket.socket) -> tuple[dict, list[int]]:
+    from pystack.runtime import process
+    msg, fds = process.recv(sock)
+    if not msg:
+        return {}, fds
+    return json.loads(msg), fds
+
+
+def threading_reap(pid: int) -> None:
+    """The direct-mode exec supervisor is our child: reap it when it ends (no zombie)."""
+    def reap() -> None:
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+    threading.Thread(target=reap, daemon=True).start()
+
+
+def load_bundle(bundle: str) -> dict:
+    """config.json of a bundle, checked by part B's validate_spec; one-line errors."""
+    path = os.path.join(bundle, "config.json")
+    try:
+        with open(path) as f:
+            spec = json.load(f)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file (not an OCI bundle)") from None
+    except ValueError as exc:
+        raise UserError(f"{path}: invalid JSON: {exc}") from None
+    from pystack.runtime.spec import validate_spec
+    validate_spec(spec)
+    return spec
+
+
+def signal_pid(rec: dict, signum: int) -> None:
+    """Signal the container's PID 1, unless that pid now belongs to another process."""
+    pid = rec.get("pid") or 0
+    if pid <= 0 or proc_start_time(pid) != rec.get("pid_start"):
+        return
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        if proc_start_time(pid) == rec.get("pid_start"):
+            signal.pidfd_send_signal(fd, signum)
+    except ProcessLookupError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def wait_gone(rec: dict, timeout: float = 10.0) -> None:
+    """Wait until PID 1 and the shim have exited (the shim writes exit.json first)."""
+    for key, start in (("pid", "pid_start"), ("shim_pid", "shim_start")):
+        pid = rec.get(key) or 0
+        if pid <= 0:
+            continue
+        deadline = time.monotonic() + timeout
+        while proc_start_time(pid) == rec.get(start) and time.monotonic() < deadline:
+            try:
+                fd = os.pidfd_open(pid)
+            except ProcessLookupError:
+                break
+            try:
+                select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            finally:
+                os.close(fd)
+
+
+def start_fifo(d: Path, rec: dict, timeout: float = 10.0) -> None:
+    """Open the exec fifo for reading: the init, blocked opening it, goes on to exec."""
+    fifo = d / "exec.fifo"
+    try:
+        fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise Conflict("container is not in the created state") from None
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            r, _, _ = select.select([fd], [], [], 0.05)
+            if r:
+                data = os.read(fd, 1)
+                if data:
+                    break
+            if proc_start_time(rec.get("pid") or 0) != rec.get("pid_start"):
+                raise ContainerError("container init exited before start")
+            if time.monotonic() > deadline:
+                raise ContainerError("container init did not respond to start")
+    finally:
+        os.close(fd)
+    write_atomic(d / "started", rfc3339())
+    fifo.unlink()

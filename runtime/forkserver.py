@@ -1,0 +1,83 @@
+"""A single-threaded helper that forks containers' shims and exec supervisors.
+
+The engine is asyncio + threads, and a process with threads must never ``fork()``. So
+each :class:`~pystack.runtime.container.Runtime` starts this helper once (one
+``python -m pystack.runtime.forkserver``, ~20 ms, paid once) and sends it requests over a
+``SOCK_SEQPACKET`` socket: a JSON message plus file descriptors (a reply socket, then the
+stdio to give the container). For each request the helper forks a child that does the
+work (``spawn_shim`` or ``exec_supervisor``) and answers on the reply socket itself, so
+the helper is free again at once and requests from many threads run in parallel.
+
+Forking from this small, already-imported process is what makes a start take a few
+milliseconds, and the shims it forks share its pages (low memory per container).
+The helper exits when the control socket closes (its Runtime, or the whole caller, went).
+"""
+from __future__ import annotations
+
+import gc
+import json
+import os
+import signal
+import socket
+import sys
+
+MAX_MSG = 4 << 20
+
+
+def serve(control: socket.socket) -> None:
+    """Answer requests until the control socket is closed."""
+    from pystack.runtime import process, shim
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
+    gc.collect()
+    gc.freeze()  # keep the shared pages shared in the forked shims
+    control.send(b"ready")
+    while True:
+        try:
+            msg, fds = process.recv(control, MAX_MSG)
+        except (ConnectionResetError, OSError):
+            return
+        if not msg:
+            return
+        try:
+            req = json.loads(msg)
+        except ValueError:
+            for fd in fds:
+                os.close(fd)
+            continue
+        pid = os.fork()
+        if pid == 0:
+            control.close()
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            reply = socket.socket(fileno=fds[0])
+            stdio = tuple(fds[1:4]) if len(fds) >= 4 else None
+            if req.get("op") == "exec":
+                shim.exec_supervisor(req["plan"], stdio or _null3(), reply)
+            try:
+                out = shim.spawn_shim(req["plan"], stdio)
+            except Exception as exc:  # noqa: BLE001 - sent back to the caller
+                out = {"error": process.describe(exc), "exit_code": getattr(exc, "exit_code", 1)}
+            try:
+                reply.send(json.dumps(out).encode())
+            finally:
+                os._exit(0)
+        for fd in fds:
+            os.close(fd)
+
+
+def _null3() -> tuple[int, int, int]:
+    null = os.open(os.devnull, os.O_RDWR)
+    return (null, null, null)
+
+
+def main() -> None:
+    fd = int(sys.argv[1])
+    control = socket.socket(fileno=fd)
+    os.set_inheritable(fd, False)
+    try:
+        serve(control)
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

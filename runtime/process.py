@@ -1,0 +1,381 @@
+"""The container's init, from fork to exec: namespaces, rootfs, then the process itself.
+
+``container_main`` runs in the child the launcher forks (PID 1 of the new pid namespace).
+It reports to the launcher over a socket: ``R`` once everything up to the user's program
+is in place (the container is "created"), or ``E<message>`` and exit. It then blocks on
+the exec fifo until ``start``, and only then changes user, drops capabilities, sets
+no_new_privs, loads seccomp and execs: the order runc uses, so that a failure is reported
+while the caller still waits and the program runs with exactly the spec's privileges.
+
+Everything that parses or imports happens in ``prepare`` in the parent before the fork;
+the child only makes system calls (no threads exist there, but keep it lean anyway).
+"""
+from __future__ import annotations
+
+import array
+import errno
+import fcntl
+import os
+import resource
+import socket
+import struct
+import sys
+from dataclasses import dataclass, field
+
+from pystack.runtime import namespaces as ns
+from pystack.runtime import rootfs
+
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_DUMPABLE = 4
+PR_SET_CHILD_SUBREAPER = 36
+TIOCGPTN = 0x80045430
+TIOCSPTLCK = 0x40045431
+TIOCSCTTY = 0x540E
+
+
+
+class SpecError(ValueError):
+    """The bundle's config.json asks for something invalid; the message says what."""
+
+
+@dataclass
+class Prepared:
+    """What the child needs, computed before the fork."""
+
+    args: list[str]
+    env: dict[str, str]
+    cwd: str
+    uid: int
+    gid: int
+    groups: list[int]
+    umask: int
+    caps: object | None
+    rlimits: list[tuple[int, int, int]]
+    no_new_privs: bool
+    oom_score_adj: int | None
+    sysctls: dict[str, str]
+    seccomp: object | None
+    hostname: str | None
+    domainname: str | None
+    terminal: bool
+    unshare_flags: int = 0
+    joins: list[tuple[str, str]] = field(default_factory=list)
+    apparmor: str | None = None
+
+
+def _libc():
+    import ctypes
+    lib = ctypes.CDLL(None, use_errno=True)
+    lib.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
+                          ctypes.c_ulong]
+    return lib
+
+
+_LIBC = _libc()
+
+
+def prctl(option: int, arg: int) -> None:
+    import ctypes
+    if _LIBC.prctl(option, arg, 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"prctl({option}): {os.strerror(err)}")
+
+
+def prepare(spec: dict, process: dict | None = None) -> Prepared:
+    """Validate and pre-compute the process part of a spec (or of an exec's process)."""
+    proc = process if process is not None else (spec.get("process") or {})
+    linux = spec.get("linux") or {}
+    args = list(proc.get("args") or ())
+    if not args:
+        raise SpecError("process.args must not be empty")
+    env: dict[str, str] = {}
+    for item in proc.get("env") or ():
+        k, sep, v = item.partition("=")
+        env[k] = v
+    user = proc.get("user") or {}
+    try:
+        flags, joins = ns.split(linux.get("namespaces") or [])
+    except ValueError as exc:
+        raise SpecError(str(exc)) from None
+    sysctls = dict(linux.get("sysctl") or {})
+    from pystack.runtime import sysctl
+    sysctl.validate(sysctls, linux.get("namespaces") or [])
+    rlimits = []
+    for rl in proc.get("rlimits") or ():
+        name = rl.get("type", "")
+        res = getattr(resource, name, None)
+        if not name.startswith("RLIMIT_") or res is None:
+            raise SpecError(f"unknown rlimit {name!r}")
+        rlimits.append((res, int(rl.get("soft", 0)), int(rl.get("hard", 0))))
+    oom = proc.get("oomScoreAdj")
+    if oom is not None and not -1000 <= int(oom) <= 1000:
+        raise SpecError(f"oomScoreAdj {oom} is outside -1000..1000")
+    return Prepared(
+        args=args, env=env, cwd=proc.get("cwd") or "/",
+        uid=int(user.get("uid", 0)), gid=int(user.get("gid", 0)),
+        groups=[int(g) for g in user.get("additionalGids") or ()],
+        umask=int(user["umask"]) if user.get("umask") is not None else 0o022,
+        caps=prepare_caps(proc.get("capabilities")),
+        rlimits=rlimits, no_new_privs=bool(proc.get("noNewPrivileges")),
+        oom_score_adj=int(oom) if oom is not None else None, sysctls=sysctls,
+        seccomp=prepare_seccomp(linux.get("seccomp"), bool(proc.get("noNewPrivileges"))),
+        hostname=spec.get("hostname"), domainname=spec.get("domainname"),
+        terminal=bool(proc.get("terminal")), unshare_flags=flags, joins=joins,
+    )
+
+
+def prepare_caps(capabilities: dict | None):
+    """Part B's capability sets (runtime/caps.py), computed before the fork."""
+    from pystack.runtime import caps
+    caps.prepare()
+    return caps.CapSets.from_spec(capabilities)
+
+
+def prepare_seccomp(section: dict | None, no_new_privs: bool):
+    """Part B's compiled libseccomp filter (runtime/seccomp.py), or None without a section."""
+    if not section:
+        return None
+    from pystack.runtime import seccomp
+    return seccomp.Filter.compile(section, no_new_privileges=no_new_privs)
+
+
+# ---------------------------------------------------------------------------------------
+# sync protocol with the launcher
+
+def send(sock: socket.socket, msg: bytes, fds: list[int] | None = None) -> None:
+    if fds:
+        sock.sendmsg([msg], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
+    else:
+        sock.sendall(msg)
+
+
+def recv(sock: socket.socket, size: int = 65536) -> tuple[bytes, list[int]]:
+    fds = array.array("i")
+    msg, anc, _flags, _addr = sock.recvmsg(size, socket.CMSG_LEN(16 * fds.itemsize))
+    for level, kind, data in anc:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
+    return msg, list(fds)
+
+
+# ---------------------------------------------------------------------------------------
+# pieces of the init
+
+def set_hostname(prep: Prepared) -> None:
+    if prep.hostname is not None and prep.unshare_flags & ns.CLONE_NEWUTS:
+        socket.sethostname(prep.hostname)
+    if prep.domainname is not None and prep.unshare_flags & ns.CLONE_NEWUTS:
+        name = prep.domainname.encode()
+        if _LIBC.setdomainname(name, len(name)) != 0:
+            raise OSError(errno.EPERM, "setdomainname failed")
+
+
+def write_sysctls(sysctls: dict[str, str]) -> None:
+    """Part B's writer, on the container's own fresh /proc (after pivot_root)."""
+    from pystack.runtime import sysctl
+    sysctl.apply(sysctls)
+
+
+def set_rlimits(prep: Prepared) -> None:
+    for res, soft, hard in prep.rlimits:
+        resource.setrlimit(res, (soft, hard))
+
+
+def set_oom_score_adj(value: int | None) -> None:
+    if value is not None:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(value))
+
+
+def open_pty() -> tuple[int, int]:
+    """A pty from the container's own devpts (so the slave is /dev/pts/N inside)."""
+    master = os.open("/dev/pts/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))
+    n = struct.unpack("I", fcntl.ioctl(master, TIOCGPTN, b"\0\0\0\0"))[0]
+    slave = os.open(f"/dev/pts/{n}", os.O_RDWR | os.O_NOCTTY)
+    return master, slave
+
+
+def use_pty_slave(slave: int, console: bool) -> None:
+    """Make the pty slave stdio and the controlling terminal (and /dev/console)."""
+    if console:
+        rootfs.mount(f"/proc/self/fd/{slave}", "/dev/console", None, rootfs.MS_BIND, None,
+                     "/dev/console")
+    for fd in (0, 1, 2):
+        os.dup2(slave, fd)
+    fcntl.ioctl(0, TIOCSCTTY, 0)
+    if slave > 2:
+        os.close(slave)
+
+
+def home_of(uid: int) -> str:
+    """HOME from the container's /etc/passwd (runc sets it when the spec does not)."""
+    try:
+        with open("/etc/passwd") as f:
+            for line in f:
+                parts = line.rstrip("\n").split(":")
+                if len(parts) >= 6 and parts[2] == str(uid):
+                    return parts[5] or "/"
+    except OSError:
+        pass
+    return "/"
+
+
+def lookup(prep: Prepared) -> str:
+    """The program's path, searched in the container's PATH (exit 127 if absent)."""
+    name = prep.args[0]
+    if "/" in name:
+        candidates = [name if name.startswith("/") else os.path.join(prep.cwd, name)]
+    else:
+        candidates = [os.path.join(d or ".", name)
+                      for d in prep.env.get("PATH", "").split(":")]
+    for c in candidates:
+        if os.path.isfile(c) and os.access(c, os.X_OK):
+            return c
+    if "/" in name and os.path.exists(candidates[0]):
+        raise PermissionError(errno.EACCES, f"exec: {name!r}: permission denied")
+    raise FileNotFoundError(errno.ENOENT,
+                            f"exec: {name!r}: executable file not found in $PATH")
+
+
+def become(prep: Prepared) -> None:
+    """User, capabilities, no_new_privs, seccomp: the last steps before exec."""
+    from pystack.runtime import caps as capmod
+
+    def change_user() -> None:
+        os.setgroups(prep.groups)
+        os.setresgid(prep.gid, prep.gid, prep.gid)
+        os.setresuid(prep.uid, prep.uid, prep.uid)
+
+    if prep.seccomp is not None and not prep.no_new_privs:
+        prep.seccomp.load()  # needs CAP_SYS_ADMIN without no_new_privs
+    capmod.apply_all(prep.caps, change_user)
+    if prep.no_new_privs:
+        prctl(PR_SET_NO_NEW_PRIVS, 1)
+    os.umask(prep.umask)
+    if prep.seccomp is not None and prep.no_new_privs:
+        prep.seccomp.load()
+
+
+def chdir_checked(cwd: str) -> None:
+    """chdir into the spec's cwd and check it is inside our root (CVE-2024-21626)."""
+    os.chdir(cwd)
+    if not os.getcwd().startswith("/"):
+        raise OSError(errno.ENOENT, f"cwd {cwd} is outside the container")
+
+
+def close_fds(keep: tuple[int, ...] = ()) -> None:
+    """Close every fd above stdio except ``keep`` (leaked host fds: CVE-2024-21626)."""
+    lo = 3
+    for k in sorted(keep):
+        if k >= lo:
+            os.closerange(lo, k)
+            lo = k + 1
+    os.closerange(lo, 1 << 20)
+
+
+def exec_program(prep: Prepared, path: str) -> None:
+    env = dict(prep.env)
+    env.setdefault("HOME", home_of(prep.uid))
+    os.execve(path, prep.args, env)
+
+
+# ---------------------------------------------------------------------------------------
+# the init itself
+
+def describe(exc: BaseException) -> str:
+    """One line for an error: our OSErrors carry their message in strerror."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror + (f": {exc.filename}" if exc.filename else "")
+    return str(exc) or type(exc).__name__
+
+
+def join_cgroups(paths: dict) -> None:
+    """Move ourselves ("0" = the writer) into each of the container's cgroups, before
+    unsharing the cgroup namespace so that its root is the container's cgroup."""
+    for path in (paths or {}).values():
+        try:
+            with open(os.path.join(path, "cgroup.procs"), "w") as f:
+                f.write("0")
+        except FileNotFoundError:
+            continue
+
+
+def container_main(plan: dict, prep: Prepared, sync: socket.socket, fifo_path: str) -> None:
+    """PID 1 of the container up to exec; never returns (exits on error)."""
+    spec = plan["spec"]
+    linux = spec.get("linux") or {}
+    created = False
+    try:
+        os.setsid()
+        prctl(PR_SET_DUMPABLE, 0)
+        join_cgroups(plan.get("cgroup_paths"))
+        ns.join(ns.open_joins(prep.joins), skip=("pid", "time"))
+        ns.unshare(prep.unshare_flags & ~(ns.CLONE_NEWPID | ns.CLONE_NEWTIME))
+        fifo = os.open(fifo_path, os.O_PATH | os.O_CLOEXEC)
+        own_dev = any((m.get("destination") or "").rstrip("/") == "/dev"
+                      for m in spec.get("mounts") or ())
+        if not (prep.unshare_flags & ns.CLONE_NEWNS):
+            raise SpecError("a mount namespace is required")
+        root = plan["root"]
+        rootfs.prepare_root(root, linux.get("rootfsPropagation"), plan.get("lowerdirs"),
+                            plan.get("upper"), plan.get("work"))
+        rootfd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        cgroupns = bool(prep.unshare_flags & ns.CLONE_NEWCGROUP) or any(
+            k == "cgroup" for k, _ in prep.joins)
+        try:
+            for m in spec.get("mounts") or ():
+                rootfs.mount_one(rootfd, root, m, plan["bundle"], plan.get("cgroup_paths") or {},
+                                 cgroupns)
+            if own_dev:
+                rootfs.create_devices(rootfd, linux.get("devices") or [], prep.terminal)
+        finally:
+            os.close(rootfd)
+        rootfs.do_pivot(root)
+        set_hostname(prep)
+        write_sysctls(prep.sysctls)
+        master = None
+        if prep.terminal:
+            master, slave = open_pty()
+            use_pty_slave(slave, console=own_dev)
+        rootfs.readonly_paths(linux.get("readonlyPaths") or [])
+        rootfs.mask_paths(linux.get("maskedPaths") or [])
+        if (spec.get("root") or {}).get("readonly"):
+            rootfs.readonly_root()
+        set_rlimits(prep)
+        set_oom_score_adj(prep.oom_score_adj)
+        chdir_checked(prep.cwd)
+        path = lookup(prep)
+        prep.env.setdefault("HOME", home_of(prep.uid))
+        send(sync, b"R", [master] if master is not None else None)
+        created = True
+        if master is not None:
+            os.close(master)
+        # "created": wait here until `start` opens the fifo for reading
+        wfd = os.open(f"/proc/self/fd/{fifo}", os.O_WRONLY | os.O_CLOEXEC)
+        os.write(wfd, b"0")
+        os.close(wfd)
+        os.close(fifo)
+        sync.close()
+        become(prep)
+        close_fds()
+        if plan.get("init"):
+            from pystack.runtime import init as initmod  # imported by the launcher already
+            initmod.run(prep.args, prep.env, path)
+        os.execve(path, prep.args, prep.env)
+    except BaseException as exc:  # noqa: BLE001 - report anything, then die
+        msg = describe(exc)
+        code = 127 if isinstance(exc, FileNotFoundError) else 126 if isinstance(
+            exc, PermissionError) else 1
+        if not created:
+            try:
+                send(sync, b"E" + msg.encode(errors="replace"))
+            except OSError:
+                pass
+        else:
+            try:
+                os.write(2, f"pystack-runtime: {msg}\n".encode(errors="replace"))
+            except OSError:
+                pass
+        os._exit(code)
+    os._exit(1)

@@ -1,0 +1,332 @@
+"""Launching a container's init, and the per-container supervisor (shim) that outlives
+its caller.
+
+``launch`` forks the container's PID 1 (after unsharing the pid namespace for it) and
+waits until it reports "created" over a socket. Two callers use it, always from a
+process without threads:
+
+* the ``pystack-runtime`` command (runc's model, no shim): the command exits after
+  create and the container is re-parented to the caller's subreaper (podman's conmon);
+* ``spawn_shim`` for the library: a double-forked, ``setsid`` shim launches the
+  container and stays its parent: it copies stdout/stderr into Docker json-file logs,
+  reaps PID 1, and writes ``exit.json`` (exit code, 128+n for a signal, OOM flag), then
+  exits. Spawned from the fork server it shares its pages, so it costs little memory.
+"""
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import socket
+import time
+
+from pystack.runtime import cgroup_glue, namespaces as ns, process
+from pystack.runtime.state import proc_start_time, rfc3339, write_atomic
+
+
+class LaunchError(RuntimeError):
+    """The container could not be created; ``exit_code`` follows Docker (127, 126, 1)."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def launch(plan: dict, stdio: tuple[int, int, int]) -> tuple[int, int | None]:
+    """Fork the container's init; return (host pid, pty master fd or None) once created.
+
+    Must run in a single-threaded process that may change its pid namespace for children
+    (it unshares CLONE_NEWPID itself): the shim, or the one-shot command."""
+    prep = process.prepare(plan["spec"])
+    if plan.get("init"):
+        from pystack.runtime import init  # noqa: F401 - must be loaded before pivot_root
+    fifo_path = os.path.join(plan["dir"], "exec.fifo")
+    os.mkfifo(fifo_path, 0o600)
+    parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    pid_join = [p for k, p in prep.joins if k == "pid"]
+    if pid_join:
+        fd = os.open(pid_join[0], os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            ns.setns(fd, ns.CLONE_NEWPID)
+        finally:
+            os.close(fd)
+    ns.unshare(prep.unshare_flags & (ns.CLONE_NEWPID | ns.CLONE_NEWTIME))
+    pid = os.fork()
+    if pid == 0:
+        try:
+            parent.close()
+            high = tuple(os.dup(fd) for fd in stdio)  # no clash when stdio are 0..2 reordered
+            for i, fd in enumerate(high):
+                os.dup2(fd, i, inheritable=True)
+            # nothing of the launcher's (reply pipes, log pipes, sockets) reaches the init
+            process.close_fds(keep=(child.fileno(),))
+            process.container_main(plan, prep, child, fifo_path)
+        finally:
+            os._exit(1)
+    child.close()
+    try:
+        msg, fds = process.recv(parent)
+    finally:
+        parent.close()
+    if not msg.startswith(b"R"):
+        _, status = os.waitpid(pid, 0)
+        try:
+            os.unlink(fifo_path)
+        except FileNotFoundError:
+            pass
+        code = os.waitstatus_to_exitcode(status)
+        raise LaunchError((msg[1:] or b"container init died").decode(errors="replace"),
+                          code if code > 0 else 1)
+    return pid, (fds[0] if fds else None)
+
+
+def record(plan: dict, pid: int, shim_pid: int = 0) -> dict:
+    """The state.json content for a created container."""
+    return {
+        "id": plan["id"], "pid": pid, "pid_start": proc_start_time(pid),
+        "shim_pid": shim_pid, "shim_start": proc_start_time(shim_pid) if shim_pid else None,
+        "bundle": plan["bundle"], "rootfs": plan["root"],
+        "annotations": (plan["spec"].get("annotations") or {}),
+        "created": plan.get("created") or rfc3339(),
+        "cgroup_paths": plan.get("cgroup_paths") or {},
+        "log_path": plan.get("log_path"), "log_opts": plan.get("log_opts") or {},
+        "stdin": plan.get("stdin_path"),
+        "terminal": bool((plan["spec"].get("process") or {}).get("terminal")),
+    }
+
+
+def send_console(path: str, master: int) -> None:
+    """Hand the pty master to ``--console-socket`` (runc's protocol: one SCM_RIGHTS msg)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+        process.send(s, b"/dev/ptmx", [master])
+    finally:
+        s.close()
+
+
+# ---------------------------------------------------------------------------------------
+# the shim
+
+def spawn_shim(plan: dict, stdio: tuple[int, int, int] | None) -> dict:
+    """Double-fork a shim for ``plan``; return ``{"pid": ...}`` once the container is created
+    (state.json written) or raise LaunchError. Call from a single-threaded process."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            os.setsid()
+            if os.fork() != 0:
+                os._exit(0)
+            shim_main(plan, stdio, w)
+        except BaseException as exc:  # noqa: BLE001 - the caller gets the message
+            try:
+                os.write(w, json.dumps({"error": f"shim: {process.describe(exc)}"}).encode()
+                         + b"\n")
+            except OSError:
+                pass
+        finally:
+            os._exit(0)
+    os.close(w)
+    os.waitpid(pid, 0)
+    chunks = []
+    while True:  # one line; other holders of the pipe may keep it open longer
+        b = os.read(r, 65536)
+        chunks.append(b)
+        if not b or b.endswith(b"\n"):
+            break
+    os.close(r)
+    try:
+        reply = json.loads(b"".join(chunks) or b"{}")
+    except ValueError:
+        reply = {}
+    if "pid" not in reply:
+        raise LaunchError(reply.get("error") or "the shim died before the container was created",
+                          reply.get("exit_code", 1))
+    return reply
+
+
+def _devnull_stdio() -> None:
+    null = os.open(os.devnull, os.O_RDWR)
+    for i in (0, 1, 2):
+        os.dup2(null, i)
+    if null > 2:
+        os.close(null)
+
+
+def shim_main(plan: dict, stdio: tuple[int, int, int] | None, reply: int) -> None:
+    """Runs in the shim: launch, report, then supervise until PID 1 exits."""
+    keep_stdio = tuple(os.dup(fd) for fd in stdio) if stdio else None
+    _devnull_stdio()
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)  # only an explicit kill of the shim stops it
+    from pystack.runtime import jsonlog
+    pipes: dict[int, str] = {}
+    child_ends: list[int] = []
+    null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    if keep_stdio:
+        cin, cout, cerr = keep_stdio
+    else:
+        cin = cout = cerr = null
+    if plan.get("stdin"):
+        path = os.path.join(plan["dir"], "stdin")
+        os.mkfifo(path, 0o600)
+        cin = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        plan["stdin_path"] = path
+        child_ends.append(cin)
+    writer = None
+    if plan.get("log_path"):
+        writer = jsonlog.JsonLogWriter(plan["log_path"], plan.get("log_opts"))
+        out_r, cout = os.pipe()
+        err_r, cerr = os.pipe()
+        pipes = {out_r: "stdout", err_r: "stderr"}
+        child_ends += [cout, cerr]
+    try:
+        pid, master = launch(plan, (cin, cout, cerr))
+    except (LaunchError, OSError, ValueError) as exc:
+        code = getattr(exc, "exit_code", 1)
+        os.write(reply, json.dumps({"error": process.describe(exc), "exit_code": code}).encode()
+                 + b"\n")
+        os.close(reply)
+        return
+    for fd in child_ends + list(keep_stdio or ()):
+        os.close(fd)
+    if master is not None:
+        if plan.get("console_socket"):
+            send_console(plan["console_socket"], master)
+            os.close(master)
+        elif writer is not None:
+            for fd in list(pipes):
+                os.close(fd)
+            pipes = {master: "stdout"}
+        else:
+            os.close(master)
+    write_atomic(os.path.join(plan["dir"], "state.json"),
+                 json.dumps(record(plan, pid, os.getpid())))
+    os.write(reply, json.dumps({"pid": pid}).encode() + b"\n")
+    os.close(reply)
+    supervise(plan, pid, pipes, writer)
+
+
+def supervise(plan: dict, pid: int, pipes: dict[int, str], writer) -> None:
+    """Copy output to the log until PID 1 exits and the pipes drain; write exit.json."""
+    sel = selectors.DefaultSelector()
+    pidfd = os.pidfd_open(pid)
+    sel.register(pidfd, selectors.EVENT_READ, None)
+    for fd, stream in pipes.items():
+        os.set_blocking(fd, False)
+        sel.register(fd, selectors.EVENT_READ, stream)
+    status = None
+    deadline = None
+    while pipes or status is None:
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        events = sel.select(timeout)
+        if not events and deadline is not None:
+            break  # something outside the pid namespace still holds the pipes
+        for key, _ in events:
+            if key.data is None:
+                _, status = os.waitpid(pid, 0)
+                sel.unregister(pidfd)
+                os.close(pidfd)
+                deadline = time.monotonic() + 2.0
+                continue
+            try:
+                data = os.read(key.fd, 65536)
+            except BlockingIOError:
+                continue
+            except OSError:  # EIO from a pty whose slave side closed
+                data = b""
+            if data:
+                writer.write(key.data, data)
+            else:
+                writer.end(key.data)
+                sel.unregister(key.fd)
+                os.close(key.fd)
+                del pipes[key.fd]
+    if writer is not None:
+        writer.close()
+    code = os.waitstatus_to_exitcode(status)
+    if code < 0:
+        code = 128 - code
+    info = {"exitCode": code, "oomKilled": cgroup_glue.oom_killed(plan.get("cgroup_paths") or {}),
+            "finishedAt": rfc3339()}
+    write_atomic(os.path.join(plan["dir"], "exit.json"), json.dumps(info))
+
+
+# ---------------------------------------------------------------------------------------
+# exec: a new process in a running container
+
+def exec_supervisor(plan: dict, stdio: tuple[int, int, int], sock: socket.socket) -> None:
+    """In a forked, single-threaded child: start ``plan["spec"]["process"]`` inside the
+    namespaces and cgroups of container PID ``plan["pid"]``, report its pid, wait, report
+    its exit code over ``sock`` (JSON messages). Never returns."""
+    code = 1
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        prep = process.prepare(plan["spec"])
+        target = plan["pid"]
+        if proc_start_time(target) != plan.get("pid_start"):
+            raise LaunchError("container is not running")
+        fds = ns.open_joins(ns.proc_ns_paths(target))
+        for kind, fd in fds:
+            if kind == "pid":
+                ns.setns(fd, ns.CLONE_NEWPID)
+        child = os.fork()
+        if child == 0:
+            _exec_child(plan, prep, fds, stdio, sock)
+        for _, fd in fds:
+            os.close(fd)
+        for fd in stdio:
+            if fd > 2:
+                os.close(fd)
+        sock.send(json.dumps({"pid": child}).encode())
+        _, status = os.waitpid(child, 0)
+        code = os.waitstatus_to_exitcode(status)
+        if code < 0:
+            code = 128 - code
+        sock.send(json.dumps({"exit": code}).encode())
+        code = 0
+    except BaseException as exc:  # noqa: BLE001
+        try:
+            sock.send(json.dumps({"error": process.describe(exc),
+                                  "exit_code": getattr(exc, "exit_code", 1)}).encode())
+        except OSError:
+            pass
+    finally:
+        os._exit(code)
+
+
+def _exec_child(plan: dict, prep, fds, stdio, sock: socket.socket) -> None:
+    try:
+        for i, fd in enumerate(tuple(os.dup(f) for f in stdio)):
+            os.dup2(fd, i, inheritable=True)
+        os.setsid()
+        process.prctl(process.PR_SET_DUMPABLE, 0)
+        process.join_cgroups(plan.get("cgroup_paths"))
+        ns.join(fds, skip=("pid",))
+        os.chdir("/")
+        if prep.terminal:
+            master, slave = process.open_pty()
+            process.use_pty_slave(slave, console=False)
+            process.send(sock, json.dumps({"pty": True}).encode(), [master])
+            os.close(master)
+        process.set_rlimits(prep)
+        process.set_oom_score_adj(prep.oom_score_adj)
+        process.chdir_checked(prep.cwd)
+        path = process.lookup(prep)
+        prep.env.setdefault("HOME", process.home_of(prep.uid))
+        process.become(prep)
+        process.close_fds()
+        os.execve(path, prep.args, prep.env)
+    except BaseException as exc:  # noqa: BLE001
+        code = 127 if isinstance(exc, FileNotFoundError) else 126 if isinstance(
+            exc, PermissionError) else 1
+        try:
+            sock.send(json.dumps({"error": process.describe(exc), "exit_code": code}).encode())
+        except OSError:
+            pass
+        os._exit(code)
+    os._exit(1)

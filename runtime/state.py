@@ -1,0 +1,163 @@
+"""The on-disk state of containers, like runc's ``--root`` directory.
+
+One directory per container id under the state root, mode 0700:
+
+``state.json``  written once at create: id, bundle, rootfs, pid (+ its start time so a
+                reused pid is never mistaken for the container), shim pid, cgroup paths,
+                annotations, created time
+``exec.fifo``   present between create and start (the init blocks opening it; ``start``
+                reads it): its existence means "created"
+``started``     RFC 3339 time of ``start``
+``exit.json``   written by the shim when PID 1 is reaped: exitCode, oomKilled, finishedAt
+
+Status is derived from these files and /proc, never cached, so a crashed caller or shim
+leaves nothing stale: a dead pid means "stopped".
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+from pystack.errors import Conflict, NotFound, UserError
+
+OCI_VERSION = "1.0.2"
+ID_RE = re.compile(r"^[\w+\-.]{1,1024}$")
+
+
+def rfc3339(ns: int | None = None) -> str:
+    """UTC time with nanoseconds, as Docker and runc print it (``...T12:00:00.123456789Z``)."""
+    ns = time.time_ns() if ns is None else ns
+    secs, frac = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{frac:09d}Z"
+
+
+def proc_start_time(pid: int) -> int | None:
+    """Field 22 of /proc/<pid>/stat (start time in clock ticks); None if gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    fields = data[data.rindex(b")") + 2:].split()
+    if fields[0] in (b"Z", b"X"):
+        return None
+    return int(fields[19])
+
+
+def write_atomic(path: "str | os.PathLike", data: str | bytes) -> None:
+    """Write a file so readers see the old or the new content, never half of it."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+    os.rename(tmp, path)
+
+
+class StateDir:
+    """The state root of one runtime instance (a ``--root``)."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+
+    def ensure(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def path(self, cid: str) -> Path:
+        check_id(cid)
+        return self.root / cid
+
+    def exists(self, cid: str) -> bool:
+        return (self.path(cid) / "state.json").exists()
+
+    def make(self, cid: str) -> Path:
+        """Create the directory of a new container; Conflict if the id is taken."""
+        self.ensure()
+        d = self.path(cid)
+        try:
+            d.mkdir(mode=0o700)
+        except FileExistsError:
+            raise Conflict(f"container with id {cid} already exists") from None
+        return d
+
+    def load(self, cid: str) -> dict:
+        """The record written at create; NotFound for an unknown id."""
+        try:
+            return json.loads((self.path(cid) / "state.json").read_text())
+        except FileNotFoundError:
+            raise NotFound(f"container {cid} does not exist") from None
+
+    def save(self, cid: str, record: dict) -> None:
+        write_atomic(self.path(cid) / "state.json", json.dumps(record))
+
+    def ids(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if (p / "state.json").exists())
+
+    def exit_info(self, cid: str) -> dict | None:
+        try:
+            return json.loads((self.path(cid) / "exit.json").read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def status(self, cid: str, record: dict) -> str:
+        """created / running / paused / stopped, from the files and /proc (see module doc)."""
+        d = self.path(cid)
+        if (d / "exit.json").exists():
+            return "stopped"
+        pid = record.get("pid") or 0
+        if pid <= 0 or proc_start_time(pid) != record.get("pid_start"):
+            return "stopped"
+        if (d / "exec.fifo").exists():
+            return "created"
+        if is_frozen(record):
+            return "paused"
+        return "running"
+
+    def oci_state(self, cid: str) -> dict:
+        """runc's ``state`` JSON plus Docker's exit fields (see docs/contracts.md)."""
+        rec = self.load(cid)
+        status = self.status(cid, rec)
+        out = {
+            "ociVersion": OCI_VERSION,
+            "id": cid,
+            "pid": rec.get("pid", 0) if status != "stopped" else 0,
+            "status": status,
+            "bundle": rec.get("bundle", ""),
+            "rootfs": rec.get("rootfs", ""),
+            "created": rec.get("created", ""),
+            "owner": "",
+        }
+        if rec.get("annotations"):
+            out["annotations"] = rec["annotations"]
+        started = self.path(cid) / "started"
+        out["startedAt"] = started.read_text() if started.exists() else ""
+        info = self.exit_info(cid) or {}
+        out["exitCode"] = info.get("exitCode")
+        out["oomKilled"] = bool(info.get("oomKilled", False))
+        out["finishedAt"] = info.get("finishedAt", "")
+        return out
+
+
+def is_frozen(record: dict) -> bool:
+    """Whether the container's cgroup is frozen (v1 freezer.state / v2 cgroup.freeze)."""
+    paths = record.get("cgroup_paths") or {}
+    v1 = paths.get("freezer")
+    try:
+        if v1:
+            return Path(v1, "freezer.state").read_text().strip() in ("FROZEN", "FREEZING")
+        v2 = paths.get("")
+        if v2:
+            return Path(v2, "cgroup.freeze").read_text().strip() == "1"
+    except OSError:
+        return False
+    return False
+
+
+def check_id(cid: str) -> None:
+    """Ids are single path components (runc's rule): no '/', no '..', not empty."""
+    if not ID_RE.match(cid or "") or cid in (".", ".."):
+        raise UserError(f"invalid container id {cid!r}: use letters, digits, '_', '+', '-', '.'")
