@@ -7,20 +7,13 @@ docs/contracts.md), picked at random so that parallel runs do not clash.
 from __future__ import annotations
 
 import random
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from pystack.networking import IPAMPool, NetworkManager, NetworkSpec
 
-from nethelpers import BUSYBOX
-
-
-def nft_tables() -> set[str]:
-    out = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
-    return {line.split()[-1] for line in out.splitlines() if line.startswith("table")}
+from nethelpers import BUSYBOX, assert_gone, owned_objects  # noqa: F401  (BUSYBOX re-exported)
 
 
 class Subnets:
@@ -42,15 +35,13 @@ def subnets() -> Subnets:
 
 
 @pytest.fixture
-def nm(tmp_path: Path, kernel_snapshot):
+def nm(tmp_path: Path):
     """A manager with no upstream resolvers; torn down and leak-checked after the test."""
-    tables_before = nft_tables()
     manager = NetworkManager(tmp_path / "state", tmp_path / "run", dns_upstreams=[])
     yield manager
+    owned = owned_objects(manager)
     manager.cleanup_all()
-    kernel_snapshot()
-    leaked = {t for t in nft_tables() - tables_before if t.startswith("pystack_")}
-    assert not leaked, f"nft tables leaked: {leaked}"
+    assert_gone(owned)
 
 
 @pytest.fixture

@@ -8,6 +8,11 @@ from pathlib import Path
 BUSYBOX = "/bin/busybox"
 
 
+def nft_tables() -> set[str]:
+    out = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    return {line.split()[-1] for line in out.splitlines() if line.startswith("table")}
+
+
 def in_ns(path: Path, *args: str, timeout: float = 10, check: bool = False) -> subprocess.CompletedProcess:
     """Run a busybox applet inside a namespace and wait for it."""
     return subprocess.run(["nsenter", f"--net={path}", BUSYBOX, *args], capture_output=True,
@@ -97,3 +102,37 @@ class TinyResolver:
             pass
         self.sock.close()
         self._thread.join(timeout=2)
+
+
+def owned_objects(nm) -> dict[str, set[str]]:
+    """Every kernel object name the manager's state says it owns (read before cleanup).
+
+    Leak checks compare these, not the whole host: other areas' tests run at the same
+    time on this machine and make their own links and mounts.
+    """
+    from pystack.networking import links, nat
+
+    st = nm.state.read()
+    cids = set(st["sandboxes"]) | set(st["endpoints"]) | set(st["ports"])
+    return {
+        "links": {n["bridge"] for n in st["networks"].values()}
+                 | {e["host_ifname"] for c in st["endpoints"].values() for e in c.values()},
+        "link_prefixes": {"psv" + links.short_hex(c) for c in cids} | {"psp" + links.short_hex(c) for c in cids},
+        "tables": {nat.network_table(i) for i in st["networks"]} | {nat.ports_table(c) for c in cids},
+        "mount_prefix": {str(nm.run_dir) + "/"},
+    }
+
+
+def assert_gone(owned: dict[str, set[str]]) -> None:
+    """Fail if any object in ``owned`` (see owned_objects) still exists."""
+    names = set()
+    for line in subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout.splitlines():
+        names.add(line.split(": ")[1].split("@")[0])
+    left = owned["links"] & names
+    left |= {n for n in names for p in owned["link_prefixes"] if n.startswith(p)}
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    left |= {t for t in owned["tables"] if t in tables.split()}
+    with open("/proc/self/mounts") as f:
+        mounts = [line.split()[1] for line in f]
+    left |= {m for m in mounts for p in owned["mount_prefix"] if m.startswith(p)}
+    assert not left, f"networking objects leaked: {sorted(left)}"

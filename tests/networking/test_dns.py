@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pystack.networking import EndpointSpec, NetworkManager
-from nethelpers import TinyResolver, addresses_of, nslookup
+from nethelpers import assert_gone, owned_objects, TinyResolver, addresses_of, nslookup
 
 
 def _join(nm, net, cid: str, **kw):
@@ -68,8 +68,7 @@ def test_names_do_not_cross_networks_and_links_are_private(nm, make_net, unique_
     assert nslookup(other, "database", na.gateway).returncode != 0
 
 
-def test_forwards_unknown_names_to_upstream_but_not_from_internal(tmp_path: Path, subnets, unique_name,
-                                                                   kernel_snapshot):
+def test_forwards_unknown_names_to_upstream_but_not_from_internal(tmp_path: Path, subnets, unique_name):
     from pystack.networking import IPAMPool, NetworkSpec
 
     upstream = TinyResolver("192.0.2.123")
@@ -97,9 +96,10 @@ def test_forwards_unknown_names_to_upstream_but_not_from_internal(tmp_path: Path
         finally:
             other.close()
     finally:
+        owned = owned_objects(nm)
         nm.cleanup_all()
         upstream.close()
-    kernel_snapshot()
+    assert_gone(owned)
 
 
 def test_tcp_queries_are_answered(nm, make_net, unique_name):

@@ -9,7 +9,7 @@ import pytest
 
 from pystack.errors import Conflict, NotFound, UserError
 from pystack.networking import IPAMPool, NetworkSpec, nat
-from conftest import nft_tables
+from nethelpers import nft_tables, assert_gone, owned_objects
 
 
 def _link(name: str) -> str:
@@ -80,7 +80,7 @@ def test_conflicts_and_bad_input_are_one_line_errors(nm, make_net, subnets, uniq
     assert [n.name for n in nm.list_networks()] == [net.name]
 
 
-def test_default_pool_skips_taken_subnets(tmp_path, subnets, unique_name, kernel_snapshot):
+def test_default_pool_skips_taken_subnets(tmp_path, subnets, unique_name):
     from pystack.networking import NetworkManager
 
     first, second = subnets.next(), subnets.next()
@@ -97,8 +97,9 @@ def test_default_pool_skips_taken_subnets(tmp_path, subnets, unique_name, kernel
         c = nm.create_network(NetworkSpec(id=unique_name + "c", name="c"))
         assert c.subnet == a.subnet  # released on remove
     finally:
+        owned = owned_objects(nm)
         nm.cleanup_all()
-    kernel_snapshot()
+    assert_gone(owned)
 
 
 def test_network_in_use_cannot_be_removed(nm, make_net, unique_name):

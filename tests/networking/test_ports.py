@@ -10,8 +10,7 @@ import pytest
 
 from pystack.errors import Conflict, UserError
 from pystack.networking import EndpointSpec, PortSpec, nat
-from nethelpers import serve_http, wait_listening, wget
-from conftest import nft_tables
+from nethelpers import nft_tables, serve_http, wait_listening, wget
 
 
 def _free_port() -> int:

@@ -8,7 +8,7 @@ import sys
 import textwrap
 
 from pystack.networking import EndpointSpec, NetworkManager, NetworkSpec, IPAMPool, PortSpec
-from nethelpers import addresses_of, nslookup, serve_http, wget
+from nethelpers import assert_gone, owned_objects, addresses_of, nslookup, serve_http, wget
 
 CHILD = textwrap.dedent("""
     import json, os, signal, sys
@@ -26,7 +26,7 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def test_killed_manager_is_recovered(tmp_path, subnets, unique_name, procs, kernel_snapshot):
+def test_killed_manager_is_recovered(tmp_path, subnets, unique_name, procs):
     import socket
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -51,8 +51,9 @@ def test_killed_manager_is_recovered(tmp_path, subnets, unique_name, procs, kern
         x = nm.connect(unique_name + "x", net.id)
         assert x.ip not in eps.values()
     finally:
+        owned = owned_objects(nm)
         nm.cleanup_all()
-    kernel_snapshot()
+    assert_gone(owned)
 
 
 def test_recover_rebuilds_a_lost_bridge_and_undoes_half_made_networks(nm, make_net, unique_name, tmp_path):

@@ -56,3 +56,22 @@ def test_resolv_conf_and_hosts_file():
         hosts_file("web", extra_hosts=["nonsense"])
     with pytest.raises(UserError):
         hosts_file("web", extra_hosts=["gw:host-gateway"])
+
+
+def test_docker_shapes_and_connect_order():
+    from pystack.networking.docker_json import connect_order, endpoint_json, network_json, ports_json
+    from pystack.networking.types import EndpointRecord, NetworkRecord
+
+    net = NetworkRecord(id="ab" * 32, name="p_default", bridge="psbr-abababab", subnet="10.210.1.0/24",
+                        gateway="10.210.1.1", labels={"com.docker.compose.network": "default"})
+    ep = EndpointRecord("c1", net.id, "10.210.1.2", 24, "10.210.1.1", "02:42:0a:d2:01:02", "eth0",
+                        "psvc1c1c1c10", names=["p-web-1", "web"], aliases=["w"])
+    doc = network_json(net, [ep])
+    assert doc["IPAM"]["Config"] == [{"Subnet": "10.210.1.0/24", "Gateway": "10.210.1.1"}]
+    assert doc["Containers"]["c1"]["IPv4Address"] == "10.210.1.2/24"
+    assert doc["Containers"]["c1"]["Name"] == "p-web-1"
+    assert endpoint_json(ep, net)["IPAddress"] == "10.210.1.2"
+    assert len(endpoint_json(ep, net)["EndpointID"]) == 64
+    assert ports_json([PortBinding("c1", "0.0.0.0", 8080, "10.210.1.2", 80, "tcp")]) == \
+        {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}
+    assert connect_order({"b": None, "a": {}, "z": {"priority": 10}}) == ["z", "a", "b"]
