@@ -1,0 +1,408 @@
+"""``up``: bring the engine's actual state to the project's desired state.
+
+Steps, as Docker Compose does them: orphans (warn, or remove with ``--remove-orphans``);
+networks and volumes; images (pull per policy); a plan per service (plan.py); then two
+passes in dependency order, each service in its own thread as soon as its dependencies
+are done: *create* (scale down highest numbers first, recreate, create missing), then
+*start* (wait for each dependency's condition, then start). Errors name the service or
+container that failed, never a dependent that merely waited for it.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from pystack.compose import labels as L
+from pystack.compose.convert import build_spec, compose_labels, container_name, network_name
+from pystack.compose.hash import service_hash
+from pystack.compose.ordering import closure, run_ordered
+from pystack.compose.plan import ServicePlan, make_plan, desired_scale
+from pystack.compose.progress import Progress
+from pystack.compose.state import Container, by_service, list_containers, project_graph
+from pystack.compose.stopping import effective_timeout
+from pystack.compose.waiting import DependencyError, wait_completed, wait_healthy, wait_running
+from pystack.errors import NotFound, UserError
+
+
+@dataclass
+class UpOptions:
+    """The flags of ``up`` / ``create`` that shape the plan."""
+
+    services: list[str] = field(default_factory=list)
+    no_deps: bool = False
+    force_recreate: bool = False
+    no_recreate: bool = False
+    no_start: bool = False
+    remove_orphans: bool = False
+    renew_anon_volumes: bool = False
+    scale: dict[str, int] = field(default_factory=dict)
+    pull: str | None = None
+    timeout: int | None = None
+    dry_run: bool = False
+
+
+class DependencySkipped(Exception):
+    """A service not started because a required dependency failed (not a root cause)."""
+
+
+class Reconciler:
+    """Drives one project through an engine client; reports to a Progress."""
+
+    def __init__(self, client: Any, project: Any, progress: Progress, parallel: int = -1) -> None:
+        self.client = client
+        self.project = project
+        self.progress = progress
+        self.sem = threading.BoundedSemaphore(parallel if parallel and parallel > 0 else 64)
+        self.ids: dict[str, str] = {}              # service -> first container id (service:x refs)
+        self.recreated: set[str] = set()
+        self.to_start: dict[str, list[tuple[str, str]]] = {}   # service -> [(name, id)]
+        self.started: dict[str, list[tuple[str, str]]] = {}
+        self._failed: set[str] = set()                  # services whose start failed
+        self._root_errors: dict[str, BaseException] = {}  # the causes, by service
+
+    # -- public -----------------------------------------------------------------------
+    def selected(self, opts: UpOptions) -> list[str]:
+        """Targets plus their dependencies (unless --no-deps), in the file's order."""
+        self.project.check_services(opts.services)
+        graph = project_graph(self.project)
+        if not opts.services:
+            chosen = set(self.project.services)
+        elif opts.no_deps:
+            chosen = set(opts.services)
+        else:
+            chosen = closure(opts.services, graph)
+        return [s for s in self.project.services if s in chosen]
+
+    def up(self, opts: UpOptions) -> list[tuple[str, str, str]]:
+        """Create and start; returns (service, name, id) of every container of the selection."""
+        services = self.selected(opts)
+        actual = list_containers(self.client, self.project.name, oneoff=False)
+        self._orphans(actual, opts)
+        if not opts.dry_run:
+            self.ensure_networks(services)
+            self.ensure_volumes(services)
+        images = self.ensure_images(services, opts.pull, dry_run=opts.dry_run)
+        current = by_service(actual)
+        plans = make_plan(self.project, services, current, images, opts)
+        if opts.dry_run:
+            for s in services:
+                for line in plans[s].describe(self.project.name):
+                    self.progress.event("Container", line[0], line[1])
+            return []
+        graph = project_graph(self.project)
+        errors = run_ordered(services, graph, lambda s: self._converge(s, plans[s], images[s], opts))
+        self._raise_first(errors, services)
+        if not opts.no_start:
+            errors = run_ordered(services, graph, lambda s: self._start(s, plans[s], opts, set(services)))
+            self._raise_first(errors, services)
+        out = []
+        for s in services:
+            for c in list_containers(self.client, self.project.name, services=[s]):
+                out.append((s, c.name, c.id))
+        return out
+
+    # -- resources --------------------------------------------------------------------
+    def _orphans(self, actual: list[Container], opts: UpOptions) -> None:
+        known = set(self.project.services)
+        orphans = [c for c in actual if c.service not in known]
+        if not orphans:
+            return
+        if opts.remove_orphans:
+            for c in orphans:
+                if not opts.dry_run:
+                    self.stop_container(c.id, c.name, opts.timeout)
+                    self.remove_container(c.id, c.name)
+                else:
+                    self.progress.event("Container", c.name, "Remove")
+        else:
+            import os
+
+            if not os.environ.get("COMPOSE_IGNORE_ORPHANS"):
+                names = ", ".join(sorted(c.name for c in orphans))
+                self.progress.warn(f"Found orphan containers ([{names}]) for this project. If you "
+                                   "removed or renamed this service in your compose file, you can run "
+                                   "this command with the --remove-orphans flag to clean it up.")
+
+    def used_networks(self, services: list[str]) -> list[str]:
+        keys: list[str] = []
+        for s in services:
+            svc = self.project.service(s)
+            if svc.get("network_mode"):
+                continue
+            for k in (svc.get("networks") or {"default": None}):
+                if k not in keys:
+                    keys.append(k)
+        return keys
+
+    def ensure_networks(self, services: list[str]) -> None:
+        cfg = self.project.config
+        for key in self.used_networks(services):
+            spec = self.project.networks.get(key) or {}
+            name = network_name(cfg, key)
+            existing = self.client.networks(names=[name])
+            if any(n.get("Name") == name for n in existing):
+                continue
+            if spec.get("external"):
+                raise NotFound(f"network {name} declared as external, but could not be found")
+            ipam = spec.get("ipam") or {}
+            body = {
+                "Name": name, "CheckDuplicate": True, "Driver": spec.get("driver") or "bridge",
+                "Internal": bool(spec.get("internal")), "Attachable": bool(spec.get("attachable")),
+                "EnableIPv6": bool(spec.get("enable_ipv6")), "Options": spec.get("driver_opts") or {},
+                "Labels": {**(spec.get("labels") or {}), L.PROJECT: self.project.name,
+                           L.NETWORK: key, L.VERSION: L.COMPOSE_VERSION},
+                "IPAM": {"Driver": ipam.get("driver") or "default",
+                         "Config": [{k2: v for k2, v in {"Subnet": c.get("subnet"), "Gateway": c.get("gateway"),
+                                                         "IPRange": c.get("ip_range")}.items() if v}
+                                    for c in ipam.get("config") or []],
+                         "Options": ipam.get("options") or {}},
+            }
+            self.progress.event("Network", name, "Creating")
+            with self.sem:
+                self.client.network_create(body)
+            self.progress.event("Network", name, "Created")
+
+    def ensure_volumes(self, services: list[str]) -> None:
+        used: list[str] = []
+        for s in services:
+            for v in self.project.service(s).get("volumes") or []:
+                if v.get("type") == "volume" and v.get("source") and v["source"] in self.project.volumes:
+                    if v["source"] not in used:
+                        used.append(v["source"])
+        for key in used:
+            spec = self.project.volumes.get(key) or {}
+            name = spec.get("name") or f"{self.project.name}_{key}"
+            try:
+                self.client.volume_inspect(name)
+                continue
+            except NotFound:
+                pass
+            if spec.get("external"):
+                raise NotFound(f"external volume {name!r} not found")
+            self.progress.event("Volume", name, "Creating")
+            self.client.volume_create({"Name": name, "Driver": spec.get("driver") or "local",
+                                       "DriverOpts": spec.get("driver_opts") or {},
+                                       "Labels": {**(spec.get("labels") or {}), L.PROJECT: self.project.name,
+                                                  L.VOLUME: key, L.VERSION: L.COMPOSE_VERSION}})
+            self.progress.event("Volume", name, "Created")
+
+    def ensure_images(self, services: list[str], pull: str | None, dry_run: bool = False) -> dict[str, str]:
+        """service -> image id, pulling per ``--pull`` or the service's ``pull_policy``."""
+        out: dict[str, str] = {}
+        cache: dict[str, str] = {}
+        for s in services:
+            svc = self.project.service(s)
+            ref = svc.get("image")
+            if not ref:
+                if svc.get("build"):
+                    raise UserError(f"service {s!r}: building images is not supported yet; give it an image")
+                raise UserError(f"service {s!r} has neither an image nor a build context specified")
+            if ref in cache:
+                out[s] = cache[ref]
+                continue
+            policy = pull or svc.get("pull_policy") or "missing"
+            image_id = None
+            if policy not in ("always",):
+                try:
+                    image_id = self.client.image_inspect(ref)["Id"]
+                except NotFound:
+                    image_id = None
+            if image_id is None or policy == "always":
+                if policy == "never":
+                    raise NotFound(f"service {s!r}: image {ref} not found and pull policy is never")
+                if dry_run:
+                    self.progress.event("Image", ref, "Pull")
+                    out[s] = cache[ref] = ""
+                    continue
+                self.pull_image(ref, s)
+                image_id = self.client.image_inspect(ref)["Id"]
+            out[s] = cache[ref] = image_id
+        return out
+
+    def pull_image(self, ref: str, service: str) -> None:
+        self.progress.event("Image", ref, "Pulling")
+        try:
+            for msg in self.client.pull(ref):
+                if msg.get("error"):
+                    raise UserError(f"service {service!r}: pull {ref}: {msg['error']}")
+        except UserError as exc:
+            self.progress.event("Image", ref, "Error", error=True)
+            if str(exc).startswith("service "):
+                raise
+            raise UserError(f"service {service!r}: pull {ref}: {exc}") from None
+        self.progress.event("Image", ref, "Pulled")
+
+    # -- containers -------------------------------------------------------------------
+    def create_container(self, service: str, number: int | None, image_id: str, *, name: str,
+                         oneoff: bool = False, slug: str | None = None, use_aliases: bool = True,
+                         publish: bool = True, overrides: dict | None = None,
+                         inherit_from: str | None = None, final_name: str | None = None) -> str:
+        svc = self.project.service(service)
+        digest = service_hash(svc, self.ids)
+        lbls = compose_labels(self.project, service, number, digest, image_id, svc, oneoff, slug)
+        if overrides and overrides.get("Labels"):
+            lbls.update(overrides.pop("Labels"))
+        spec = build_spec(self.project, service, svc, name=final_name or name, labels=lbls,
+                          containers=self.ids, image=svc["image"], use_aliases=use_aliases,
+                          publish=publish, overrides=overrides)
+        if inherit_from:
+            self._inherit_anonymous_volumes(spec.body, inherit_from, svc)
+        shown = final_name or name
+        self.progress.event("Container", shown, "Creating")
+        with self.sem:
+            cid = self.client.create(name, spec.body)
+            for net, ep in spec.extra_networks:
+                self.client.network_connect(net, cid, ep)
+        self.progress.event("Container", shown, "Created")
+        return cid
+
+    def _inherit_anonymous_volumes(self, body: dict, old_id: str, svc: dict) -> None:
+        """Keep a recreated container's anonymous volumes (Compose does, unless -V)."""
+        anon = {v["target"] for v in svc.get("volumes") or [] if v.get("type") == "volume" and not v.get("source")}
+        if not anon:
+            return
+        try:
+            old = self.client.inspect(old_id)
+        except NotFound:
+            return
+        for m in old.get("Mounts") or []:
+            if m.get("Type") == "volume" and m.get("Destination") in anon:
+                for mount in body.setdefault("HostConfig", {}).setdefault("Mounts", []):
+                    if mount.get("Target") == m["Destination"] and not mount.get("Source"):
+                        mount["Source"] = m["Name"]
+
+    def stop_container(self, cid: str, name: str, timeout: int | None) -> None:
+        try:
+            info = self.client.inspect(cid)
+        except NotFound:
+            return
+        if not (info.get("State") or {}).get("Running"):
+            return
+        self.progress.event("Container", name, "Stopping")
+        with self.sem:
+            self.client.stop(cid, effective_timeout(info, timeout))
+        self.progress.event("Container", name, "Stopped")
+
+    def remove_container(self, cid: str, name: str, volumes: bool = False) -> None:
+        self.progress.event("Container", name, "Removing")
+        with self.sem:
+            try:
+                self.client.remove(cid, force=True, volumes=volumes)
+            except NotFound:
+                pass
+        self.progress.event("Container", name, "Removed")
+
+    def start_container(self, cid: str, name: str) -> None:
+        self.progress.event("Container", name, "Starting")
+        with self.sem:
+            self.client.start(cid)
+        self.progress.event("Container", name, "Started")
+
+    # -- the two passes ---------------------------------------------------------------
+    def _converge(self, service: str, plan: ServicePlan, image_id: str, opts: UpOptions) -> None:
+        svc = self.project.service(service)
+        for c in sorted(plan.remove, key=lambda c: -c.number):
+            self.stop_container(c.id, c.name, opts.timeout)
+            self.remove_container(c.id, c.name)
+        starts: list[tuple[str, str]] = []
+        for c in plan.recreate:
+            tmp = f"{c.id[:12]}_{c.name}"
+            self.progress.event("Container", c.name, "Recreate")
+            new = self.create_container(service, c.number, image_id, name=tmp, final_name=c.name,
+                                        inherit_from=None if opts.renew_anon_volumes else c.id)
+            self.stop_container(c.id, c.name, opts.timeout)
+            with self.sem:
+                self.client.remove(c.id, force=True)
+                self.client.rename(new, c.name)
+            self.progress.event("Container", c.name, "Recreated")
+            starts.append((c.name, new))
+            self.recreated.add(service)
+        for c in plan.keep:
+            self.progress.event("Container", c.name, "Running")
+        for c in plan.start:
+            starts.append((c.name, c.id))
+        for c in plan.restart:
+            starts.append((c.name, c.id))
+        for n in plan.create:
+            name = container_name(self.project.name, service, n, svc)
+            starts.append((name, self.create_container(service, n, image_id, name=name)))
+        # the first container by number answers service:x references
+        numbered = sorted(plan.keep + plan.start + plan.restart, key=lambda c: c.number)
+        ids = [c.id for c in numbered] + [cid for _, cid in starts]
+        if ids:
+            self.ids[service] = ids[0]
+        self.to_start[service] = starts
+
+    def _start(self, service: str, plan: ServicePlan, opts: UpOptions, selection: set[str]) -> None:
+        try:
+            self._start_service(service, plan, opts, selection)
+        except DependencySkipped:
+            self._failed.add(service)
+            raise
+        except BaseException as exc:
+            self._failed.add(service)
+            self._root_errors.setdefault(service, exc)
+            raise
+
+    def _start_service(self, service: str, plan: ServicePlan, opts: UpOptions, selection: set[str]) -> None:
+        svc = self.project.service(service)
+        self._wait_dependencies(service, svc, selection, opts)
+        for name, cid in self.to_start.get(service, []):
+            # a container kept running is restarted when a restart:true dependency was recreated
+            if any(c.id == cid for c in plan.restart):
+                self.stop_container(cid, name, opts.timeout)
+            self.start_container(cid, name)
+        self.started[service] = self.to_start.get(service, [])
+
+    def _wait_dependencies(self, service: str, svc: dict, selection: set[str], opts: UpOptions) -> None:
+        for dep, cond in (svc.get("depends_on") or {}).items():
+            required = cond.get("required", True)
+            if dep not in selection:
+                continue
+            if dep in self._failed:
+                if required:
+                    raise DependencySkipped(dep)
+                self.progress.warn(f"optional dependency {dep!r} failed: starting {service} anyway")
+                continue
+            try:
+                self._wait_condition(dep, cond.get("condition") or "service_started")
+            except DependencyError as exc:
+                if required:
+                    self._failed.add(dep)
+                    self._root_errors.setdefault(dep, exc)
+                    raise DependencySkipped(dep) from None
+                self.progress.warn(f"optional dependency {dep!r}: {exc}")
+
+    def _wait_condition(self, dep: str, condition: str) -> None:
+        containers = [(c.name, c.id) for c in list_containers(self.client, self.project.name, services=[dep])]
+        if desired_scale(self.project.service(dep), {}) == 0 and not containers:
+            return
+        for name, cid in containers:
+            if condition == "service_healthy":
+                self.progress.event("Container", name, "Waiting")
+                wait_healthy(self.client, cid, name)
+                self.progress.event("Container", name, "Healthy")
+            elif condition == "service_completed_successfully":
+                self.progress.event("Container", name, "Waiting")
+                wait_completed(self.client, cid, dep)
+                self.progress.event("Container", name, "Exited")
+            else:
+                wait_running(self.client, cid, name)
+
+    def _raise_first(self, errors: dict[str, BaseException], order: list[str]) -> None:
+        for s, exc in errors.items():
+            if not isinstance(exc, DependencySkipped):
+                self._failed.add(s)
+                self._root_errors.setdefault(s, exc)
+        roots = self._root_errors
+        if not errors and not roots:
+            return
+        for s in order:
+            exc = roots.get(s)
+            if exc is not None:
+                if isinstance(exc, UserError):
+                    raise exc
+                raise UserError(f"service {s!r}: {exc}") from exc
+        if errors:
+            raise next(iter(errors.values()))
