@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from pystack.volumes.store import NAME_RE, validate_name
 if TYPE_CHECKING:
     from pystack.volumes.store import VolumeRecord, VolumeStore
 
-TAG_RE = NAME_RE
+TAG_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
 
 
 @dataclass
@@ -50,7 +51,7 @@ class SnapshotInfo:
 
 def _validate_tag(tag: str) -> str:
     if not isinstance(tag, str) or not TAG_RE.match(tag):
-        raise UserError(f"invalid snapshot tag {tag!r}: use [a-zA-Z0-9][a-zA-Z0-9_.-]+")
+        raise UserError(f"invalid snapshot tag {tag!r}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*")
     return tag
 
 

@@ -77,3 +77,24 @@ def image_with_content(tmp_path: Path, busybox_rootfs: Path) -> Callable[[dict[s
             p.write_text(content)
         return dest
     return make
+
+
+def _mounts_under(prefix: str) -> list[str]:
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+        points = [line.split()[4].replace("\\040", " ") for line in f]
+    return sorted(p for p in points if p == prefix or p.startswith(prefix + "/"))
+
+
+@pytest.fixture
+def no_leaks(tmp_path: Path) -> Callable[[], None]:
+    """Like the shared ``kernel_snapshot`` but scoped to this test's own objects (mounts under
+    its tmp dir, runc containers in its runc state dir), so that other areas' tests running
+    at the same time on the machine cannot make it fail."""
+    def check() -> None:
+        leaked = _mounts_under(str(tmp_path))
+        assert not leaked, f"mounts left behind: {leaked}"
+        state = tmp_path / "runc-state"
+        if state.is_dir():
+            out = subprocess.run(["runc", "--root", str(state), "list", "-q"], capture_output=True, text=True).stdout
+            assert not out.strip(), f"runc containers left behind: {out.split()}"
+    return check

@@ -1,6 +1,6 @@
 """Real containers (runc, the OCI oracle) mounting what the planner produced.
 
-Every test ends with nothing left mounted (``kernel_snapshot``).
+Every test ends with nothing left mounted (``no_leaks``).
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def run_with(runc, store: VolumeStore, tmp_path: Path, cid: str, script: str, *,
         return runc.run(list(plan), script, image=image, check=check)
 
 
-def test_two_containers_share_a_named_volume(runc, store, tmp_path, kernel_snapshot) -> None:
+def test_two_containers_share_a_named_volume(runc, store, tmp_path, no_leaks) -> None:
     payload = os.urandom(4096)
     (tmp_path / "payload").write_bytes(payload)
     run_with(runc, store, tmp_path, "writer", "cp /in/payload /data/blob && echo from-a > /data/a.txt",
@@ -38,31 +38,31 @@ def test_two_containers_share_a_named_volume(runc, store, tmp_path, kernel_snaps
     assert store.users("shared") == ["reader", "writer"]  # records stay until the containers are removed
     store.release_container("writer")
     store.release_container("reader")
-    kernel_snapshot()
+    no_leaks()
 
 
-def test_data_survives_recreate(runc, store, tmp_path, kernel_snapshot) -> None:
+def test_data_survives_recreate(runc, store, tmp_path, no_leaks) -> None:
     run_with(runc, store, tmp_path, "gen1", "seq 1 1000 > /data/numbers", binds=["db:/data"])
     store.release_container("gen1")  # container removed, volume kept (as `down` without -v)
     out = run_with(runc, store, tmp_path, "gen2", "md5sum < /data/numbers", binds=["db:/data"]).stdout
     expected = "\n".join(str(i) for i in range(1, 1001)) + "\n"
     import hashlib
     assert out.split()[0] == hashlib.md5(expected.encode()).hexdigest()
-    kernel_snapshot()
+    no_leaks()
 
 
-def test_one_container_cannot_see_another_volume(runc, store, tmp_path, kernel_snapshot) -> None:
+def test_one_container_cannot_see_another_volume(runc, store, tmp_path, no_leaks) -> None:
     run_with(runc, store, tmp_path, "alpha", "echo secret-of-a > /data/mine", binds=["vola:/data"])
     out = run_with(runc, store, tmp_path, "beta",
                    "find / -path /proc -prune -o -path /sys -prune -o -path /dev -prune -o -type f -print"
                    " | xargs grep -l secret-of-a; echo done",
                    binds=["volb:/data"]).stdout
     assert out.strip() == "done"
-    kernel_snapshot()
+    no_leaks()
 
 
 def test_copy_up_fills_new_volume_with_image_content(runc, store, tmp_path, image_with_content,
-                                                     kernel_snapshot) -> None:
+                                                     no_leaks) -> None:
     image = image_with_content({"/srv/app/config.ini": "[app]\nport=80\n", "/srv/app/sub/x": "x\n"})
     os.chown(image / "srv/app", 1000, 1000)
     os.chmod(image / "srv/app", 0o750)
@@ -75,10 +75,10 @@ def test_copy_up_fills_new_volume_with_image_content(runc, store, tmp_path, imag
     out = run_with(runc, store, tmp_path, "c2", "cat /srv/app/config.ini", image=image2,
                    binds=["appdata:/srv/app"]).stdout
     assert out == "changed\n"
-    kernel_snapshot()
+    no_leaks()
 
 
-def test_nocopy_and_image_volume(runc, store, tmp_path, image_with_content, kernel_snapshot) -> None:
+def test_nocopy_and_image_volume(runc, store, tmp_path, image_with_content, no_leaks) -> None:
     image = image_with_content({"/cache/seed": "seed\n", "/data/z": "z\n"})
     with plan_mounts("c1", store=store, pin_root=tmp_path / "pins", image_rootfs=image,
                      mounts=[{"Type": "volume", "Source": "nc", "Target": "/cache", "VolumeOptions": {"NoCopy": True}}],
@@ -87,10 +87,10 @@ def test_nocopy_and_image_volume(runc, store, tmp_path, image_with_content, kern
         anon = [p for p in plan.points if p["Destination"] == "/data"][0]["Name"]
     assert out.split() == ["0", "z"]
     assert store.get(anon).anonymous
-    kernel_snapshot()
+    no_leaks()
 
 
-def test_copy_up_through_image_layers(store, tmp_path, kernel_snapshot) -> None:
+def test_copy_up_through_image_layers(store, tmp_path, no_leaks) -> None:
     """Layers (topmost first) are merged by a read-only overlay: upper files win, whiteouts hide."""
     lower, upper = tmp_path / "l0", tmp_path / "l1"
     (lower / "etc/app").mkdir(parents=True)
@@ -104,10 +104,10 @@ def test_copy_up_through_image_layers(store, tmp_path, kernel_snapshot) -> None:
         pass
     data = Path(store.get("layered").mountpoint)
     assert sorted(os.listdir(data)) == ["a"] and (data / "a").read_text() == "upper a\n"
-    kernel_snapshot()
+    no_leaks()
 
 
-def test_bind_read_only_single_file_and_tmpfs(runc, store, tmp_path, kernel_snapshot) -> None:
+def test_bind_read_only_single_file_and_tmpfs(runc, store, tmp_path, no_leaks) -> None:
     (tmp_path / "src").mkdir()
     (tmp_path / "src/in.txt").write_text("input\n")
     (tmp_path / "nginx.conf").write_text("worker_processes 1;\n")
@@ -122,10 +122,10 @@ def test_bind_read_only_single_file_and_tmpfs(runc, store, tmp_path, kernel_snap
     assert mount_line[2] == "tmpfs" and {"nosuid", "nodev", "noexec", "size=8192k"} <= set(mount_line[3].split(","))
     assert out[5] == "noexec"
     assert not (tmp_path / "src/x").exists()
-    kernel_snapshot()
+    no_leaks()
 
 
-def test_volumes_from_read_only(runc, store, tmp_path, kernel_snapshot) -> None:
+def test_volumes_from_read_only(runc, store, tmp_path, no_leaks) -> None:
     with plan_mounts("src", binds=["logs:/logs"], store=store, pin_root=tmp_path / "pins") as plan:
         runc.run(list(plan), "echo line > /logs/app.log")
         points = plan.points
@@ -133,10 +133,10 @@ def test_volumes_from_read_only(runc, store, tmp_path, kernel_snapshot) -> None:
                    volumes_from=[(points, "ro")], check=False).stdout
     assert out.splitlines()[0] == "line" and out.splitlines()[-1] == "ro"
     assert store.users("logs") == ["sidecar", "src"]
-    kernel_snapshot()
+    no_leaks()
 
 
-def test_symlink_swapped_under_bind_source_after_check(runc, store, tmp_path, kernel_snapshot) -> None:
+def test_symlink_swapped_under_bind_source_after_check(runc, store, tmp_path, no_leaks) -> None:
     """The source is pinned when planned: swapping in a symlink to a secret afterwards, before
     the container starts, mounts the checked directory, never the link's target."""
     secret = tmp_path / "host-secret"
@@ -150,7 +150,7 @@ def test_symlink_swapped_under_bind_source_after_check(runc, store, tmp_path, ke
         os.symlink(secret, src)  # the attacker's swap, between check and mount
         out = runc.run(list(plan), "ls /share; cat /share/* ").stdout
     assert out.splitlines() == ["ok", "expected"]
-    kernel_snapshot()
+    no_leaks()
 
 
 def test_symlink_swapped_between_resolve_and_open_is_refused(tmp_path, monkeypatch) -> None:
@@ -170,7 +170,7 @@ def test_symlink_swapped_between_resolve_and_open_is_refused(tmp_path, monkeypat
         safepath.open_host_path(str(src), what="bind source")
 
 
-def test_subpath_symlink_inside_volume_cannot_escape(runc, store, tmp_path, kernel_snapshot) -> None:
+def test_subpath_symlink_inside_volume_cannot_escape(runc, store, tmp_path, no_leaks) -> None:
     """A container plants a symlink in a shared volume; a later subpath mount through it is refused."""
     run_with(runc, store, tmp_path, "evil", "mkdir -p /data/good && echo g > /data/good/f && ln -s / /data/evil",
              binds=["vol:/data"])
@@ -181,10 +181,10 @@ def test_subpath_symlink_inside_volume_cannot_escape(runc, store, tmp_path, kern
         plan_mounts("c3", store=store, pin_root=tmp_path / "pins",
                     mounts=[{"Type": "volume", "Source": "vol", "Target": "/sub", "VolumeOptions": {"Subpath": "evil/etc"}}])
     assert "c3" not in store.users("vol")
-    kernel_snapshot()
+    no_leaks()
 
 
-def test_secrets_and_configs_owner_mode_readonly(runc, store, tmp_path, kernel_snapshot) -> None:
+def test_secrets_and_configs_owner_mode_readonly(runc, store, tmp_path, no_leaks) -> None:
     files = SecretFiles(tmp_path / "secrets")
     mounts = files.materialize("c1", [
         SecretFile("db_password", "secret", None, b"hunter2", uid=1000, gid=1000, mode=0o400),
@@ -201,14 +201,14 @@ def test_secrets_and_configs_owner_mode_readonly(runc, store, tmp_path, kernel_s
     assert runc.run(mounts, "cat /run/secrets/db_password", user=(33, 33), check=False).returncode != 0
     files.remove("c1")
     assert not (tmp_path / "secrets/c1").exists()
-    kernel_snapshot()
+    no_leaks()
 
 
-def test_tmpfs_volume_shared_while_used(runc, store, tmp_path, kernel_snapshot) -> None:
+def test_tmpfs_volume_shared_while_used(runc, store, tmp_path, no_leaks) -> None:
     store.create("ram", driver_opts={"type": "tmpfs", "device": "tmpfs", "o": "size=2m"})
     run_with(runc, store, tmp_path, "c1", "echo in-ram > /r/f; grep ' /r ' /proc/mounts", binds=["ram:/r"])
     out = run_with(runc, store, tmp_path, "c2", "cat /r/f", binds=["ram:/r"]).stdout
     assert out == "in-ram\n"
     store.release_container("c1")
     store.release_container("c2")  # last user gone: the tmpfs (and its content) too
-    kernel_snapshot()
+    no_leaks()

@@ -116,7 +116,7 @@ def test_list_filters(store: VolumeStore) -> None:
         store.list({"colour": ["red"]})
 
 
-def test_tmpfs_volume_mounted_by_first_user_unmounted_after_last(store: VolumeStore, kernel_snapshot) -> None:
+def test_tmpfs_volume_mounted_by_first_user_unmounted_after_last(store: VolumeStore, no_leaks) -> None:
     rec = store.create("fast", driver_opts={"type": "tmpfs", "device": "tmpfs", "o": "size=4m,mode=0770"})
     assert not is_mounted(rec.mountpoint)
     store.acquire("fast", "c1")
@@ -132,7 +132,7 @@ def test_tmpfs_volume_mounted_by_first_user_unmounted_after_last(store: VolumeSt
     assert not is_mounted(rec.mountpoint)
     assert not Path(rec.mountpoint, "x").exists()
     store.remove("fast")
-    kernel_snapshot()
+    no_leaks()
 
 
 def test_bind_device_volume_uses_the_host_directory(store: VolumeStore, tmp_path: Path) -> None:
