@@ -7,6 +7,7 @@ docs/contracts.md), picked at random so that parallel runs do not clash.
 from __future__ import annotations
 
 import random
+import subprocess
 from pathlib import Path
 
 import pytest
