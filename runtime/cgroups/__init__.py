@@ -23,6 +23,14 @@ API (part A's runtime and the engine call these):
     cg.version (1 | 2); cg.warnings (limits that could not be applied, e.g. v2 devices)
     list_cgroups(parent) -> set[str]; cleanup_parent(parent)   # crash recovery, tests
     default_parent()
+    cg.paths() -> {controller: dir} ("" = unified)   # what a state file records
+
+By path (``linux.cgroupsPath`` style ``/a/b/id``) and by recorded paths, for the runtime
+core's state records:
+
+    create(rel, resources=None) -> cg;  open_path(rel) -> cg | None
+    from_paths(paths) -> cg;  freeze(paths, on); oom_killed(paths); stats(paths);
+    remove(paths); kill_all(paths, sig)
 
 Drivers: :mod:`.v1` and :mod:`.v2`; both expose the same methods.
 """
@@ -129,3 +137,63 @@ def cleanup_parent(parent: str | None = None, *, version: int | None = None,
     else:
         v1.remove_parent(parent)
     return names
+
+
+def _split_rel(rel: str) -> tuple[str, str]:
+    parts = [p for p in rel.strip().split("/") if p]
+    if len(parts) < 2:
+        # a bare name goes under the default parent
+        return default_parent(), check_name(parts[0] if parts else "")
+    return "/".join(parts[:-1]), parts[-1]
+
+
+def create(rel: str, resources: dict | None = None) -> AnyCgroup:
+    """``Cgroup.create`` for a cgroupsPath-style path ``/parent/.../id``."""
+    parent, name = _split_rel(rel)
+    return Cgroup.create(parent, name, resources)
+
+
+def open_path(rel: str) -> AnyCgroup | None:
+    """``Cgroup.find`` for a cgroupsPath-style path."""
+    parent, name = _split_rel(rel)
+    return Cgroup.find(parent, name)
+
+
+def from_paths(paths: dict[str, str]) -> AnyCgroup:
+    """The driver object for recorded ``cg.paths()`` (no kernel object is created)."""
+    if set(paths) == {""}:
+        d = Path(paths[""])
+        mount = v2.unified_mount()
+        if mount is None:
+            raise UserError("no cgroup2 hierarchy is mounted")
+        parent, name = _split_rel(str(d.relative_to(mount)))
+        return CgroupV2(parent, name, mount)
+    hier = v1.hierarchies()
+    ctl = v1.controller_map(hier)
+    for c, d in paths.items():
+        if c in ctl:
+            parent, name = _split_rel(str(Path(d).relative_to(hier[ctl[c]])))
+            return CgroupV1(parent, name, hier)
+    raise UserError(f"no mounted cgroup hierarchy matches {sorted(paths)}")
+
+
+def freeze(paths: dict[str, str], on: bool) -> None:
+    """Freeze (``on``) or thaw the cgroup recorded as ``paths``."""
+    cg = from_paths(paths)
+    cg.freeze() if on else cg.thaw()
+
+
+def oom_killed(paths: dict[str, str]) -> bool:
+    return from_paths(paths).oom_killed()
+
+
+def stats(paths: dict[str, str]) -> dict:
+    return from_paths(paths).stats()
+
+
+def kill_all(paths: dict[str, str], sig: int = signal.SIGKILL) -> None:
+    from_paths(paths).kill_all(sig)
+
+
+def remove(paths: dict[str, str], timeout: float = 5.0) -> None:
+    from_paths(paths).destroy(timeout)

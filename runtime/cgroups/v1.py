@@ -92,6 +92,11 @@ class CgroupV1(CgroupMixin):
         key = self.ctl.get(controller)
         return self.dirs[key] if key else None
 
+    def paths(self) -> dict[str, str]:
+        """{controller: directory}, each controller of a shared hierarchy listed on its
+        own (``cpu`` and ``cpuacct`` when mounted together), ``name=systemd`` as is."""
+        return {c: str(d) for key, d in self.dirs.items() for c in key.split(",")}
+
     def exists(self) -> bool:
         """Whether the cgroup directories are there (any hierarchy)."""
         return any(d.is_dir() for d in self.dirs.values())

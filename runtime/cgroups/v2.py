@@ -48,6 +48,10 @@ class CgroupV2(CgroupMixin):
         self.warnings: list[str] = []
 
     # -- layout -------------------------------------------------------------------------
+    def paths(self) -> dict[str, str]:
+        """{"": directory}: the unified hierarchy, keyed as /proc/<pid>/cgroup's "0::"."""
+        return {"": str(self.dir)}
+
     def exists(self) -> bool:
         return self.dir.is_dir()
 

@@ -274,3 +274,27 @@ def test_v2_driver_on_the_unified_hierarchy(parent) -> None:
     assert p.wait(timeout=10) == -signal.SIGKILL
     assert cgroups.cleanup_parent(name, version=2, mount=mount) == ["u"]
     assert not (mount / name).exists()
+
+
+def test_path_api_round_trip(parent) -> None:
+    """The runtime core records cg.paths() and works from them later."""
+    name, procs = parent
+    cg = cgroups.create(f"/{name}/deep/c9", {"pids": {"limit": 5}})
+    paths = cg.paths()
+    if cg.version == 1:
+        assert paths["pids"].endswith(f"/pids/{name}/deep/c9")
+        assert "cpuacct" in paths and "name=systemd" in paths or "memory" in paths
+    again = cgroups.from_paths(paths)
+    assert again.paths() == paths
+    assert cgroups.open_path(f"/{name}/deep/c9") is not None
+    p = spawn_in(cg, procs, [BUSYBOX, "sleep", "60"])
+    assert common.wait_for(lambda: p.pid in again.pids())
+    cgroups.freeze(paths, True)
+    assert again.frozen()
+    cgroups.freeze(paths, False)
+    assert cgroups.stats(paths)["pids_stats"]["limit"] == 5
+    assert not cgroups.oom_killed(paths)
+    cgroups.kill_all(paths)
+    assert p.wait(timeout=10) == -signal.SIGKILL
+    cgroups.remove(paths)
+    assert cgroups.open_path(f"/{name}/deep/c9") is None
