@@ -400,11 +400,25 @@ class Runtime:
         finally:
             for fd in mine:
                 os.close(fd)
-        reply, fds = _recv_json(sock)
         pty = None
-        if reply.get("pty"):
-            pty = fds[0] if fds else None
-            reply, _ = _recv_json(sock)
+        reply: dict = {}
+        errors: list[str] = []
+        while True:  # the supervisor's {"pid"} and the child's {"pty"} come in any order
+            msg, fds = _recv_json(sock)
+            if not msg:
+                break
+            if msg.get("pty"):
+                pty = fds[0] if fds else None
+            elif "error" in msg:
+                errors.append(msg["error"])
+                reply.setdefault("error", msg["error"])
+                reply.setdefault("exit_code", msg.get("exit_code"))
+                if "pid" not in reply:
+                    break
+            elif "pid" in msg:
+                reply["pid"] = msg["pid"]
+            if "pid" in reply and (not tty or pty is not None or errors):
+                break
         if "pid" not in reply:
             sock.close()
             for f in files:
@@ -413,7 +427,7 @@ class Runtime:
             raise ContainerError(reply.get("error") or "exec failed",
                                  exit_code=reply.get("exit_code") or 1)
         ep = ExecProcess(pid=reply["pid"], _sock=sock, stdin=files[0], stdout=files[1],
-                         stderr=files[2], pty=pty)
+                         stderr=files[2], pty=pty, _extra=errors)
         if pty is not None and console_socket:
             from pystack.runtime.shim import send_console
             send_console(console_socket, pty)

@@ -259,26 +259,36 @@ def supervise(plan: dict, pid: int, pipes: dict[int, str], writer) -> None:
 # ---------------------------------------------------------------------------------------
 # exec: a new process in a running container
 
-def exec_supervisor(plan: dict, stdio: tuple[int, int, int], sock: socket.socket) -> None:
-    """In a forked, single-threaded child: start ``plan["spec"]["process"]`` inside the
-    namespaces and cgroups of container PID ``plan["pid"]``, report its pid, wait, report
-    its exit code over ``sock`` (JSON messages). Never returns."""
-    code = 1
+def exec_start(plan: dict, stdio: tuple[int, int, int], sock: socket.socket) -> int:
+    """Fork ``plan["spec"]["process"]`` into the namespaces and cgroups of the running
+    container PID ``plan["pid"]``; return its host pid. The child reports a failure (or
+    its pty master) as JSON on ``sock`` before exec. Call in a single-threaded process;
+    it changes this process's pid namespace for children."""
+    prep = process.prepare(plan["spec"])
+    target = plan["pid"]
+    if proc_start_time(target) != plan.get("pid_start"):
+        raise LaunchError("container is not running")
+    fds = ns.open_joins(ns.proc_ns_paths(target))
     try:
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        prep = process.prepare(plan["spec"])
-        target = plan["pid"]
-        if proc_start_time(target) != plan.get("pid_start"):
-            raise LaunchError("container is not running")
-        fds = ns.open_joins(ns.proc_ns_paths(target))
         for kind, fd in fds:
             if kind == "pid":
                 ns.setns(fd, ns.CLONE_NEWPID)
         child = os.fork()
         if child == 0:
             _exec_child(plan, prep, fds, stdio, sock)
+    finally:
         for _, fd in fds:
             os.close(fd)
+    return child
+
+
+def exec_supervisor(plan: dict, stdio: tuple[int, int, int], sock: socket.socket) -> None:
+    """In a forked, single-threaded child: ``exec_start``, report the pid, wait, report the
+    exit code over ``sock`` (JSON messages). Never returns."""
+    code = 1
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        child = exec_start(plan, stdio, sock)
         for fd in stdio:
             if fd > 2:
                 os.close(fd)

@@ -1,0 +1,365 @@
+"""``pystack-runtime``: runc's command line over pystack's runtime, for other tools.
+
+Commands and flags follow runc 1.1 (``spec create start run state kill delete exec list
+ps pause resume``, ``--root --bundle --pid-file --console-socket --detach``, the same
+``state`` JSON), so podman (``--runtime``) or a test can swap runc for it.
+
+Like runc, and unlike the library's ``Runtime``, the command keeps no shim: ``create``
+forks the container's init and exits, and the init is re-parented to the caller's
+subreaper (podman's conmon), which reaps it and reads its exit status; ``run`` in the
+foreground waits for it itself. argparse, not click: this command is on the start path
+of every container a tool starts, so it imports as little as possible.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+
+from pystack.errors import UserError
+
+DEFAULT_ROOT = "/run/pystack-runtime"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pystack-runtime",
+                                description="runc-compatible OCI runtime of pystack")
+    p.add_argument("--root", default=os.environ.get("PYSTACK_RUNTIME_ROOT", DEFAULT_ROOT),
+                   help="state directory (default %(default)s)")
+    p.add_argument("--log", help="write errors here (runc's --log)")
+    p.add_argument("--log-format", default="text", choices=("text", "json"))
+    p.add_argument("--debug", action="store_true")
+    p.add_argument("--systemd-cgroup", action="store_true",
+                   help="accepted for compatibility; cgroupfs is always used")
+    p.add_argument("--rootless", default="false")
+    p.add_argument("--criu", help=argparse.SUPPRESS)
+    p.add_argument("-v", "--version", action="store_true")
+    sub = p.add_subparsers(dest="command")
+
+    def cmd(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help)
+
+    s = cmd("spec", "write a config.json with Docker's defaults")
+    s.add_argument("-b", "--bundle", default=".")
+    s.add_argument("--rootless", action="store_true")
+    for name, helptext in (("create", "create a container"), ("run", "create and start")):
+        c = cmd(name, helptext)
+        c.add_argument("-b", "--bundle", default=".")
+        c.add_argument("--pid-file")
+        c.add_argument("--console-socket")
+        c.add_argument("--no-pivot", action="store_true")
+        c.add_argument("--no-new-keyring", action="store_true")
+        c.add_argument("--preserve-fds", type=int, default=0)
+        if name == "run":
+            c.add_argument("-d", "--detach", action="store_true")
+            c.add_argument("--keep", action="store_true")
+        c.add_argument("id")
+    for name in ("start", "state", "pause", "resume"):
+        cmd(name, f"{name} a container").add_argument("id")
+    k = cmd("kill", "send a signal to a container's init")
+    k.add_argument("-a", "--all", action="store_true")
+    k.add_argument("id")
+    k.add_argument("signal", nargs="?", default="SIGTERM")
+    d = cmd("delete", "delete a container")
+    d.add_argument("-f", "--force", action="store_true")
+    d.add_argument("id")
+    e = cmd("exec", "run a process in a running container")
+    e.add_argument("-p", "--process")
+    e.add_argument("-d", "--detach", action="store_true")
+    e.add_argument("--pid-file")
+    e.add_argument("--console-socket")
+    e.add_argument("-t", "--tty", action="store_true")
+    e.add_argument("--cwd")
+    e.add_argument("-e", "--env", action="append", default=[])
+    e.add_argument("-u", "--user")
+    e.add_argument("-g", "--additional-gids", action="append", default=[])
+    e.add_argument("-c", "--cap", action="append", default=[])
+    e.add_argument("--no-new-privs", action="store_true")
+    e.add_argument("--preserve-fds", type=int, default=0)
+    e.add_argument("--process-label")
+    e.add_argument("--apparmor")
+    e.add_argument("id")
+    e.add_argument("args", nargs=argparse.REMAINDER)
+    li = cmd("list", "list containers")
+    li.add_argument("-f", "--format", default="table", choices=("table", "json"))
+    li.add_argument("-q", "--quiet", action="store_true")
+    ps = cmd("ps", "processes of a container")
+    ps.add_argument("-f", "--format", default="table", choices=("table", "json"))
+    ps.add_argument("id")
+    ps.add_argument("ps_args", nargs=argparse.REMAINDER)
+    cmd("features", "what this runtime supports (JSON)")
+    return p
+
+
+def _runtime(args):
+    from pystack.runtime.container import Runtime
+    return Runtime(args.root, spawner="direct")
+
+
+def _write_pid_file(path: str | None, pid: int) -> None:
+    if path:
+        tmp = f"{path}.tmp{os.getpid()}"
+        with open(tmp, "w") as f:
+            f.write(str(pid))
+        os.rename(tmp, path)
+
+
+def create_direct(rt, cid: str, bundle: str, console_socket: str | None,
+                  pid_file: str | None) -> int:
+    """runc's create: fork the init (stopped at the exec fifo) from this process, record
+    it, hand over the pty, write the pid file. Returns the init's host pid."""
+    import shutil
+    from pystack.runtime import cgroup_glue, shim
+    from pystack.runtime.container import ContainerError, load_bundle
+    from pystack.runtime.state import rfc3339, write_atomic
+    bundle = os.path.abspath(bundle)
+    spec = load_bundle(bundle)
+    root = os.path.normpath(os.path.join(bundle, (spec.get("root") or {}).get("path") or "rootfs"))
+    if not os.path.isdir(root):
+        raise UserError(f"root.path {root} is not a directory")
+    terminal = bool((spec.get("process") or {}).get("terminal"))
+    if terminal and not console_socket:
+        raise UserError("process.terminal is true: --console-socket is required")
+    d = rt.states.make(cid)
+    paths: dict = {}
+    try:
+        paths = cgroup_glue.setup(spec, cid)
+        plan = {"id": cid, "dir": str(d), "bundle": bundle, "spec": spec, "root": root,
+                "cgroup_paths": paths, "created": rfc3339(),
+                "init": (spec.get("annotations") or {}).get("org.pystack.init") == "true"}
+        try:
+            pid, master = shim.launch(plan, (0, 1, 2))
+        except shim.LaunchError as exc:
+            raise ContainerError(str(exc), exit_code=exc.exit_code) from None
+        if master is not None:
+            shim.send_console(console_socket, master)
+            os.close(master)
+        write_atomic(d / "state.json", json.dumps(shim.record(plan, pid)))
+        _write_pid_file(pid_file, pid)
+        return pid
+    except BaseException:
+        cgroup_glue.kill_all(paths)
+        try:
+            cgroup_glue.remove(paths)
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+        raise
+
+
+def _run_foreground(rt, args) -> int:
+    """runc run without -d: create, start, forward signals, wait, delete; exit code."""
+    pid = create_direct(rt, args.id, args.bundle, args.console_socket, args.pid_file)
+    forwarded = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+                 signal.SIGUSR2, signal.SIGWINCH)
+    for sig in forwarded:
+        signal.signal(sig, lambda n, _f: _forward(pid, n))
+    try:
+        rt.start(args.id)
+        while True:
+            try:
+                _, status = os.waitpid(pid, 0)
+                break
+            except InterruptedError:
+                continue
+        code = os.waitstatus_to_exitcode(status)
+        code = 128 - code if code < 0 else code
+    finally:
+        if not getattr(args, "keep", False):
+            rt.delete(args.id, force=True)
+    return code
+
+
+def _forward(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def _exec(rt, args) -> int:
+    from pystack.runtime import process as procmod, shim
+    from pystack.runtime.container import ContainerError, load_bundle
+    rec = rt.states.load(args.id)
+    if rt.states.status(args.id, rec) != "running":
+        raise UserError(f"container {args.id} is not running")
+    spec = load_bundle(rec["bundle"])
+    base = dict(spec.get("process") or {})
+    if args.process:
+        with open(args.process) as f:
+            proc = {**base, **json.load(f)}
+    else:
+        if not args.args:
+            raise UserError("exec: no command given")
+        proc = dict(base)
+        proc["args"] = list(args.args)
+        proc["env"] = list(base.get("env") or ()) + list(args.env)
+        if args.cwd:
+            proc["cwd"] = args.cwd
+        if args.tty:
+            proc["terminal"] = True
+        if args.user:
+            uid, _, gid = args.user.partition(":")
+            proc["user"] = {"uid": int(uid), "gid": int(gid or 0),
+                            "additionalGids": [int(g) for g in args.additional_gids]}
+        if args.no_new_privs:
+            proc["noNewPrivileges"] = True
+        if args.cap:
+            caps = dict(proc.get("capabilities") or {})
+            for key in ("bounding", "effective", "permitted"):
+                caps[key] = list(caps.get(key) or ()) + args.cap
+            proc["capabilities"] = caps
+    if proc.get("terminal") and not args.console_socket:
+        raise UserError("exec with a terminal needs --console-socket")
+    spec["process"] = proc
+    plan = {"id": args.id, "spec": spec, "pid": rec["pid"], "pid_start": rec["pid_start"],
+            "cgroup_paths": rec.get("cgroup_paths") or {}}
+    import socket
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        child = shim.exec_start(plan, (0, 1, 2), theirs)
+    except shim.LaunchError as exc:
+        raise ContainerError(str(exc)) from None
+    theirs.close()
+    # until exec, the child may send its pty or an error; EOF (close-on-exec) = started
+    while True:
+        msg, fds = procmod.recv(mine)
+        if not msg:
+            break
+        reply = json.loads(msg)
+        if reply.get("pty") and fds:
+            shim.send_console(args.console_socket, fds[0])
+            os.close(fds[0])
+        elif "error" in reply:
+            os.waitpid(child, 0)
+            raise ContainerError(f"exec failed: {reply['error']}", exit_code=reply.get("exit_code") or 1)
+    mine.close()
+    _write_pid_file(args.pid_file, child)
+    if args.detach:
+        return 0
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(sig, lambda n, _f: _forward(child, n))
+    _, status = os.waitpid(child, 0)
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("   ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def dispatch(args) -> int:
+    c = args.command
+    if args.version or c is None:
+        from pystack.runtime.state import OCI_VERSION
+        print(f"pystack-runtime version 0.1.0\nspec: {OCI_VERSION}")
+        return 0
+    if c == "spec":
+        from pystack.runtime.spec import default_spec
+        path = os.path.join(args.bundle, "config.json")
+        if os.path.exists(path):
+            raise UserError(f"File {path} exists. Remove it first")
+        with open(path, "w") as f:
+            json.dump(default_spec(["sh"], terminal=True), f, indent="\t")
+        return 0
+    if c == "features":
+        from pystack.runtime.state import OCI_VERSION
+        print(json.dumps({"ociVersionMin": "1.0.0", "ociVersionMax": OCI_VERSION,
+                          "hooks": [], "mountOptions": sorted(__import__(
+                              "pystack.runtime.rootfs", fromlist=["FLAGS"]).FLAGS)}, indent=2))
+        return 0
+    rt = _runtime(args)
+    if c == "create":
+        create_direct(rt, args.id, args.bundle, args.console_socket, args.pid_file)
+    elif c == "run":
+        if not args.detach:
+            return _run_foreground(rt, args)
+        create_direct(rt, args.id, args.bundle, args.console_socket, args.pid_file)
+        rt.start(args.id)
+    elif c == "start":
+        rt.start(args.id)
+    elif c == "state":
+        st = rt.state(args.id)
+        print(json.dumps(st, indent=2))
+    elif c == "kill":
+        rt.kill(args.id, args.signal, all=args.all)
+    elif c == "delete":
+        try:
+            rt.delete(args.id, force=args.force)
+        except UserError:
+            if not args.force or rt.states.exists(args.id):
+                raise
+    elif c == "pause":
+        rt.pause(args.id)
+    elif c == "resume":
+        rt.resume(args.id)
+    elif c == "exec":
+        return _exec(rt, args)
+    elif c == "list":
+        items = rt.list()
+        if args.quiet:
+            print("\n".join(i["id"] for i in items))
+        elif args.format == "json":
+            print(json.dumps(items))
+        else:
+            rows = [["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]]
+            rows += [[i["id"], str(i["pid"]), i["status"], i["bundle"], i["created"], "root"]
+                     for i in items]
+            print(_table(rows))
+    elif c == "ps":
+        pids = rt.ps(args.id)
+        if args.format == "json":
+            print(json.dumps(pids))
+        else:
+            import subprocess
+            out = subprocess.run(["ps"] + (args.ps_args or ["-ef"]), capture_output=True,
+                                 text=True).stdout.splitlines()
+            print(out[0])
+            want = {str(p) for p in pids}
+            pid_col = out[0].split().index("PID")
+            for line in out[1:]:
+                cols = line.split()
+                if len(cols) > pid_col and cols[pid_col] in want:
+                    print(line)
+    return 0
+
+
+def _log_error(args, message: str) -> None:
+    """runc's --log: conmon/podman read the last error from it."""
+    if not getattr(args, "log", None):
+        return
+    try:
+        with open(args.log, "a") as f:
+            if args.log_format == "json":
+                f.write(json.dumps({"level": "error", "msg": message,
+                                    "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+                        + "\n")
+            else:
+                f.write(f"level=error msg={json.dumps(message)}\n")
+    except OSError:
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        code = dispatch(args)
+    except UserError as exc:
+        print(f"pystack-runtime: {exc}", file=sys.stderr)
+        _log_error(args, str(exc))
+        code = exc.exit_code
+    except (OSError, ValueError) as exc:
+        from pystack.runtime.process import describe
+        msg = describe(exc)
+        print(f"pystack-runtime: {msg}", file=sys.stderr)
+        _log_error(args, msg)
+        code = 1
+    sys.stdout.flush()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
