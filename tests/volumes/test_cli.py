@@ -1,0 +1,67 @@
+"""`pystack volume ...` end to end, as a user runs it (a real process, PYSTACK_ROOT under tmp)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def pystack(tmp_path: Path):
+    env = dict(os.environ, PYSTACK_ROOT=str(tmp_path / "state"), PYSTACK_RUN=str(tmp_path / "run"))
+
+    def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess:
+        p = subprocess.run([sys.executable, "-c", "from pystack.cli import main; main()", *args],
+                           capture_output=True, text=True, env=env, timeout=60)
+        if ok:
+            assert p.returncode == 0, p.stderr
+        return p
+    return run
+
+
+def test_volume_lifecycle(pystack, tmp_path: Path) -> None:
+    assert pystack("volume", "create", "--label", "team=a", "data1").stdout == "data1\n"
+    anon = pystack("volume", "create").stdout.strip()
+    assert len(anon) == 64
+    ls = pystack("volume", "ls").stdout.splitlines()
+    assert ls[0].split() == ["DRIVER", "VOLUME", "NAME"] and ["local", "data1"] in [line.split() for line in ls]
+    assert pystack("volume", "ls", "-q", "--filter", "label=team=a").stdout == "data1\n"
+    info = json.loads(pystack("volume", "inspect", "data1").stdout)
+    assert info[0]["Labels"] == {"team": "a"}
+    assert info[0]["Mountpoint"] == str(tmp_path / "state/volumes/data1/_data")
+    out = pystack("volume", "prune", "-f").stdout
+    assert anon in out and "data1" not in out
+    assert pystack("volume", "rm", "data1").stdout == "data1\n"
+    assert pystack("volume", "ls", "-q").stdout == ""
+
+
+def test_volume_snapshot_restore(pystack, tmp_path: Path) -> None:
+    pystack("volume", "create", "db")
+    data = tmp_path / "state/volumes/db/_data"
+    (data / "table").write_bytes(b"v1" * 1000)
+    p = pystack("volume", "snapshot", "db", "v1")
+    assert p.stdout == "db:v1\n"
+    (data / "table").write_bytes(b"broken")
+    assert pystack("volume", "restore", "db", "v1").stdout == "db:v1\n"
+    assert (data / "table").read_bytes() == b"v1" * 1000
+    listing = pystack("volume", "snapshot", "--list", "db").stdout.splitlines()
+    assert listing[1].split()[:2] == ["db", "v1"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (("volume", "create", "../etc"), "invalid characters for a local volume name"),
+    (("volume", "create", "-o", "type=nfs", "nfsvol"), "type 'nfs' is not supported"),
+    (("volume", "create", "-d", "rexray", "x1"), "driver 'rexray' is not supported"),
+    (("volume", "inspect", "ghost"), "no such volume: ghost"),
+    (("volume", "rm", "ghost"), "no such volume: ghost"),
+    (("volume", "restore", "ghost", "t1"), "no snapshot t1 of volume ghost"),
+])
+def test_errors_are_one_line(pystack, args, message) -> None:
+    p = pystack(*args, ok=False)
+    assert p.returncode != 0
+    assert p.stderr.strip().splitlines() == [p.stderr.strip()] and message in p.stderr
+    assert "Traceback" not in p.stderr

@@ -1,0 +1,97 @@
+"""Secret/config helpers, and recovery after an engine killed with SIGKILL mid-flight."""
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from pystack.errors import UserError
+from pystack.volumes.pins import cleanup_pins
+from pystack.volumes.secrets import SecretFile, content_from_definition, default_target, tar_archive
+from pystack.volumes.store import VolumeStore
+
+
+@pytest.mark.parametrize("kind,name,target,expected", [
+    ("secret", "db_pw", None, "/run/secrets/db_pw"),
+    ("secret", "db_pw", "pw.txt", "/run/secrets/pw.txt"),
+    ("secret", "db_pw", "/etc/pw", "/etc/pw"),
+    ("config", "nginx", None, "/nginx"),
+    ("config", "nginx", "/etc/nginx/nginx.conf", "/etc/nginx/nginx.conf"),
+])
+def test_default_targets(kind, name, target, expected) -> None:
+    assert default_target(kind, name, target) == expected
+
+
+def test_target_cannot_climb() -> None:
+    with pytest.raises(UserError, match="invalid target"):
+        default_target("secret", "x", "../../etc/shadow")
+
+
+def test_sources() -> None:
+    assert content_from_definition("secret", "s", {"environment": "TOKEN"}, {"TOKEN": "abc"}) == b"abc"
+    assert content_from_definition("config", "c", {"content": "port=1"}, {}) == b"port=1"
+    assert content_from_definition("secret", "s", {"file": "./s.txt"}, {}) is None
+    with pytest.raises(UserError, match="environment variable MISSING is not set"):
+        content_from_definition("secret", "s", {"environment": "MISSING"}, {})
+    with pytest.raises(UserError, match="content is only allowed for configs"):
+        content_from_definition("secret", "s", {"content": "x"}, {})
+
+
+def test_content_never_in_repr_or_errors() -> None:
+    f = SecretFile("pw", "secret", None, b"hunter2-very-secret", mode=0o400)
+    assert "hunter2" not in repr(f) and "hunter2" not in str(f)
+    with pytest.raises(UserError) as exc:
+        SecretFile("pw", "secret", None, b"hunter2-very-secret", mode=0o17777)
+    assert "hunter2" not in str(exc.value)
+
+
+def test_tar_archive_for_the_engine_api() -> None:
+    data = tar_archive([SecretFile("pw", "secret", None, b"s3cret", uid=1000, gid=1001, mode=0o400),
+                        SecretFile("cfg", "config", "/etc/app.cfg", b"a=1\n", mode=0o444)])
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        assert set(members) == {"run/secrets/pw", "etc/app.cfg"}
+        m = members["run/secrets/pw"]
+        assert (m.uid, m.gid, m.mode) == (1000, 1001, 0o400)
+        assert tar.extractfile(m).read() == b"s3cret"
+
+
+def test_engine_killed_mid_create_then_recovered(tmp_path: Path, no_leaks) -> None:
+    """An engine that planned mounts (staging pins, use records) and died by SIGKILL: after
+    restart the pins are swept, stale users dropped, and the data is intact byte for byte."""
+    root, pins = tmp_path / "volumes", tmp_path / "run/volumes/pins"
+    store = VolumeStore(root)
+    payload = os.urandom(100_000)
+    Path(store.create("precious").mountpoint, "blob").write_bytes(payload)
+    child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time
+        from pathlib import Path
+        from pystack.volumes.store import VolumeStore
+        from pystack.volumes.planner import plan_mounts
+        plan = plan_mounts("dead-container", binds=["precious:/data", "{tmp_path}/hostdir:/host"],
+                           store=VolumeStore("{root}"), pin_root=Path("{pins}"))
+        print("ready", flush=True)
+        time.sleep(60)
+    """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    with open("/proc/self/mountinfo") as f:
+        assert sum(str(pins) in line for line in f) == 2  # the dead engine's staging mounts
+    restarted = VolumeStore(root)
+    assert restarted.users("precious") == ["dead-container"]
+    assert cleanup_pins(pins) == 2
+    restarted.sync_users(live_container_ids=set())
+    assert restarted.users("precious") == []
+    assert Path(restarted.get("precious").mountpoint, "blob").read_bytes() == payload
+    restarted.remove("precious")
+    no_leaks()
