@@ -35,15 +35,13 @@ _YAML_TOP = ("name", "services", "networks", "volumes", "secrets", "configs", "m
 @click.option("--no-interpolate", is_flag=True, help="Don't interpolate environment variables.")
 @click.option("--no-normalize", is_flag=True, help="Don't normalize the compose model.")
 @click.option("--no-path-resolution", is_flag=True, help="Don't resolve file paths.")
-@click.option("--no-consistency", is_flag=True,
-              help="Don't check model consistency (may print an invalid model).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Save to file (default stdout).")
 @click.pass_context
 def config(ctx: click.Context, services: tuple[str, ...], fmt: str | None, list_services: bool,
            list_volumes: bool, list_networks: bool, list_profiles: bool, list_images: bool,
            list_models: bool, list_environment: bool, hash_of: str | None, quiet: bool,
            no_interpolate: bool, no_normalize: bool, no_path_resolution: bool,
-           no_consistency: bool, output: str | None) -> None:
+           output: str | None) -> None:
     """Parse, resolve and render the compose file in canonical format."""
     from pystack.stack.load import load_checked
 
@@ -51,10 +49,10 @@ def config(ctx: click.Context, services: tuple[str, ...], fmt: str | None, list_
     if list_profiles:
         options.profiles = ["*"]  # every service's profiles, enabled or not (AllServices)
         options.services = []
-    if hash_of is not None:
-        options.services = []
-    loaded = load_checked(options, consistency=not no_consistency)
-    cfg: dict[str, Any] = loaded.config
+    if hash_of is not None or list_services or list_volumes or list_networks:
+        options.services = []  # Compose ignores SERVICE arguments for these
+    loaded = load_checked(options)
+    cfg: dict[str, Any] = loaded.config  # what Compose prints: "$" doubled
 
     if list_services:
         return _emit(_service_names(cfg), quiet)
@@ -63,7 +61,7 @@ def config(ctx: click.Context, services: tuple[str, ...], fmt: str | None, list_
     if list_networks:
         return _emit(sorted(cfg.get("networks") or {}), quiet)
     if hash_of is not None:
-        return _emit(_hashes(cfg, hash_of), quiet)
+        return _emit(_hashes(getattr(loaded, "model", cfg), hash_of), quiet)
     if list_profiles:
         found = {p for svc in (cfg.get("services") or {}).values() for p in svc.get("profiles") or []}
         return _emit(sorted(found), quiet)
@@ -77,8 +75,6 @@ def config(ctx: click.Context, services: tuple[str, ...], fmt: str | None, list_
         return _emit([f"{k}={v}" for k, v in sorted(env.items())], quiet)
 
     content = _render(cfg, fmt or "yaml")
-    if not no_interpolate:
-        content = content.replace("$", "$$")  # what Compose prints stays loadable
     if quiet:
         return
     if output:
@@ -164,8 +160,39 @@ def _ordered(cfg: dict[str, Any], top: tuple[str, ...] | None) -> dict[str, Any]
         value = cfg[key]
         if key == "services" and isinstance(value, dict):
             value = {n: go_ordered(s, "", "") for n, s in sorted(value.items())}
+        elif isinstance(value, dict) and key in ("networks", "volumes", "secrets", "configs"):
+            value = {n: _name_first(v) for n, v in sorted(value.items())}
         out[key] = value
     return out
+
+
+_KEEP_EMPTY = {"volume", "bind", "tmpfs", "image"}  # Go pointers: printed even when empty
+
+
+def _yaml_omitempty(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Compose's YAML leaves out what its JSON spells as null or {} (Go ``omitempty``
+    on the yaml tags): ``command: null``, ``ipam: {}``. A null *value in a map* (a
+    service's ``networks: {default: null}``) stays."""
+    def prune(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: prune(v) for k, v in value.items() if v != {} or k in _KEEP_EMPTY}
+        if isinstance(value, list):
+            return [prune(v) for v in value]
+        return value
+
+    out = prune(cfg)
+    for svc in (out.get("services") or {}).values():
+        if isinstance(svc, dict):
+            for key in [k for k, v in svc.items() if v is None]:
+                del svc[key]
+    return out
+
+
+def _name_first(resource: Any) -> Any:
+    """A network/volume/secret/config with ``name`` first, as Go's struct puts it."""
+    if not isinstance(resource, dict) or "name" not in resource:
+        return resource
+    return {"name": resource["name"], **{k: v for k, v in resource.items() if k != "name"}}
 
 
 def _render(cfg: dict[str, Any], fmt: str) -> str:
@@ -183,5 +210,14 @@ def _render(cfg: dict[str, Any], fmt: str) -> str:
         def increase_indent(self, flow: bool = False, indentless: bool = False) -> Any:
             return super().increase_indent(flow, False)
 
-    return yaml.dump(_ordered(cfg, _YAML_TOP), Dumper=_Dumper, sort_keys=False,
+    def _str(dumper: Any, value: str) -> Any:
+        """Double quotes where YAML would read the plain text as another type ("8080")."""
+        tag = "tag:yaml.org,2002:str"
+        implicit = dumper.resolve(yaml.ScalarNode, value, (True, False))
+        style = '"' if implicit != tag else None
+        return dumper.represent_scalar(tag, value, style=style)
+
+    _Dumper.add_representer(str, _str)
+
+    return yaml.dump(_yaml_omitempty(_ordered(cfg, _YAML_TOP)), Dumper=_Dumper, sort_keys=False,
                      default_flow_style=False, allow_unicode=True, width=1 << 16)
