@@ -95,16 +95,6 @@ class PathResolver:
                 for res in section.values():
                     if isinstance(res, dict) and res.get("file"):
                         res["file"] = self.path(res["file"])
-        volumes = data.get("volumes")
-        if isinstance(volumes, dict):
-            for vol in volumes.values():
-                if not isinstance(vol, dict):
-                    continue
-                opts = vol.get("driver_opts")
-                if (isinstance(opts, dict) and isinstance(opts.get("device"), str)
-                        and "bind" in str(opts.get("o", "")).split(",")
-                        and vol.get("driver", "local") == "local"):
-                    opts["device"] = self.path(opts["device"])
 
 
 def resolve_paths(data: dict[str, Any], base: str, home: str | None = None) -> None:

@@ -22,19 +22,21 @@ from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 from .errors import ComposeError, KeyPath, Mark
 
 try:  # the C parser is much faster; fall back to the pure Python one when absent
-    from yaml import CParser as _Parser  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - libyaml missing
-    from yaml.parser import Parser as _Parser  # type: ignore[assignment]
-    from yaml.composer import Composer as _Composer
-    from yaml.reader import Reader as _Reader
-    from yaml.scanner import Scanner as _Scanner
+    from yaml._yaml import CParser as _Parser  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - PyYAML built without libyaml
+    from yaml.composer import Composer
+    from yaml.parser import Parser
+    from yaml.reader import Reader
+    from yaml.scanner import Scanner
 
-    class _Parser(_Reader, _Scanner, _Parser, _Composer):  # type: ignore[no-redef]
+    class _Parser(Reader, Scanner, Parser, Composer):  # type: ignore[no-redef]
+        """PyYAML's pure-Python reader, scanner, parser and composer."""
+
         def __init__(self, stream: str) -> None:
-            _Reader.__init__(self, stream)
-            _Scanner.__init__(self)
-            yaml.parser.Parser.__init__(self)
-            _Composer.__init__(self)
+            Reader.__init__(self, stream)
+            Scanner.__init__(self)
+            Parser.__init__(self)
+            Composer.__init__(self)
 
 STR = "tag:yaml.org,2002:str"
 SEQ = "tag:yaml.org,2002:seq"
@@ -58,7 +60,6 @@ class _Loader(_Parser):
 
     def __init__(self, stream: str) -> None:
         _Parser.__init__(self, stream)
-        self.anchors = {}
 
     def resolve(self, kind: type, value: Any, implicit: tuple[bool, bool]) -> str:
         """Tag for an untagged node: plain scalars are resolved later, go-yaml style."""
