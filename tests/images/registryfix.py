@@ -165,3 +165,86 @@ class TokenIssuer:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class Proxy:
+    """An HTTP proxy in front of a registry that misbehaves on purpose, for one test.
+
+    ``cut_first_blob``: the first blob GET sends its headers and half its body, then
+    closes (an interrupted download). ``redirect_blobs``: blob GETs get a 307 to
+    ``localhost:<port>/cdn/...`` (another host name), which records whether an
+    Authorization header arrived and serves the blob with the test's own credentials.
+    ``corrupt_blobs``: blob bodies get one byte flipped. Requests are recorded.
+    """
+
+    def __init__(self, upstream: str, *, cut_first_blob: bool = False, redirect_blobs: bool = False,
+                 corrupt_blobs: bool = False, upstream_auth: str | None = None) -> None:
+        self.upstream = upstream
+        self.cut_first_blob, self.redirect_blobs, self.corrupt_blobs = cut_first_blob, redirect_blobs, corrupt_blobs
+        self.upstream_auth = upstream_auth
+        self.requests: list[tuple[str, str, dict]] = []
+        self.cut_done = False
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                proxy.handle(self, "GET")
+
+            def do_HEAD(self):
+                proxy.handle(self, "HEAD")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.host = f"127.0.0.1:{self.port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def handle(self, h: BaseHTTPRequestHandler, method: str) -> None:
+        self.requests.append((method, h.path, dict(h.headers)))
+        headers = {k: v for k, v in h.headers.items() if k.lower() not in ("host", "connection")}
+        is_blob = "/blobs/sha256:" in h.path and method == "GET"
+        path = h.path
+        if path.startswith("/cdn/"):
+            path = path[len("/cdn"):]
+            headers.pop("Authorization", None)
+            if self.upstream_auth:
+                headers["Authorization"] = self.upstream_auth
+        elif is_blob and self.redirect_blobs:
+            h.send_response(307)
+            h.send_header("Location", f"http://localhost:{self.port}/cdn{h.path}")
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+            return
+        conn = http.client.HTTPConnection(self.upstream, timeout=30)
+        conn.request(method, path, headers=headers)
+        r = conn.getresponse()
+        body = r.read()
+        conn.close()
+        if is_blob and r.status == 200 and self.corrupt_blobs and body:
+            body = bytes([body[0] ^ 0xFF]) + body[1:]
+        cut = is_blob and r.status == 200 and self.cut_first_blob and not self.cut_done and len(body) > 1000
+        h.send_response(r.status)
+        for k, v in r.getheaders():
+            if k.lower() not in ("connection", "transfer-encoding", "content-length"):
+                h.send_header(k, v)
+        h.send_header("Content-Length", str(len(body)))
+        if cut:
+            h.send_header("Connection", "close")
+        h.end_headers()
+        if method == "HEAD":
+            return
+        if cut:
+            self.cut_done = True
+            h.wfile.write(body[: len(body) // 2])
+            h.wfile.flush()
+            h.close_connection = True
+            return
+        h.wfile.write(body)
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
