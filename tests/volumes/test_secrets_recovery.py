@@ -85,11 +85,14 @@ def test_engine_killed_mid_create_then_recovered(tmp_path: Path, no_leaks) -> No
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait()
-    with open("/proc/self/mountinfo") as f:
-        assert sum(str(pins) in line for line in f) == 2  # the dead engine's staging mounts
-    restarted = VolumeStore(root)
-    assert restarted.users("precious") == ["dead-container"]
-    assert cleanup_pins(pins) == 2
+    try:
+        with open("/proc/self/mountinfo") as f:
+            assert sum(str(pins) in line for line in f) == 2  # the dead engine's staging mounts
+        restarted = VolumeStore(root)
+        assert restarted.users("precious") == ["dead-container"]
+    finally:
+        swept = cleanup_pins(pins)
+    assert swept == 2
     restarted.sync_users(live_container_ids=set())
     assert restarted.users("precious") == []
     assert Path(restarted.get("precious").mountpoint, "blob").read_bytes() == payload
