@@ -46,9 +46,6 @@ def config(ctx: click.Context, services: tuple[str, ...], fmt: str | None, list_
     from pystack.stack.load import load_checked
 
     options = _load_options(ctx, services, no_interpolate, no_normalize, no_path_resolution)
-    if list_profiles:
-        options.profiles = ["*"]  # every service's profiles, enabled or not (AllServices)
-        options.services = []
     if hash_of is not None or list_services or list_volumes or list_networks:
         options.services = []  # Compose ignores SERVICE arguments for these
     loaded = load_checked(options)
@@ -63,7 +60,11 @@ def config(ctx: click.Context, services: tuple[str, ...], fmt: str | None, list_
     if hash_of is not None:
         return _emit(_hashes(getattr(loaded, "model", cfg), hash_of), quiet)
     if list_profiles:
-        found = {p for svc in (cfg.get("services") or {}).values() for p in svc.get("profiles") or []}
+        # every service's profiles, enabled or not (Compose's AllServices): load again
+        # with all profiles on, now that the load as asked has passed its checks
+        options.profiles, options.services = ["*"], []
+        every = load_checked(options).config.get("services") or {}
+        found = {p for svc in every.values() for p in svc.get("profiles") or []}
         return _emit(sorted(found), quiet)
     if list_images:
         return _emit([svc.get("image") or f"{cfg.get('name')}-{name}"
