@@ -20,7 +20,7 @@ _ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "a": "\a", "b": "\b", "f": "\f", "v
 
 
 def _expand_escapes(value: str) -> str:
-    """Shell escapes of a double-quoted value; ``\\$`` is kept for the template pass."""
+    """Shell escapes of a double-quoted value; ``\\$`` becomes a literal ``$``."""
     out: list[str] = []
     i = 0
     n = len(value)
@@ -31,7 +31,7 @@ def _expand_escapes(value: str) -> str:
             if nxt in _ESCAPES:
                 out.append(_ESCAPES[nxt])
             elif nxt == "$":
-                out.append("\\$")
+                out.append("$$")  # an escaped dollar is literal: "$$" survives interpolation as "$"
             else:
                 out.append(nxt)
             i += 2

@@ -406,11 +406,12 @@ class Struct:
     """A Go struct: JSON key -> Spec; ``pointer`` structs are omitted only when absent."""
 
     def __init__(self, fields: dict[str, Spec], *, pointer: bool = True, strict: bool = False,
-                 always: tuple[str, ...] = ()) -> None:
+                 always: tuple[str, ...] = (), rename: dict[str, str] | None = None) -> None:
         self.fields = fields
         self.pointer = pointer
         self.strict = strict
         self.always = always
+        self.rename = rename or {}  # Go fields without a json tag print their Go name
 
 
 def _num(value: Any, path: KeyPath, kind: type) -> Any:
@@ -462,7 +463,7 @@ def render_value(value: Any, spec: Spec, path: KeyPath) -> Any:
                 continue
             rendered = render_value(val, fspec, path + (key,))
             if rendered is not _OMIT:
-                out[key] = rendered
+                out[spec.rename.get(key, key)] = rendered
         for key in spec.always:
             if key not in out:
                 r = render_value(None, spec.fields[key], path + (key,))
@@ -690,7 +691,7 @@ _BUILD = Struct({
     "network": "s", "target": "s", "secrets": ("list", _FILE_REF), "shm_size": "bytes",
     "tags": "strlist", "ulimits": ("map", "ulimit"), "platforms": "strlist", "privileged": "b",
 })
-_THROTTLE = Struct({"path": "s", "rate": "bytes"})
+_THROTTLE = Struct({"path": "s", "rate": "bytes"}, rename={"path": "Path", "rate": "Rate"})
 _VOLUME_MOUNT = Struct({
     "type": "s", "source": "s", "target": "s", "read_only": "b", "consistency": "s",
     "bind": Struct({"selinux": "s", "propagation": "s", "create_host_path": "b", "recursive": "s"}),
@@ -704,7 +705,8 @@ _SERVICE = Struct({
         "path": "S", "action": "S", "target": "s", "exec": Struct(_HOOK.fields, pointer=False,
                                                                   always=("command",)),
         "include": "strlist", "ignore": "strlist", "initial_sync": "b"}, always=("path", "action", "exec")))}),
-    "blkio_config": Struct({"weight": "i", "weight_device": ("list", Struct({"path": "s", "weight": "i"})),
+    "blkio_config": Struct({"weight": "i", "weight_device": ("list", Struct({"path": "s", "weight": "i"},
+                                                                     rename={"path": "Path", "weight": "Weight"})),
                             "device_read_bps": ("list", _THROTTLE), "device_read_iops": ("list", _THROTTLE),
                             "device_write_bps": ("list", _THROTTLE), "device_write_iops": ("list", _THROTTLE)}),
     "cap_add": "strlist", "cap_drop": "strlist", "cgroup_parent": "s", "cgroup": "s",
@@ -743,8 +745,8 @@ _SERVICE = Struct({
     "post_start": ("list", _HOOK), "pre_stop": ("list", _HOOK),
 }, strict=True, always=("command", "entrypoint"))
 _IPAM = Struct({"driver": "s", "config": ("list", Struct({"subnet": "s", "gateway": "s", "ip_range": "s",
-                                                          "aux_addresses": "map"})),
-                "options": "map"}, pointer=False)
+                                                          "aux_addresses": "map"}))},
+               pointer=False)
 _NETWORK = Struct({"name": "s", "driver": "s", "driver_opts": "map", "ipam": _IPAM, "external": "b",
                    "internal": "b", "attachable": "b", "labels": "map", "enable_ipv4": "pb",
                    "enable_ipv6": "pb"}, strict=True, always=("ipam",))

@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .discover import ProjectSource, check_project_name, discover
+from .discover import ProjectSource, check_project_name, discover, normalize_project_name
 from .errors import ComposeError, KeyPath
 from .extends import apply_extends
 from .include import apply_include
@@ -195,11 +195,12 @@ def load_config(options: LoadOptions) -> LoadedConfig:
     source = discover(options)
     loader = _Loader(options, source)
     name = source.project_name
-    if not name:
-        name = _name_from_files(loader, source.files)
     if name:
         check_project_name(name)
     else:
+        # a top-level name: is normalized, not checked (as Compose 2.40 does)
+        name = normalize_project_name(_name_from_files(loader, source.files) or "")
+    if not name:
         name = source.default_name
         if not name:
             raise ComposeError("project name must not be empty")

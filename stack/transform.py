@@ -245,11 +245,7 @@ def _volumes(value: Any, path: KeyPath, err: ErrorFn) -> list[Any]:
             except ValueError as exc:
                 raise err(str(exc), path + (i,)) from None
         elif isinstance(item, dict):
-            vol = dict(item)
-            if vol.get("type") == "bind" and isinstance(vol.get("bind"), dict):
-                vol["bind"] = dict(vol["bind"])
-                vol["bind"].setdefault("create_host_path", True)
-            out.append(vol)
+            out.append(dict(item))
         else:
             raise err("must be a string or a mapping", path + (i,))
     return out
@@ -439,6 +435,12 @@ def _hooks(value: Any, path: KeyPath, err: ErrorFn) -> Any:
     return out
 
 
+def _gpus(value: Any, path: KeyPath, err: ErrorFn) -> Any:
+    if value == "all":
+        return [{"count": "all"}]
+    return value
+
+
 def _models(value: Any, path: KeyPath, err: ErrorFn) -> Any:
     if isinstance(value, list):
         return {go_str(name): None for name in value}
@@ -503,6 +505,7 @@ SERVICE_TRANSFORMS: dict[str, Callable[[Any, KeyPath, ErrorFn], Any]] = {
     "post_start": _hooks,
     "pre_stop": _hooks,
     "models": _models,
+    "gpus": _gpus,
     "expose": _expose,
     "logging": _logging,
     "deploy": _deploy,
