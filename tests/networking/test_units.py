@@ -75,3 +75,42 @@ def test_docker_shapes_and_connect_order():
     assert ports_json([PortBinding("c1", "0.0.0.0", 8080, "10.210.1.2", 80, "tcp")]) == \
         {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}
     assert connect_order({"b": None, "a": {}, "z": {"priority": 10}}) == ["z", "a", "b"]
+
+
+def test_dns_fast_path_replies_parse_as_dns():
+    """The hand-built replies (fast path) are valid DNS, equal to the dnslib path's answers."""
+    from dnslib import EDNS0, DNSRecord
+
+    from pystack.networking.dns import DNSServer, build_tables
+    from pystack.networking.types import EndpointRecord, NetworkRecord
+
+    net = NetworkRecord(id="n1", name="n", bridge="psbr-x", subnet="10.210.3.0/24", gateway="10.210.3.1")
+    eps = [EndpointRecord("c1", "n1", "10.210.3.2", 24, "10.210.3.1", "m", "eth0", "v", names=["web-1", "web"]),
+           EndpointRecord("c2", "n1", "10.210.3.3", 24, "10.210.3.1", "m", "eth0", "v", names=["web-2", "web"])]
+    server = DNSServer([])
+    try:
+        server._tables = build_tables([net], eps)  # no sockets: answer() is called directly
+        server._by_gateway = {net.gateway: server._tables["n1"]}
+        q = DNSRecord.question("WEB")
+        fast = DNSRecord.parse(server.answer("10.210.3.1", "10.210.3.9", q.pack()))
+        assert fast.header.id == q.header.id and fast.header.qr == 1 and fast.header.aa == 1
+        assert sorted(str(r.rdata) for r in fast.rr) == ["10.210.3.2", "10.210.3.3"]
+        assert str(fast.q.qname) == "WEB."
+        edns = DNSRecord.question("web-2")
+        edns.add_ar(EDNS0())
+        assert [str(r.rdata) for r in DNSRecord.parse(server.answer("10.210.3.1", "10.210.3.9", edns.pack())).rr] \
+            == ["10.210.3.3"]
+        ptr = DNSRecord.parse(server.answer("10.210.3.1", "10.210.3.9",
+                                            DNSRecord.question("2.3.210.10.in-addr.arpa", "PTR").pack()))
+        assert str(ptr.rr[0].rdata) == "web-1."
+        nx = DNSRecord.parse(server.answer("10.210.3.1", "10.210.3.9",
+                                           DNSRecord.question("9.3.210.10.in-addr.arpa", "PTR").pack()))
+        assert nx.header.rcode == 3
+        aaaa = DNSRecord.parse(server.answer("10.210.3.1", "10.210.3.9", DNSRecord.question("web", "AAAA").pack()))
+        assert aaaa.header.rcode == 0 and not aaaa.rr
+        assert server.answer("10.210.3.1", "10.210.3.9", DNSRecord.question("unknown.test").pack()) is None
+        refused = DNSRecord.parse(server.answer("10.210.3.1", "10.210.9.9", q.pack()))
+        assert refused.header.rcode == 5 and not refused.rr  # client outside the subnet
+        assert server.answer("10.210.3.1", "10.210.3.9", b"\x00garbage") == b""
+    finally:
+        server.close()
