@@ -51,8 +51,10 @@ def parse(out: str) -> dict[str, float]:
 
 
 def host_run(rootfs: Path, data: Path, args: list[str]) -> dict[str, float]:
+    # the same busybox applets as in the container (not the host's coreutils), same PATH order
+    path = ":".join(str(rootfs / d) for d in ("usr/local/sbin", "usr/local/bin", "usr/sbin", "usr/bin", "sbin", "bin"))
     p = subprocess.run([str(rootfs / "bin/busybox"), "sh", "-c", WORKLOAD, "sh", str(data), *args],
-                       capture_output=True, text=True, check=True)
+                       capture_output=True, text=True, check=True, env={"PATH": path})
     return parse(p.stdout)
 
 
