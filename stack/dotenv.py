@@ -103,6 +103,7 @@ class _Parser:
             return self.expand(value), rest
         chars: list[str] = []
         escaped = False
+        start_line = self.line
         for i in range(1, len(src)):
             c = src[i]
             if c == "\n":
@@ -125,6 +126,7 @@ class _Parser:
                 value = self.expand(_expand_escapes(value))
             return value, src[i + 1:]
         first = src.split("\n", 1)[0]
+        self.line = start_line
         raise self.error(f"unterminated quoted value {first}")
 
     def parse(self, text: str) -> dict[str, str]:
