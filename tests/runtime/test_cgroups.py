@@ -173,13 +173,28 @@ def test_cpu_quota_holds_within_10_percent(parent) -> None:
     usage = lambda: cg.stats()["cpu_stats"]["cpu_usage"]["total_usage"]  # noqa: E731
     assert common.wait_for(lambda: usage() > 0)
     time.sleep(0.3)
-    u0, t0 = usage(), time.monotonic_ns()
+    hz = os.sysconf("SC_CLK_TCK")
+    u0, t0, i0 = usage(), time.monotonic_ns(), _idle_ticks()
     time.sleep(2.0)
-    u1, t1 = usage(), time.monotonic_ns()
+    u1, t1, i1 = usage(), time.monotonic_ns(), _idle_ticks()
     share = (u1 - u0) / (t1 - t0)
-    assert 0.45 <= share <= 0.55, share
+    _assert_quota_share(share, 0.5, (i1 - i0) / hz / ((t1 - t0) / 1e9))
     assert cg.stats()["cpu_stats"]["throttling_data"]["throttled_periods"] > 0
     cg.kill_all()
+
+
+def _idle_ticks() -> int:
+    """Idle + iowait ticks of the whole host (/proc/stat), to tell a busy host apart."""
+    f = Path("/proc/stat").read_text().splitlines()[0].split()
+    return int(f[4]) + int(f[5])
+
+
+def _assert_quota_share(share: float, quota: float, idle_cores: float) -> None:
+    """The quota is a ceiling: never more than quota +10 %. It is also reached (within
+    10 %) whenever the host had the idle CPU to give; on a host busy with other work
+    (parallel test runs) the process may get less, which is not a quota failure."""
+    assert share <= quota * 1.1, (share, quota)
+    assert share >= 0.9 * min(quota, share + idle_cores), (share, quota, idle_cores)
 
 
 @pytest.mark.skipif(not V1, reason="device rules are enforced on v1 only (no eBPF filter)")
