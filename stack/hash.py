@@ -16,7 +16,6 @@ hashes with pystack's, so recreate decisions are unaffected).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any, Mapping
 
@@ -148,4 +147,6 @@ def service_hash(service: Mapping[str, Any]) -> str:
     deploy = svc.get("deploy")
     if isinstance(deploy, Mapping):
         svc["deploy"] = {k: v for k, v in deploy.items() if k != "replicas"}
+    import hashlib  # lazy: `config` imports this module for the key order only
+
     return hashlib.sha256(go_json(_ordered(svc, "", "")).encode("utf-8")).hexdigest()
