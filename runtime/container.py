@@ -527,17 +527,23 @@ def start_fifo(d: Path, rec: dict, timeout: float = 10.0) -> None:
         raise Conflict("container is not in the created state") from None
     try:
         deadline = time.monotonic() + timeout
+        got = False
         while True:
             r, _, _ = select.select([fd], [], [], 0.05)
             if r:
                 data = os.read(fd, 1)
-                if data:
-                    break
-            if proc_start_time(rec.get("pid") or 0) != rec.get("pid_start"):
+                if data and not got:
+                    got = True
+                    write_atomic(d / "started", rfc3339())
+                    fifo.unlink()
+                elif not data and got:
+                    return  # the init's end closed on execve: the program runs
+            alive = proc_start_time(rec.get("pid") or 0) == rec.get("pid_start")
+            if not alive:
+                if got:
+                    return  # started, and already gone (a short program)
                 raise ContainerError("container init exited before start")
             if time.monotonic() > deadline:
                 raise ContainerError("container init did not respond to start")
     finally:
         os.close(fd)
-    write_atomic(d / "started", rfc3339())
-    fifo.unlink()

@@ -354,13 +354,14 @@ def container_main(plan: dict, prep: Prepared, sync: socket.socket, fifo_path: s
         # "created": wait here until `start` opens the fifo for reading
         wfd = os.open(f"/proc/self/fd/{fifo}", os.O_WRONLY | os.O_CLOEXEC)
         os.write(wfd, b"0")
-        os.close(wfd)
+        # wfd stays open until execve closes it: `start` reads EOF once the program runs
         os.close(fifo)
         sync.close()
         become(prep)
-        close_fds()
+        close_fds(keep=(wfd,))
         if plan.get("init"):
             from pystack.runtime import init as initmod  # imported by the launcher already
+            os.close(wfd)
             initmod.run(prep.args, prep.env, path)
         os.execve(path, prep.args, prep.env)
     except BaseException as exc:  # noqa: BLE001 - report anything, then die
