@@ -147,7 +147,8 @@ def host_resolvers(path: Path = Path("/etc/resolv.conf")) -> list[str]:
 
 
 class DNSServer:
-    """A selector loop over per-gateway sockets; slow work (forwarding, TCP) in a pool."""
+    """One blocking thread per network's UDP socket (the hot path: no select() per
+    packet), a selector loop over the TCP listeners, slow work (forwarding, TCP) in a pool."""
 
     def __init__(self, upstreams: list[str] | None = None) -> None:
         self.upstreams = upstreams
@@ -162,6 +163,7 @@ class DNSServer:
         self._sel.register(self._wake_r, selectors.EVENT_READ, None)
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="pystack-dns")
         self._stop = False
+        self._closing: set[int] = set()   # ids of UDP sockets being shut down
         self._thread = threading.Thread(target=self._loop, name="pystack-dns", daemon=True)
         self._thread.start()
 
@@ -176,9 +178,10 @@ class DNSServer:
             self._by_gateway = {t.network.gateway: t for t in tables.values()}
             for gw in list(self._socks):
                 if gw not in wanted:
-                    for s in self._socks.pop(gw):
-                        self._sel.unregister(s)
-                        s.close()
+                    udp, tcp = self._socks.pop(gw)
+                    self._sel.unregister(tcp)
+                    tcp.close()
+                    self._stop_udp(udp)
             for gw in wanted:
                 if gw not in self._socks:
                     self._socks[gw] = self._bind(gw)
@@ -193,15 +196,25 @@ class DNSServer:
                 # FREEBIND: a gateway address may be re-added after the socket is bound.
                 s.setsockopt(socket.SOL_IP, 15, 1)  # IP_FREEBIND
                 s.bind((gw, 53))
-                s.setblocking(False)
+            tcp.setblocking(False)
             tcp.listen(64)
         except OSError:
             udp.close()
             tcp.close()
             raise
-        self._sel.register(udp, selectors.EVENT_READ, ("udp", gw))
         self._sel.register(tcp, selectors.EVENT_READ, ("tcp", gw))
+        threading.Thread(target=self._udp_loop, args=(udp, gw), name=f"pystack-dns-{gw}",
+                         daemon=True).start()
         return [udp, tcp]
+
+    def _stop_udp(self, udp: socket.socket) -> None:
+        """Wake the socket's thread (shutdown makes a blocked recvfrom return) and close."""
+        self._closing.add(id(udp))
+        try:
+            udp.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        udp.close()
 
     def close(self) -> None:
         """Stop the thread and close every socket (the names stay on disk)."""
@@ -209,9 +222,9 @@ class DNSServer:
         self._wake_w.send(b"x")
         self._thread.join(timeout=5)
         with self._lock:
-            for socks in self._socks.values():
-                for s in socks:
-                    s.close()
+            for udp, tcp in self._socks.values():
+                tcp.close()
+                self._stop_udp(udp)
             self._socks.clear()
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._sel.close()
@@ -229,17 +242,28 @@ class DNSServer:
                     except BlockingIOError:
                         pass
                     continue
-                kind, gw = key.data
+                _, gw = key.data
                 sock: socket.socket = key.fileobj  # type: ignore[assignment]
                 try:
-                    if kind == "udp":
-                        data, addr = sock.recvfrom(65535)
-                        self._serve_udp(sock, gw, data, addr)
-                    else:
-                        conn, addr = sock.accept()
-                        self._pool.submit(self._serve_tcp, conn, gw, addr)
+                    conn, addr = sock.accept()
+                    conn.setblocking(True)
+                    self._pool.submit(self._serve_tcp, conn, gw, addr)
                 except OSError:
                     continue  # socket closed by update(), or a client went away
+
+    def _udp_loop(self, sock: socket.socket, gw: str) -> None:
+        while True:
+            try:
+                data, addr = sock.recvfrom(65535)
+            except OSError:
+                return
+            if id(sock) in self._closing:
+                self._closing.discard(id(sock))
+                return
+            try:
+                self._serve_udp(sock, gw, data, addr)
+            except OSError:
+                continue
 
     def _serve_udp(self, sock: socket.socket, gw: str, data: bytes, addr) -> None:
         reply = self.answer(gw, addr[0], data)

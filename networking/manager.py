@@ -368,7 +368,12 @@ class NetworkManager:
                     return
                 from .dns import DNSServer
                 self._dns = DNSServer(self.dns_upstreams)
-            self._dns.update(nets, eps)
+            try:
+                self._dns.update(nets, eps)
+            except OSError as exc:
+                # The kernel objects are made and recorded; only name service is missing.
+                # Say so loudly instead of failing a container start for it.
+                log.warning("embedded DNS cannot listen on a gateway: %s", exc)
 
     def close(self) -> None:
         """Stop the DNS thread; kernel objects and state stay (the engine is stopping)."""
