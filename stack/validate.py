@@ -214,6 +214,17 @@ def parse_bytes(value: Any) -> int:
 
 # ------------------------------------------------------------------ semantic checks
 
+def _is_ip(text: str) -> bool:
+    """An IPv4 or IPv6 address (brackets allowed around v6), as a port's host_ip."""
+    import ipaddress  # lazy: only projects that bind ports to an address pay
+
+    try:
+        ipaddress.ip_address(text[1:-1] if text.startswith("[") and text.endswith("]") else text)
+    except ValueError:
+        return False
+    return True
+
+
 _DURATION_KEYS = ("interval", "timeout", "start_period", "start_interval")
 _BYTES_KEYS = ("mem_limit", "memswap_limit", "mem_reservation", "shm_size")
 
@@ -370,6 +381,10 @@ class _Checker:
                 if not m or not all(0 <= int(g) < 65536 for g in m.groups() if g) or (
                         m.group(2) and int(m.group(2)) < int(m.group(1))):
                     self.fail(f"invalid published port {_short(published)}", path + (i, "published"))
+            host_ip = port.get("host_ip")
+            if host_ip not in (None, "") and not _is_ip(str(host_ip)):
+                self.fail(f"invalid IP address {_short(host_ip)} (is this a valid port mapping?)",
+                          path + (i, "host_ip"))
             proto = port.get("protocol")
             if proto not in (None, "tcp", "udp", "sctp"):
                 self.fail(f"invalid protocol {_short(proto)}", path + (i, "protocol"))

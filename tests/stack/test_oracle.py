@@ -257,6 +257,10 @@ CASES: dict[str, tuple[dict[str, str], list[str], dict[str, str], list[str]]] = 
         services:
           app: {image: "busybox:${TAG:?please set TAG}"}
         """}, [], {}, []),
+    "three-part-port": ({"compose.yaml": """
+        services:
+          app: {image: busybox, ports: ["80:80:80"]}
+        """}, [], {}, []),
     "undefined-network": ({"compose.yaml": """
         services:
           app: {image: busybox, networks: [nowhere]}

@@ -273,6 +273,9 @@ BROKEN = [
      'invalid published port "99999"', "services.web.ports[0].published"),
     ("bad container port", lambda p: p["services"]["web"].update(ports=[{"target": 0}]),
      "invalid container port 0", "services.web.ports[0].target"),
+    ("bad host ip", lambda p: p["services"]["web"].update(
+        ports=[{"target": 80, "published": "80", "host_ip": "80", "protocol": "tcp"}]),
+     'invalid IP address "80"', "services.web.ports[0].host_ip"),
     ("bad protocol", lambda p: p["services"]["web"].update(
         ports=[{"target": 80, "protocol": "icmp"}]),
      'invalid protocol "icmp"', "services.web.ports[0].protocol"),
