@@ -42,11 +42,17 @@ def normalize(spec: PortSpec) -> PortSpec:
                 host_ip = ""  # "[::]" means all addresses; IPv4 ones are what exists here
             else:
                 raise UserError(f"published port on {host_ip}: IPv6 is not supported yet")
-    for port, what in ((spec.container_port, "container port"), (spec.host_port, "host port")):
+    for port, what in ((spec.container_port, "container port"), (spec.host_port, "host port"),
+                       (spec.host_port_end, "host port")):
         if port is not None and not 0 < int(port) < 65536:
             raise UserError(f"published port: {what} {port} is out of range 1-65535")
+    end = int(spec.host_port_end) if spec.host_port_end else None
+    if end is not None and (not spec.host_port or end < int(spec.host_port)):
+        raise UserError(f"published port: invalid host port range {spec.host_port}-{end}")
+    if end == spec.host_port:
+        end = None
     return PortSpec(int(spec.container_port), int(spec.host_port) if spec.host_port else None,
-                    host_ip, proto)
+                    host_ip, proto, end)
 
 
 def _trial_bind(host_ip: str, port: int, proto: str) -> int:
@@ -57,12 +63,29 @@ def _trial_bind(host_ip: str, port: int, proto: str) -> int:
         return s.getsockname()[1]
 
 
+def _first_free(spec: PortSpec, taken: list[tuple[str, int, str]]) -> int:
+    """The first port of the spec's host range nobody holds (Docker's rule for a range)."""
+    assert spec.host_port and spec.host_port_end
+    for port in range(spec.host_port, spec.host_port_end + 1):
+        if any(p == port and proto == spec.protocol and _overlaps(ip, spec.host_ip) for ip, p, proto in taken):
+            continue
+        try:
+            _trial_bind(spec.host_ip, port, spec.protocol)
+        except OSError:
+            continue
+        return port
+    raise Conflict(f"bind for {spec.host_ip or '0.0.0.0'}:{spec.host_port}-{spec.host_port_end}/"
+                   f"{spec.protocol} failed: every port of the range is already allocated")
+
+
 def choose(specs: Iterable[PortSpec], held: list[PortBinding]) -> list[tuple[PortSpec, int]]:
     """Give every spec a host port, or raise Conflict naming the first clash."""
     taken = [(b.host_ip, b.host_port, b.protocol) for b in held]
     out: list[tuple[PortSpec, int]] = []
     for spec in specs:
-        if spec.host_port:
+        if spec.host_port and spec.host_port_end:
+            port = _first_free(spec, taken)
+        elif spec.host_port:
             port = spec.host_port
             for ip, p, proto in taken:
                 if p == port and proto == spec.protocol and _overlaps(ip, spec.host_ip):

@@ -117,15 +117,18 @@ class EndpointRecord:
 
 @dataclass
 class PortSpec:
-    """One published port, ranges already expanded; ``host_port=None`` means ephemeral.
+    """One published port; ``host_port=None`` means ephemeral.
 
     ``host_ip`` ``""``/``"0.0.0.0"`` means every host address (IPv4 only for now).
+    ``host_port_end`` set: any free port of ``host_port..host_port_end`` (Compose's
+    ``"8000-8010:80"``); equal-length ranges on both sides arrive already expanded.
     """
 
     container_port: int
     host_port: int | None = None
     host_ip: str = ""
     protocol: str = "tcp"
+    host_port_end: int | None = None
 
 
 @dataclass

@@ -114,3 +114,43 @@ def test_dns_fast_path_replies_parse_as_dns():
         assert server.answer("10.210.3.1", "10.210.3.9", b"\x00garbage") == b""
     finally:
         server.close()
+
+
+def test_api_bodies_to_specs():
+    from pystack.networking.docker_json import (endpoint_spec_from_api, network_spec_from_api,
+                                                port_specs_from_api)
+
+    specs = port_specs_from_api({
+        "80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}],
+        "53/udp": [{"HostIp": "", "HostPort": ""}],
+        "9000-9002/tcp": [{"HostPort": "19000-19002"}],
+        "81/tcp": [{"HostPort": "8000-8010"}],
+    })
+    assert specs[:2] == [PortSpec(80, 8080, "127.0.0.1", "tcp"), PortSpec(53, None, "", "udp")]
+    assert [(s.container_port, s.host_port) for s in specs[2:5]] == [(9000, 19000), (9001, 19001), (9002, 19002)]
+    assert specs[5] == PortSpec(81, 8000, "", "tcp", 8010)
+    with pytest.raises(UserError):
+        port_specs_from_api({"9000-9001/tcp": [{"HostPort": "1-3"}]})
+    net = network_spec_from_api({"Name": "p_default", "Internal": True, "Labels": {"a": "b"},
+                                 "IPAM": {"Config": [{"Subnet": "10.210.5.0/24", "Gateway": "10.210.5.1"}]}},
+                                "abc")
+    assert (net.id, net.internal, net.ipam[0].subnet, net.ipam[0].gateway) == ("abc", True, "10.210.5.0/24", "10.210.5.1")
+    ep = endpoint_spec_from_api({"Aliases": ["web"], "Links": ["p-db-1:database", "cache"],
+                                 "IPAMConfig": {"IPv4Address": "10.210.5.9"}}, ["p-web-1"])
+    assert ep.links == {"database": "p-db-1", "cache": "cache"}
+    assert (ep.ipv4_address, ep.aliases, ep.names) == ("10.210.5.9", ["web"], ["p-web-1"])
+
+
+def test_host_port_range_takes_the_first_free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        busy = s.getsockname()[1]
+        held = [PortBinding("c", "0.0.0.0", busy + 1, "10.0.0.2", 80, "tcp")]
+        spec = ports.normalize(PortSpec(80, busy, "127.0.0.1", "tcp", busy + 5))
+        [(chosen, port)] = ports.choose([spec], held)
+        assert busy + 2 <= port <= busy + 5
+    with pytest.raises(UserError):
+        ports.normalize(PortSpec(80, 9000, "", "tcp", 8000))
