@@ -168,12 +168,15 @@ def from_paths(paths: dict[str, str]) -> AnyCgroup:
             raise UserError("no cgroup2 hierarchy is mounted")
         parent, name = _split_rel(str(d.relative_to(mount)))
         return CgroupV2(parent, name, mount)
-    hier = v1.hierarchies()
+    hier = v1.with_unified(v1.hierarchies())
     ctl = v1.controller_map(hier)
     for c, d in paths.items():
         if c in ctl:
             parent, name = _split_rel(str(Path(d).relative_to(hier[ctl[c]])))
-            return CgroupV1(parent, name, hier)
+            cg = CgroupV1(parent, name, hier)
+            if "" not in paths:   # recorded before the unified hierarchy was joined
+                cg.dirs.pop("", None)
+            return cg
     raise UserError(f"no mounted cgroup hierarchy matches {sorted(paths)}")
 
 

@@ -36,6 +36,19 @@ def hierarchies() -> dict[str, Path]:
     return out
 
 
+def with_unified(hier: dict[str, Path]) -> dict[str, Path]:
+    """Add the controller-less cgroup2 of a hybrid host under the key ``""``: runc puts
+    its containers there too, so ``/proc/<pid>/cgroup`` shows ``0::/<parent>/<id>``
+    under either runtime."""
+    from pystack.runtime.cgroups.v2 import unified_mount
+
+    u = unified_mount()
+    out = dict(hier)
+    if u is not None and u not in hier.values():
+        out[""] = u
+    return out
+
+
 def controller_map(hier: dict[str, Path]) -> dict[str, str]:
     """controller name -> hierarchy key."""
     return {c: key for key in hier for c in key.split(",")}
@@ -80,7 +93,7 @@ class CgroupV1(CgroupMixin):
     def __init__(self, parent: str, name: str, hier: dict[str, Path] | None = None) -> None:
         self.parent = parent
         self.name = name
-        self.hier = hier if hier is not None else hierarchies()
+        self.hier = hier if hier is not None else with_unified(hierarchies())
         self.ctl = controller_map(self.hier)
         self.rel = f"{parent}/{name}"
         self.dirs = {key: mount / self.rel for key, mount in self.hier.items()}
@@ -131,6 +144,10 @@ class CgroupV1(CgroupMixin):
         hierarchy holds several controllers, runc also adds symlinks (cpu -> cpu,cpuacct)."""
         out = []
         for key, d in self.dirs.items():
+            if key == "":
+                out.append({"name": "unified", "host_path": d, "fstype": "cgroup2",
+                            "options": ""})
+                continue
             name = key.removeprefix("name=") if key.startswith("name=") else key
             out.append({"name": name, "host_path": d, "fstype": "cgroup",
                         "options": key if not key.startswith("name=") else f"none,{key}"})
@@ -359,7 +376,7 @@ class CgroupV1(CgroupMixin):
 def children(parent: str, hier: dict[str, Path] | None = None) -> set[str]:
     """Names of the cgroups under ``parent`` in any hierarchy (for recovery and cleanup)."""
     names: set[str] = set()
-    for mount in (hier if hier is not None else hierarchies()).values():
+    for mount in (hier if hier is not None else with_unified(hierarchies())).values():
         try:
             names.update(e.name for e in os.scandir(mount / parent) if e.is_dir())
         except OSError as exc:
@@ -370,7 +387,7 @@ def children(parent: str, hier: dict[str, Path] | None = None) -> set[str]:
 
 def remove_parent(parent: str, hier: dict[str, Path] | None = None) -> None:
     """rmdir the (empty) parent directories, deepest component first."""
-    for mount in (hier if hier is not None else hierarchies()).values():
+    for mount in (hier if hier is not None else with_unified(hierarchies())).values():
         parts = parent.split("/")
         for i in range(len(parts), 0, -1):
             try:
