@@ -131,3 +131,32 @@ def test_concurrent_connects_get_distinct_addresses(nm, make_net, unique_name):
     for cid in ids:
         nm.remove_sandbox(cid)
     assert nm.endpoints(ids[0]) == []
+
+
+def test_processes_starting_containers_at_once_get_distinct_addresses(nm, make_net, unique_name):
+    """Two engine-like processes share the state dir: the file lock serialises them."""
+    import sys
+    import textwrap
+
+    net = make_net()
+    child = textwrap.dedent("""
+        import sys
+        from pystack.networking import NetworkManager
+        state, run, net, prefix = sys.argv[1:]
+        nm = NetworkManager(state, run, dns=False)
+        for i in range(4):
+            cid = f"{prefix}{i}"
+            nm.create_sandbox(cid)
+            print(nm.connect(cid, net).ip, flush=True)
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", child, str(nm.state.dir), str(nm.run_dir), net.id,
+                               f"{unique_name}p{k}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for k in range(2)]
+    ips = []
+    for p in procs:
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err
+        ips += out.split()
+    assert len(ips) == 8 and len(set(ips)) == 8
+    recorded = {e.ip for k in range(2) for i in range(4) for e in nm.endpoints(f"{unique_name}p{k}{i}")}
+    assert recorded == set(ips)
