@@ -8,6 +8,8 @@ API (used by the runtime core, part A):
     normalize(name) -> str        "net_admin" / "NET_ADMIN" / "CAP_NET_ADMIN" -> "CAP_NET_ADMIN"
     is_known(name) -> bool
     to_mask(names) -> int;  from_mask(mask) -> list[str]
+    all_caps() -> list[str]       every capability this kernel has (privileged)
+    tweak(base, add, drop)        Compose cap_add/cap_drop (incl. ALL) as Docker applies them
     CapSets.from_spec(process["capabilities"]) -> CapSets    # compute in the parent, before fork
     caps.drop_bounding()          # in the child, while still root with CAP_SETPCAP
     set_keep_caps(True)           # before setuid() to a non-root user, as runc does
@@ -110,6 +112,37 @@ def from_mask(mask: int) -> list[str]:
 def all_caps() -> list[str]:
     """Every capability this kernel supports (what ``privileged: true`` grants)."""
     return list(CAPABILITIES[: last_cap() + 1])
+
+
+def tweak(base: Iterable[str], add: Iterable[str] = (), drop: Iterable[str] = ()) -> list[str]:
+    """Compose's ``cap_add``/``cap_drop`` applied to ``base`` as Docker does
+    (moby ``caps.TweakCapabilities``): ``ALL`` in ``add`` means every capability, in
+    ``drop`` means start from nothing; drops apply before adds; unknown names are a
+    UserError naming the capability."""
+    from pystack.errors import UserError
+
+    def norm(names: Iterable[str], what: str) -> list[str]:
+        out = []
+        for n in names:
+            c = normalize(n)
+            if c != "CAP_ALL" and c not in _NUMBER:
+                raise UserError(f"{what}: unknown capability: {n!r}")
+            out.append(c)
+        return out
+
+    adds, drops = norm(add, "cap_add"), norm(drop, "cap_drop")
+    if "CAP_ALL" in adds:
+        result = all_caps()
+    elif "CAP_ALL" in drops:
+        result = []
+    else:
+        result = [normalize(c) for c in base if normalize(c) not in drops]
+    for c in adds:
+        if c != "CAP_ALL" and c not in result:
+            result.append(c)
+    if "CAP_ALL" in adds:
+        result = [c for c in result if c not in drops]
+    return result
 
 
 def read_status(pid: int | str = "self") -> dict[str, int]:

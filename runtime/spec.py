@@ -10,6 +10,8 @@ API:
         pid/network/ipc/uts/mount (+cgroup where the kernel has it), Docker's seccomp
         profile resolved for those capabilities, no rlimits (inherited), oomScoreAdj 0, and
         the two sysctls Docker sets for a private network namespace.
+    make_privileged(spec) -> spec      Docker's `privileged: true` (all caps, no masks,
+                                       rw /sys and cgroup, all devices, no seccomp)
     validate_spec(spec) -> None
         UserError naming the field (``process.capabilities.bounding[2]: ...``) for what
         the runtime cannot do or would do unsafely: unknown capabilities, non-namespaced
@@ -133,6 +135,29 @@ def default_spec(args: list[str] | None = None, terminal: bool = False,
         from pystack.runtime.seccomp import default_oci
 
         spec["linux"]["seccomp"] = default_oci(caps)
+    return spec
+
+
+def make_privileged(spec: dict) -> dict:
+    """What Docker's ``privileged: true`` changes, applied to ``spec`` in place: every
+    capability in every set but ambient/inheritable, no masked or read-only paths, /sys
+    and /sys/fs/cgroup read-write, all devices allowed, no seccomp filter.  (Docker also
+    bind-mounts the host's /dev nodes; pystack does not, so a privileged container sees
+    only the default /dev.)  Namespaces stay private."""
+    from pystack.runtime.caps import all_caps
+
+    every = all_caps()
+    proc = spec.setdefault("process", {})
+    proc["capabilities"] = {"bounding": every[:], "effective": every[:],
+                            "permitted": every[:]}
+    linux = spec.setdefault("linux", {})
+    linux["maskedPaths"] = []
+    linux["readonlyPaths"] = []
+    linux.pop("seccomp", None)
+    linux.setdefault("resources", {})["devices"] = [{"allow": True, "access": "rwm"}]
+    for m in spec.get("mounts") or []:
+        if m.get("destination") in ("/sys", "/sys/fs/cgroup"):
+            m["options"] = [o for o in m.get("options", []) if o != "ro"] + ["rw"]
     return spec
 
 

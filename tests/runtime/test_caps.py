@@ -84,3 +84,16 @@ def test_without_ambient_non_root_exec_has_no_caps() -> None:
 def test_empty_sets_drop_everything() -> None:
     st = run_child({})
     assert st == {"CapInh": 0, "CapPrm": 0, "CapEff": 0, "CapBnd": 0, "CapAmb": 0}
+
+
+def test_tweak_as_docker() -> None:
+    from pystack.errors import UserError
+    base = list(caps.DOCKER_DEFAULT)
+    out = caps.tweak(base, add=["net_admin"], drop=["CAP_MKNOD", "kill"])
+    assert "CAP_NET_ADMIN" in out and "CAP_MKNOD" not in out and "CAP_KILL" not in out
+    assert len(out) == 13
+    assert caps.tweak(base, drop=["ALL"], add=["NET_BIND_SERVICE"]) == ["CAP_NET_BIND_SERVICE"]
+    every = caps.tweak(base, add=["ALL"], drop=["SYS_ADMIN"])
+    assert len(every) == caps.last_cap() and "CAP_SYS_ADMIN" not in every
+    with pytest.raises(UserError, match="cap_add: unknown capability: 'FLY'"):
+        caps.tweak(base, add=["FLY"])

@@ -177,3 +177,15 @@ def test_sysctl_namespace_classes() -> None:
         sysctl.validate({"net..x": "1"}, [{"type": "network"}])
     with pytest.raises(UserError, match="invalid sysctl name"):
         sysctl.proc_path("net/../../kernel/panic")
+
+
+def test_make_privileged() -> None:
+    from pystack.runtime.spec import make_privileged
+    s = make_privileged(default_spec())
+    assert s["process"]["capabilities"]["bounding"] == caps.all_caps()
+    assert s["linux"]["maskedPaths"] == [] and s["linux"]["readonlyPaths"] == []
+    assert "seccomp" not in s["linux"]
+    assert s["linux"]["resources"]["devices"] == [{"allow": True, "access": "rwm"}]
+    sys_mount = next(m for m in s["mounts"] if m["destination"] == "/sys")
+    assert "ro" not in sys_mount["options"]
+    validate_spec(s)
