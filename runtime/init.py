@@ -18,11 +18,17 @@ import signal
 NOT_FORWARDED = {signal.SIGCHLD, signal.SIGKILL, signal.SIGSTOP}
 
 
-def run(args: list[str], env: dict[str, str], path: str) -> None:
-    """Fork ``path`` and supervise it until it exits; never returns."""
+def run(args: list[str], env: dict[str, str], path: str, ready_fd: int | None = None) -> None:
+    """Fork ``path`` and supervise it until it exits; never returns.
+
+    ``ready_fd`` (close-on-exec, the exec fifo's write end) is closed once signals are
+    blocked here and the program is forked, so ``start`` returns only when a signal sent
+    to PID 1 will be caught and forwarded."""
     every = set(signal.valid_signals())
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, every)
     child = os.fork()
+    if child and ready_fd is not None:
+        os.close(ready_fd)
     if child == 0:
         try:
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)

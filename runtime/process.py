@@ -283,6 +283,20 @@ def exec_program(prep: Prepared, path: str) -> None:
 # ---------------------------------------------------------------------------------------
 # the init itself
 
+def reset_signals() -> None:
+    """Default dispositions and an empty mask: ignored signals survive execve, and the
+    shim ignores SIGTERM/SIGINT/SIGHUP/SIGPIPE, which the container must not inherit."""
+    import signal
+    for sig in range(1, signal.NSIG):
+        if sig in (signal.SIGKILL, signal.SIGSTOP):
+            continue
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+        except (OSError, ValueError, RuntimeError):
+            pass
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
 def describe(exc: BaseException) -> str:
     """One line for an error: our OSErrors carry their message in strerror."""
     if isinstance(exc, OSError) and exc.strerror:
@@ -307,6 +321,7 @@ def container_main(plan: dict, prep: Prepared, sync: socket.socket, fifo_path: s
     linux = spec.get("linux") or {}
     created = False
     try:
+        reset_signals()
         os.setsid()
         prctl(PR_SET_DUMPABLE, 0)
         join_cgroups(plan.get("cgroup_paths"))
@@ -361,8 +376,7 @@ def container_main(plan: dict, prep: Prepared, sync: socket.socket, fifo_path: s
         close_fds(keep=(wfd,))
         if plan.get("init"):
             from pystack.runtime import init as initmod  # imported by the launcher already
-            os.close(wfd)
-            initmod.run(prep.args, prep.env, path)
+            initmod.run(prep.args, prep.env, path, ready_fd=wfd)
         os.execve(path, prep.args, prep.env)
     except BaseException as exc:  # noqa: BLE001 - report anything, then die
         msg = describe(exc)

@@ -313,6 +313,7 @@ def _exec_child(plan: dict, prep, fds, stdio, sock: socket.socket) -> None:
     try:
         for i, fd in enumerate(tuple(os.dup(f) for f in stdio)):
             os.dup2(fd, i, inheritable=True)
+        process.reset_signals()
         os.setsid()
         process.prctl(process.PR_SET_DUMPABLE, 0)
         process.join_cgroups(plan.get("cgroup_paths"))

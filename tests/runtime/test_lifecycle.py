@@ -22,7 +22,7 @@ def test_exit_code_and_output(runtime, make_bundle, overlay):
     assert out.splitlines() == ["out", "err"]
 
 
-def test_states_and_signal_exit_codes(runtime, make_bundle, overlay, kernel_snapshot):
+def test_states_and_signal_exit_codes(runtime, make_bundle, overlay, no_leaks):
     b = make_bundle(["sleep", "100"])
     cid = new_id()
     st = runtime.create(cid, b, **overlay())
@@ -50,7 +50,7 @@ def test_states_and_signal_exit_codes(runtime, make_bundle, overlay, kernel_snap
     with pytest.raises(NotFound):
         runtime.state(cid)
     assert not os.path.exists(f"/proc/{pid}")
-    kernel_snapshot()
+    no_leaks()
 
 
 def test_sigkill_is_137_and_force_delete(runtime, make_bundle, overlay, cgroup_parent):
@@ -73,14 +73,14 @@ def test_sigkill_is_137_and_force_delete(runtime, make_bundle, overlay, cgroup_p
     assert not os.path.exists(f"/proc/{pid}")
 
 
-def test_delete_created_container(runtime, make_bundle, overlay, kernel_snapshot):
+def test_delete_created_container(runtime, make_bundle, overlay, no_leaks):
     b = make_bundle(["true"])
     cid = new_id()
     pid = runtime.create(cid, b, **overlay())["pid"]
     runtime.delete(cid, force=True)
     assert not os.path.exists(f"/proc/{pid}")
     assert runtime.list() == []
-    kernel_snapshot()
+    no_leaks()
 
 
 def test_errors_are_clear(runtime, make_bundle, overlay, tmp_path):
