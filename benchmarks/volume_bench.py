@@ -25,6 +25,7 @@ import time
 import uuid
 from pathlib import Path
 
+USE_C = False
 WORKLOAD = r"""
 set -e
 D="$1"; SEQ_MB="$2"; SMALL="$3"; RAND="$4"
@@ -42,6 +43,52 @@ echo "seq_write $a $b"; echo "seq_read $b $c"; echo "small $c $d"; echo "random 
 """
 
 
+# Fork-free workload (compiled static with gcc when available, so that the numbers measure the
+# filesystem path and not process creation, which differs with the caller's cgroup).
+IOBENCH_C = r"""
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }
+int main(int argc, char **argv) {
+    const char *d = argv[1]; long seq_mb = atol(argv[2]), small = atol(argv[3]), rnd = atol(argv[4]);
+    static char buf[1 << 20]; char path[4096]; memset(buf, 'x', sizeof buf);
+    snprintf(path, sizeof path, "%s/seq", d);
+    double a = now(); int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    for (long i = 0; i < seq_mb; i++) if (write(fd, buf, sizeof buf) != sizeof buf) return 1;
+    fsync(fd); close(fd); double b = now();
+    fd = open(path, O_RDONLY); while (read(fd, buf, sizeof buf) > 0) {} close(fd); unlink(path); double c = now();
+    for (long i = 0; i < small; i++) { snprintf(path, sizeof path, "%s/f%ld", d, i);
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644); if (write(fd, buf, 4096) != 4096) return 1; close(fd); }
+    for (long i = 0; i < small; i++) { snprintf(path, sizeof path, "%s/f%ld", d, i);
+        fd = open(path, O_RDONLY); if (read(fd, buf, 4096) != 4096) return 1; close(fd); unlink(path); }
+    double e = now();
+    snprintf(path, sizeof path, "%s/rand", d); fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    if (ftruncate(fd, 100 << 20)) return 1; unsigned s = 12345; double f = now();
+    for (long i = 0; i < rnd; i++) { s = s * 1103515245 + 12345; if (pwrite(fd, buf, 4096, (off_t)(s % 25600) * 4096) != 4096) return 1; }
+    fsync(fd); double g = now();
+    for (long i = 0; i < rnd; i++) { s = s * 1103515245 + 12345; if (pread(fd, buf, 4096, (off_t)(s % 25600) * 4096) != 4096) return 1; }
+    double h = now(); close(fd); unlink(path);
+    printf("seq_write %f %f\nseq_read %f %f\nsmall %f %f\nrand_write %f %f\nrand_read %f %f\n", a, b, b, c, c, e, f, g, g, h);
+    return 0;
+}
+"""
+
+
+def build_iobench(rootfs: Path) -> bool:
+    """Compile the C workload into the rootfs (/bin/iobench); False when gcc/static libc are missing."""
+    if shutil.which("gcc") is None:
+        return False
+    src = rootfs.parent / "iobench.c"
+    src.write_text(IOBENCH_C)
+    p = subprocess.run(["gcc", "-O2", "-static", "-o", str(rootfs / "bin/iobench"), str(src)], capture_output=True)
+    return p.returncode == 0
+
+
 def parse(out: str) -> dict[str, float]:
     res = {}
     for line in out.splitlines():
@@ -53,8 +100,8 @@ def parse(out: str) -> dict[str, float]:
 def host_run(rootfs: Path, data: Path, args: list[str]) -> dict[str, float]:
     # the same busybox applets as in the container (not the host's coreutils), same PATH order
     path = ":".join(str(rootfs / d) for d in ("usr/local/sbin", "usr/local/bin", "usr/sbin", "usr/bin", "sbin", "bin"))
-    p = subprocess.run([str(rootfs / "bin/busybox"), "sh", "-c", WORKLOAD, "sh", str(data), *args],
-                       capture_output=True, text=True, check=True, env={"PATH": path})
+    cmd = [str(rootfs / "bin/iobench")] if USE_C else [str(rootfs / "bin/busybox"), "sh", "-c", WORKLOAD, "sh"]
+    p = subprocess.run([*cmd, str(data), *args], capture_output=True, text=True, check=True, env={"PATH": path})
     return parse(p.stdout)
 
 
@@ -64,7 +111,8 @@ def container_run(tmp: Path, rootfs: Path, mounts: list[dict], dest: str, args: 
     bundle = tmp / f"bundle-{uuid.uuid4().hex[:6]}"
     bundle.mkdir()
     shutil.copytree(rootfs, bundle / "rootfs", symlinks=True)
-    spec = default_spec(["sh", "-c", WORKLOAD, "sh", dest, *args], seccomp=True)
+    cmd = ["/bin/iobench"] if USE_C else ["sh", "-c", WORKLOAD, "sh"]
+    spec = default_spec([*cmd, dest, *args], seccomp=True)
     spec["mounts"].extend(mounts)
     (bundle / "config.json").write_text(json.dumps(spec))
     cid = f"psbench-{uuid.uuid4().hex[:8]}"
@@ -99,7 +147,7 @@ def io_bench(tmp: Path, rootfs: Path, args: list[str], rounds: int) -> None:
     store.release_container("bench-vol")
     best = {k: {m: min(r[m] for r in v) for m in v[0]} for k, v in results.items()}
     print(f"\ncontainer I/O vs host (best of {rounds}; seq {args[0]} MiB, {args[1]} small files, "
-          f"{args[2]} random writes)")
+          f"{args[2]} random 4 KiB ops; {'C workload' if USE_C else 'busybox shell workload: forks per op'})")
     print(f"{'workload':<12}{'host s':>9}{'volume s':>10}{'ratio':>8}{'bind s':>9}{'ratio':>8}")
     for m in best["host"]:
         h, v, b = best["host"][m], best["volume"][m], best["bind"][m]
@@ -143,16 +191,22 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="small sizes, to check the benchmark runs")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--dir", default="/var/tmp", help="where to work (its filesystem is what is measured)")
+    ap.add_argument("--only", choices=["io", "snapshot"], help="run one part only")
     opts = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("volume_bench: run as root (runc and mounts)")
     from pystack.testimage import make_busybox_rootfs
 
-    seq_mb, small, rand, total_mb, files = (64, 300, 200, 64, 1000) if opts.quick else (512, 3000, 2000, 1024, 10000)
+    seq_mb, small, rand, total_mb, files = (64, 300, 200, 64, 1000) if opts.quick else (512, 5000, 20000, 1024, 10000)
     with tempfile.TemporaryDirectory(prefix="psvolbench-", dir=opts.dir) as tmpd:
         tmp = Path(tmpd)
         rootfs = make_busybox_rootfs(tmp / "rootfs")
-        io_bench(tmp, rootfs, [str(seq_mb), str(small), str(rand)], 1 if opts.quick else opts.rounds)
+        global USE_C
+        USE_C = build_iobench(rootfs)
+        if opts.only != "snapshot":
+            io_bench(tmp, rootfs, [str(seq_mb), str(small), str(rand)], 1 if opts.quick else opts.rounds)
+        if opts.only == "io":
+            return
         print("\nsnapshot / restore")
         snapshot_bench(tmp / "native", f"{opts.dir} ({_fs(tmp)})", total_mb, files)
         if shutil.which("mkfs.xfs"):
