@@ -256,12 +256,21 @@ class VolumeStore:
             if not rec.users and rec.options.needs_host_mount:
                 local_driver.unmount(rec.mountpoint)
 
-    def release_container(self, container_id: str) -> list[str]:
-        """Forget ``container_id`` everywhere (it was removed); returns the volumes it used."""
-        used = [rec.name for rec in self.list() if container_id in rec.users]
-        for name in used:
-            self.release(name, container_id)
-        return used
+    def release_container(self, container_id: str, remove_anonymous: bool = False) -> list[str]:
+        """Forget ``container_id`` everywhere (it was removed); returns the volumes it used.
+
+        With ``remove_anonymous`` (``docker rm -v``, ``compose down -v``/``rm -v``), its
+        anonymous volumes that no other container uses are removed too; named ones never.
+        """
+        used = [rec for rec in self.list() if container_id in rec.users]
+        for rec in used:
+            self.release(rec.name, container_id)
+            if remove_anonymous and rec.anonymous:
+                try:
+                    self.remove(rec.name)
+                except Conflict:
+                    pass  # still used by another container (volumes_from): Docker keeps it too
+        return [rec.name for rec in used]
 
     def sync_users(self, live_container_ids: set[str]) -> None:
         """After an engine restart: drop user records of containers that no longer exist."""

@@ -145,3 +145,16 @@ def test_bind_device_volume_uses_the_host_directory(store: VolumeStore, tmp_path
     assert rec.data_path == str(device)
     store.remove("bound")
     assert (device / "f").read_text() == "host data"  # removing the volume never deletes the device
+
+
+def test_rm_v_removes_only_unshared_anonymous_volumes(store: VolumeStore) -> None:
+    anon = store.create().name
+    shared_anon = store.create().name
+    store.create("named")
+    for name in (anon, shared_anon, "named"):
+        store.acquire(name, "c1")
+    store.acquire(shared_anon, "c2")  # e.g. volumes_from
+    assert sorted(store.release_container("c1", remove_anonymous=True)) == sorted([anon, shared_anon, "named"])
+    assert not store.exists(anon)
+    assert store.exists(shared_anon) and store.users(shared_anon) == ["c2"]
+    assert store.exists("named")
