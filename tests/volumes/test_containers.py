@@ -212,3 +212,52 @@ def test_tmpfs_volume_shared_while_used(runc, store, tmp_path, no_leaks) -> None
     store.release_container("c1")
     store.release_container("c2")  # last user gone: the tmpfs (and its content) too
     no_leaks()
+
+
+def test_bind_propagation_rslave_sees_later_host_mounts(runc, store, tmp_path, no_leaks) -> None:
+    """`bind.propagation: rslave`: a mount made on the host under the source after the
+    container started shows up inside; with the default (rprivate) it does not."""
+    import json
+    import shutil
+    import subprocess
+    import uuid
+
+    from pystack.runtime.spec import default_spec
+
+    src = tmp_path / "src"
+    src.mkdir()
+    subprocess.run(["mount", "--bind", str(src), str(src)], check=True)
+    subprocess.run(["mount", "--make-shared", str(src)], check=True)
+    procs = []
+    try:
+        for prop in ("rslave", "rprivate"):
+            (src / prop).mkdir()
+            with plan_mounts(f"p-{prop}", binds=[f"{src}:/p:{prop}"], store=store, pin_root=tmp_path / "pins") as plan:
+                bundle = tmp_path / f"bundle-{prop}"
+                bundle.mkdir()
+                shutil.copytree(runc.rootfs, bundle / "rootfs", symlinks=True)
+                script = ("echo started; i=0; while [ $i -lt 300 ]; do [ -e /p/go ] && break; usleep 100000;"
+                          " i=$((i+1)); done; grep -c ' /p/" + prop + " ' /proc/mounts")
+                spec = default_spec(["sh", "-c", script], seccomp=False)
+                spec["mounts"].extend(plan)
+                (bundle / "config.json").write_text(json.dumps(spec))
+                cid = f"pstv-{uuid.uuid4().hex[:10]}"
+                p = subprocess.Popen(["runc", "--root", str(runc.state), "run", "--bundle", str(bundle), cid],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+                procs.append((p, cid))
+                assert p.stdout.readline().strip() == "started"  # created: the staging pin may go now
+        for prop in ("rslave", "rprivate"):
+            subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(src / prop)], check=True)
+        (src / "go").touch()
+        results = {}
+        for (p, cid), prop in zip(procs, ("rslave", "rprivate")):
+            out, err = p.communicate(timeout=60)
+            results[prop] = out.strip()
+        assert results == {"rslave": "1", "rprivate": "0"}
+    finally:
+        for p, cid in procs:
+            if p.poll() is None:
+                p.kill()
+            subprocess.run(["runc", "--root", str(runc.state), "delete", "-f", cid], capture_output=True)
+        subprocess.run(["umount", "-R", str(src)], capture_output=True)
+    no_leaks()
