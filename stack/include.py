@@ -25,6 +25,8 @@ def apply_include(data: dict[str, Any], working_dir: str, environment: dict[str,
     entries = data.pop("include", None)
     if not entries:
         return
+    if not isinstance(entries, list):
+        raise ComposeError("include must be a list", path=("include",), file=filename)
     for index, entry in enumerate(entries):
         if not isinstance(entry, dict) or not entry.get("path"):
             raise ComposeError("include entry must give a path", path=("include", index), file=filename)

@@ -200,6 +200,8 @@ def enforce_unicity(data: Any, path: Path = ()) -> Any:
         seen: dict[Any, int] = {}
         for item in data:
             key = keyfn(item)
+            if isinstance(key, (dict, list)):
+                key = repr(key)
             if key in seen:
                 out[seen[key]] = item
             else:

@@ -166,7 +166,7 @@ def normalize(data: dict[str, Any], project_name: str, env: dict[str, str]) -> N
         if isinstance(environment, dict):
             svc["environment"] = {k: (env.get(k) if v is None else v) for k, v in environment.items()}
         depends = dict(svc.get("depends_on") or {})
-        for link in svc.get("links") or ():
+        for link in string_list(svc.get("links")):
             name = str(link).split(":")[0] if len(str(link).split(":")) == 2 else str(link)
             depends.setdefault(name, _dep(True))
         for ns in ("network_mode", "ipc", "pid", "uts", "cgroup"):
@@ -178,7 +178,7 @@ def normalize(data: dict[str, Any], project_name: str, env: dict[str, str]) -> N
                 vol["target"] = posixpath.normpath(vol["target"])
                 if vol["target"].startswith("//"):
                     vol["target"] = "/" + vol["target"].lstrip("/")
-        for ref in svc.get("volumes_from") or ():
+        for ref in string_list(svc.get("volumes_from")):
             ref = str(ref)
             if not ref.startswith("container:"):
                 depends.setdefault(ref.split(":")[0], _dep(False))
@@ -216,6 +216,8 @@ def resolve_environment(data: dict[str, Any], env: dict[str, str], *, discard_en
                 path = entry.get("path") if isinstance(entry, dict) else entry
                 required = entry.get("required", True) if isinstance(entry, dict) else True
                 fmt = entry.get("format") if isinstance(entry, dict) else None
+                if not isinstance(path, str) or not path:
+                    raise ComposeError("env_file entry needs a path", path=("services", name, "env_file", i))
                 if not os.path.exists(path):
                     if required:
                         raise ComposeError(f"env file {path} not found: stat {path}: no such file or directory",
@@ -244,7 +246,9 @@ def resolve_environment(data: dict[str, Any], env: dict[str, str], *, discard_en
         label_files = svc.get("label_file")
         if label_files:
             labels: dict[str, Any] = {}
-            for path in label_files:
+            for i, path in enumerate(string_list(label_files)):
+                if not isinstance(path, str) or not path:
+                    raise ComposeError("label_file entries must be paths", path=("services", name, "label_file", i))
                 try:
                     with open(path, encoding="utf-8") as fh:
                         labels.update(parse_dotenv(fh.read(), path, env))
@@ -314,7 +318,7 @@ def parse_duration(value: Any) -> int:
     if text in ("0", "+0", "-0"):
         return 0
     sign = 1
-    if text[:1] in "+-":
+    if text and text[0] in "+-":
         sign = -1 if text[0] == "-" else 1
         text = text[1:]
     if not text:
@@ -759,6 +763,89 @@ _CONFIG = Struct(_FILE_OBJECT, strict=True)
 _MODEL = Struct({"name": "s", "model": "s", "context_size": "i", "runtime_flags": "strlist"}, strict=True)
 
 _TOP_LEVEL = {"version", "name", "include", "services", "networks", "volumes", "secrets", "configs", "models"}
+
+
+_SCALAR_TYPES = (str, int, float, bool, type(None))
+
+
+def _check(value: Any, spec: Spec, path: KeyPath) -> None:
+    """Container shapes of ``value`` against ``spec`` (a guard before the passes index into it)."""
+    if value is None:
+        return
+    if isinstance(spec, Struct):
+        if not isinstance(value, dict):
+            raise RenderError("must be a mapping", path)
+        for key, val in value.items():
+            fspec = spec.fields.get(key)
+            if fspec is not None:
+                _check(val, fspec, path + (key,))
+        return
+    if isinstance(spec, tuple):
+        kind, inner = spec
+        if kind == "list":
+            if not isinstance(value, list):
+                raise RenderError("must be a list", path)
+            for i, item in enumerate(value):
+                _check(item, inner, path + (i,))
+        else:
+            if not isinstance(value, dict):
+                raise RenderError("must be a mapping", path)
+            for key, val in value.items():
+                _check(val, inner, path + (key,))
+        return
+    if spec == "cmd" and not isinstance(value, (str, list)):
+        raise RenderError("must be a string or a list", path)
+    if spec in ("strlist", "cmd"):
+        items = value if isinstance(value, list) else [value]
+        for i, item in enumerate(items):
+            if not isinstance(item, _SCALAR_TYPES):
+                raise RenderError("must be a string", path + (i,))
+    elif spec in ("map", "mapeq", "multi"):
+        if not isinstance(value, dict):
+            raise RenderError("must be a mapping", path)
+        if spec != "multi":
+            for key, val in value.items():
+                if not isinstance(val, _SCALAR_TYPES):
+                    raise RenderError("must be a string, a number or a boolean", path + (key,))
+    elif spec == "hosts":
+        if not isinstance(value, dict) or not all(isinstance(v, list) for v in value.values()):
+            raise RenderError("must be a mapping or a list of host:ip", path)
+    elif spec == "ulimit":
+        if isinstance(value, dict):
+            for key in ("soft", "hard", "single"):
+                if not isinstance(value.get(key), _SCALAR_TYPES):
+                    raise RenderError("must be a number", path + (key,))
+        elif not isinstance(value, _SCALAR_TYPES):
+            raise RenderError("must be a number or a mapping", path)
+    elif spec != "any" and not isinstance(value, _SCALAR_TYPES):
+        raise RenderError("must be a scalar value", path)
+
+
+def check_shapes(data: dict[str, Any], error: Callable[[str, KeyPath], ComposeError]) -> None:
+    """Reject containers of the wrong kind (a list where a mapping belongs...) with their path.
+
+    Part B's JSON Schema says the same and more; this guard keeps the loader free of
+    tracebacks on its own.
+    """
+    try:
+        services = data.get("services")
+        if services is not None and not isinstance(services, dict):
+            raise RenderError("must be a mapping", ("services",))
+        for name, svc in (services or {}).items():
+            if svc is not None and not isinstance(svc, dict):
+                raise RenderError("must be a mapping", ("services", name))
+            _check(svc, _SERVICE, ("services", name))
+        for kind, spec in (("networks", _NETWORK), ("volumes", _VOLUME), ("secrets", _SECRET),
+                           ("configs", _CONFIG), ("models", _MODEL)):
+            section = data.get(kind)
+            if section is None:
+                continue
+            if not isinstance(section, dict):
+                raise RenderError("must be a mapping", (kind,))
+            for name, res in section.items():
+                _check(res, spec, (kind, name))
+    except RenderError as exc:
+        raise error(str(exc), exc.path) from None
 
 
 def render(data: dict[str, Any], project_name: str, error: Callable[[str, KeyPath], ComposeError]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from .extends import apply_extends
 from .include import apply_include
 from .interpolate import Substitutor, interpolate
 from .merge import apply_resets, deep_copy, enforce_unicity, merge
-from .normalize import (drop_unused_resources, escape_dollars, normalize, render,
+from .normalize import (check_shapes, drop_unused_resources, escape_dollars, normalize, render,
                         resolve_environment, resolve_paths, set_defaults)
 from .options import LoadOptions
 from .profiles import apply_profiles
@@ -213,13 +213,9 @@ def load_config(options: LoadOptions) -> LoadedConfig:
               'please remove it to avoid potential confusion', file=sys.stderr)
     data.pop("version", None)
     data.pop("name", None)
-    if not isinstance(data.get("services"), dict) and "services" in data and data["services"] is not None:
-        raise loader.error("services must be a mapping", ("services",))
+    check_shapes(data, loader.error)
     if options.resolve_paths:
         resolve_paths(data, working_dir, loader.home)
-    for svc_name, svc in (data.get("services") or {}).items():
-        if svc is not None and not isinstance(svc, dict):
-            raise loader.error(f"services.{svc_name} must be a mapping", ("services", svc_name))
     if options.normalize:
         normalize(data, name, loader.env)
     profiles = apply_profiles(data, source.profiles, options.services)

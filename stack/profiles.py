@@ -16,6 +16,8 @@ def _enabled(service: Any, profiles: list[str]) -> bool:
     own = service.get("profiles") if isinstance(service, dict) else None
     if not own:
         return True
+    if not isinstance(own, list):
+        own = [own]
     return "*" in profiles or any(p in own for p in profiles)
 
 
@@ -28,7 +30,8 @@ def apply_profiles(data: dict[str, Any], profiles: Iterable[str], names: Iterabl
         if name not in services:
             raise ComposeError(f"no such service: {name}")
         if not _enabled(services[name], active):
-            active.extend(services[name].get("profiles") or [])
+            own = services[name].get("profiles") or []
+            active.extend(own if isinstance(own, list) else [own])
     kept = {n: s for n, s in services.items() if _enabled(s, active)}
     if names:
         selected: dict[str, Any] = {}

@@ -78,7 +78,7 @@ def _go_int(text: str) -> int | None:
     """``strconv.ParseInt(text, 0, 64)``: sign, 0x/0o/0b prefixes, a leading 0 means octal."""
     s = text
     sign = 1
-    if s[:1] in "+-":
+    if s and s[0] in "+-":
         sign = -1 if s[0] == "-" else 1
         s = s[1:]
     if not s or not (s[0].isdigit()):
