@@ -65,9 +65,9 @@ class UnpackResult:
 class _HashingReader:
     """Hashes and counts every byte read; refuses to read past ``limit``."""
 
-    def __init__(self, raw: BinaryIO, limit: int | None = None, what: str = "layer") -> None:
+    def __init__(self, raw: BinaryIO, limit: int | None = None, what: str = "layer", hash: bool = True) -> None:
         self.raw = raw
-        self.hasher = hashlib.sha256()
+        self.hasher = hashlib.sha256() if hash else _NoHash()
         self.count = 0
         self.limit = limit
         self.what = what
@@ -87,6 +87,14 @@ class _HashingReader:
     @property
     def digest(self) -> str:
         return "sha256:" + self.hasher.hexdigest()
+
+
+class _NoHash:
+    def update(self, data: bytes) -> None:
+        pass
+
+    def hexdigest(self) -> str:
+        return ""
 
 
 def detect_compression(head: bytes) -> str:
@@ -365,7 +373,7 @@ def unpack(raw: BinaryIO, dest: Path, *, expected_diff_id: str | None = None,
     ``dest`` on failure, so nothing partial survives.
     """
     limits = limits or Limits()
-    outer = _HashingReader(raw)  # digest of the blob as stored
+    outer = _HashingReader(raw, hash=expected_digest is not None)  # digest of the blob as stored
     head = outer.read(8)
     inner = _HashingReader(decompressed(_Peek(outer, head), head), limits.max_bytes, label)  # type: ignore[arg-type]
     root_fd = os.open(dest, _DIR_FLAGS)
@@ -373,7 +381,7 @@ def unpack(raw: BinaryIO, dest: Path, *, expected_diff_id: str | None = None,
     entries = 0
     try:
         try:
-            with tarfile.open(fileobj=inner, mode="r|", errorlevel=2) as tf:  # type: ignore[call-overload]
+            with tarfile.open(fileobj=inner, mode="r|", errorlevel=2, bufsize=_CHUNK) as tf:  # type: ignore[call-overload]
                 for m in tf:
                     entries += 1
                     if entries > limits.max_entries:
@@ -397,7 +405,7 @@ def unpack(raw: BinaryIO, dest: Path, *, expected_diff_id: str | None = None,
         raise DigestMismatch(f"{label}: blob digest mismatch: expected {expected_digest}, got {outer.digest}")
     if expected_diff_id and inner.digest != expected_diff_id:
         raise DigestMismatch(f"{label}: diff_id mismatch: expected {expected_diff_id}, got {inner.digest}")
-    return UnpackResult(inner.digest, inner.count, entries, outer.digest)
+    return UnpackResult(inner.digest, inner.count, entries, outer.digest if expected_digest else None)
 
 
 def unpack_file(path: Path, dest: Path, **kw) -> UnpackResult:

@@ -33,6 +33,26 @@ TIMEOUT = 60.0
 _REDIRECTS = (301, 302, 303, 307, 308)
 
 
+_CTX: dict[str, ssl.SSLContext] = {}
+
+
+def _tls_context() -> ssl.SSLContext:
+    """One verifying context per process (loading the CA store costs ~0.2 s)."""
+    if "verify" not in _CTX:
+        _CTX["verify"] = ssl.create_default_context()
+    return _CTX["verify"]
+
+
+def _probe_context() -> ssl.SSLContext:
+    """For the scheme probe of an insecure registry only: no CA store needed."""
+    if "probe" not in _CTX:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        _CTX["probe"] = ctx
+    return _CTX["probe"]
+
+
 @dataclass
 class Response:
     status: int
@@ -80,13 +100,13 @@ class RegistryClient:
         self._lock = threading.Lock()
 
     # -- plumbing ------------------------------------------------------------------------
-    def _connect(self, scheme: str, netloc: str) -> http.client.HTTPConnection:
+    def _connect(self, scheme: str, netloc: str, probe: bool = False) -> http.client.HTTPConnection:
         if scheme == "https":
-            ctx = ssl.create_default_context()
-            return http.client.HTTPSConnection(netloc, timeout=TIMEOUT, context=ctx)
+            return http.client.HTTPSConnection(netloc, timeout=TIMEOUT, context=_probe_context() if probe or self.config.is_insecure(netloc)
+                                               else _tls_context())
         return http.client.HTTPConnection(netloc, timeout=TIMEOUT)
 
-    def _raw(self, method: str, url: str, headers: dict[str, str], body: Any) -> Response:
+    def _raw(self, method: str, url: str, headers: dict[str, str], body: Any, probe: bool = False) -> Response:
         """One request, following redirects; Authorization stays with its own host."""
         auth_netloc = urllib.parse.urlsplit(url).netloc
         for _ in range(10):
@@ -97,7 +117,7 @@ class RegistryClient:
             hdrs = {"User-Agent": USER_AGENT, **headers}
             if parts.netloc != auth_netloc:
                 hdrs.pop("Authorization", None)  # never forward credentials to another host
-            conn = self._connect(parts.scheme, parts.netloc)
+            conn = self._connect(parts.scheme, parts.netloc, probe)
             path = parts.path or "/"
             if parts.query:
                 path += "?" + parts.query
@@ -125,7 +145,8 @@ class RegistryClient:
             with self._lock:
                 if self.scheme is None:
                     try:
-                        r = self._raw("GET", f"https://{self.host}/v2/", {}, None)
+                        # only "does it speak TLS?": the real requests verify certificates
+                        r = self._raw("GET", f"https://{self.host}/v2/", {}, None, probe=True)
                         r.read()
                         r.close()
                         self.scheme = "https"

@@ -1,0 +1,140 @@
+"""Pull benchmark: pystack pull vs ``skopeo copy`` from a local registry; unpack vs umoci.
+
+Builds a ~200 MB (uncompressed), 4-layer image of mixed files (text-like and random,
+many small and a few large), pushes it to Debian's docker-registry started on
+127.0.0.1, then in the same run times:
+
+* ``pystack pull`` into an empty store (download + verify + unpack every layer) against
+  ``skopeo copy docker://... oci:DIR`` (download + verify only), as a ratio;
+* unpacking the same layers with pystack's safe unpacker against ``umoci unpack``,
+  as MB/s of uncompressed layer data.
+
+Run by hand, as root: ``/opt/pystack/venv/bin/python benchmarks/pull_bench.py [--mb 200]``.
+Prints numbers only; nothing here asserts a time.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.images.registryfix import start_registry  # noqa: E402
+
+
+def build_tree(root: Path, mb: int, seed: int) -> None:
+    """~mb MB of files: half compressible text, half random; sizes from 1 kB to 8 MB."""
+    rnd = random.Random(seed)
+    words = [bytes(rnd.choices(b"abcdefghijklmnopqrstuvwxyz", k=rnd.randint(2, 9))) for _ in range(2000)]
+    total, n = 0, 0
+    while total < mb * 1_000_000:
+        d = root / f"d{n % 37}" / f"s{n % 11}"
+        d.mkdir(parents=True, exist_ok=True)
+        size = rnd.choice([1_000, 4_000, 16_000, 64_000, 256_000, 1_000_000, 8_000_000])
+        if n % 2:
+            data = rnd.randbytes(size)
+        else:
+            data = b" ".join(rnd.choices(words, k=size // 6))[:size]
+        (d / f"f{n}").write_bytes(data)
+        total += len(data)
+        n += 1
+
+
+def timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mb", type=int, default=200)
+    ap.add_argument("--layers", type=int, default=4)
+    args = ap.parse_args()
+    from pystack.runtime.images.store import ImageStore
+    tmp = Path(tempfile.mkdtemp(prefix="pull-bench-"))
+    reg = start_registry(tmp)
+    try:
+        src = ImageStore(tmp / "src")
+        layers_dir = tmp / "trees"
+        # a multi-layer image: import each tree, then stack them as one image's layers
+        from tests.images.helpers import oci_layout
+        blobs = []
+        for i in range(args.layers):
+            tree = layers_dir / f"l{i}"
+            build_tree(tree, args.mb // args.layers, i)
+            img = src.import_rootfs(tree, f"bench-part:{i}")
+            d = img.layers[0]
+            blobs.append((src.blobs.path(d["digest"]).read_bytes(), None, d["diff_id"]))
+        layout = tmp / "layout"
+        layout.mkdir()
+        import json
+        from tests.images.helpers import write_blob
+        config = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
+                             "rootfs": {"type": "layers", "diff_ids": [b[2] for b in blobs]}}).encode()
+        cdesc = write_blob(layout, config)
+        manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                               "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **cdesc},
+                               "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                                           **write_blob(layout, b[0])} for b in blobs]}).encode()
+        mdesc = write_blob(layout, manifest)
+        (layout / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+        (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", **mdesc,
+             "annotations": {"org.opencontainers.image.ref.name": "1"}}]}))
+        ref = f"{reg.host}/bench/big:1"
+        subprocess.run(["skopeo", "copy", "--dest-tls-verify=false", f"oci:{layout}:1", f"docker://{ref}"],
+                       check=True, capture_output=True)
+        compressed = sum(len(b[0]) for b in blobs)
+        src_store = ImageStore(tmp / "warm")
+        uncompressed = None
+
+        rounds = []
+        for r in range(2):
+            dest = tmp / f"pystack-{r}"
+            t_py = timed(lambda: ImageStore(dest).pull(ref))
+            oci = tmp / f"skopeo-{r}"
+            t_sk = timed(lambda: subprocess.run(["skopeo", "copy", "--src-tls-verify=false", f"docker://{ref}",
+                                                 f"oci:{oci}:1"], check=True, capture_output=True))
+            rounds.append((t_py, t_sk))
+            if uncompressed is None:
+                uncompressed = sum(l["unpacked_size"] for l in ImageStore(dest).resolve(ref).layers)
+            shutil.rmtree(dest)
+        # unpack only: pystack's unpacker over the skopeo oci dir's blobs vs umoci unpack
+        from pystack.runtime.images.layers import unpack_file
+        oci = tmp / "skopeo-0"
+
+        def ours() -> None:
+            for i, (blob, _, diff_id) in enumerate(blobs):
+                d = tmp / "unpack-ours" / str(i)
+                d.mkdir(parents=True)
+                p = tmp / f"blob{i}"
+                p.write_bytes(blob) if not p.exists() else None
+                unpack_file(p, d, expected_diff_id=diff_id)
+        for i, (blob, _, _) in enumerate(blobs):
+            (tmp / f"blob{i}").write_bytes(blob)
+        t_ours = timed(ours)
+        t_umoci = timed(lambda: subprocess.run(["umoci", "unpack", "--image", f"{oci}:1", str(tmp / "umoci-bundle")],
+                                               check=True, capture_output=True))
+        mb_unc = (uncompressed or 0) / 1e6
+        print(f"image: {args.layers} layers, {compressed / 1e6:.1f} MB compressed, {mb_unc:.1f} MB uncompressed")
+        for i, (t_py, t_sk) in enumerate(rounds):
+            print(f"round {i + 1}: pystack pull (download+verify+unpack) {t_py:.2f}s | "
+                  f"skopeo copy (download+verify) {t_sk:.2f}s | ratio skopeo/pystack {t_sk / t_py:.2f}")
+        print(f"unpack: pystack {mb_unc / t_ours:.0f} MB/s ({t_ours:.2f}s) | umoci unpack {mb_unc / t_umoci:.0f} MB/s "
+              f"({t_umoci:.2f}s) | ratio umoci/pystack time {t_umoci / t_ours:.2f}")
+        del src_store
+    finally:
+        reg.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
