@@ -1,0 +1,154 @@
+"""``pystack-runtime`` as runc: the same commands, flags and ``state`` JSON, a pid file,
+a console socket for ``terminal: true``, exec into a running container."""
+from __future__ import annotations
+
+import array
+import json
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from rtutil import new_id
+
+
+def prt(root, *args, check=True, **kw) -> subprocess.CompletedProcess:
+    """Run the command; ``create`` and ``run -d`` hand their stdio to the container (as
+    runc does), so for those the output goes to files, not pipes we would wait on."""
+    import tempfile
+    if args and args[0] in ("create", "run"):
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            rc = subprocess.run(["pystack-runtime", "--root", str(root), *args], stdout=out,
+                                stderr=err, timeout=30, stdin=subprocess.DEVNULL, **kw).returncode
+            out.seek(0)
+            err.seek(0)
+            p = subprocess.CompletedProcess(args, rc, out.read(), err.read())
+    else:
+        p = subprocess.run(["pystack-runtime", "--root", str(root), *args], capture_output=True,
+                           text=True, timeout=30, **kw)
+    if check and p.returncode != 0:
+        raise AssertionError(f"pystack-runtime {args}: {p.returncode} {p.stderr}")
+    return p
+
+
+def test_lifecycle_commands(make_bundle, tmp_path):
+    b = make_bundle(["sleep", "30"], copy=True)
+    root = tmp_path / "root"
+    cid = new_id()
+    pidfile = tmp_path / "pid"
+    prt(root, "create", "--bundle", str(b), "--pid-file", str(pidfile), cid)
+    st = json.loads(prt(root, "state", cid).stdout)
+    assert st["status"] == "created" and st["pid"] == int(pidfile.read_text())
+    # runc's state keys are all there
+    assert {"ociVersion", "id", "pid", "status", "bundle", "rootfs", "created", "owner"} <= set(st)
+    prt(root, "start", cid)
+    assert json.loads(prt(root, "state", cid).stdout)["status"] == "running"
+    listing = prt(root, "list").stdout
+    assert cid in listing and "running" in listing
+    assert [c["id"] for c in json.loads(prt(root, "list", "--format", "json").stdout)] == [cid]
+    assert json.loads(prt(root, "ps", "--format", "json", cid).stdout) == [st["pid"]]
+    ex = prt(root, "exec", cid, "sh", "-c", "echo in-$(hostname); exit 3", check=False)
+    assert ex.returncode == 3 and ex.stdout.strip() == "in-ctest"
+    assert prt(root, "delete", cid, check=False).returncode != 0  # running: refused
+    prt(root, "kill", cid, "KILL")
+    for _ in range(200):
+        if json.loads(prt(root, "state", cid).stdout)["status"] == "stopped":
+            break
+        time.sleep(0.02)
+    assert json.loads(prt(root, "state", cid).stdout)["status"] == "stopped"
+    prt(root, "delete", cid)
+    p = prt(root, "state", cid, check=False)
+    assert p.returncode != 0 and "does not exist" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_state_json_matches_runc(make_bundle, tmp_path):
+    if shutil.which("runc") is None:
+        pytest.skip("runc not installed")
+    b = make_bundle(["sleep", "30"], copy=True)
+    cid = new_id()
+    ours = tmp_path / "ours"
+    theirs = tmp_path / "theirs"
+    prt(ours, "create", "--bundle", str(b), cid)
+    subprocess.run(["runc", "--root", str(theirs), "create", "--bundle", str(b), cid + "r"],
+                   check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    try:
+        a = json.loads(prt(ours, "state", cid).stdout)
+        r = json.loads(subprocess.run(["runc", "--root", str(theirs), "state", cid + "r"],
+                                      capture_output=True, text=True, check=True).stdout)
+        for key in r:
+            assert key in a
+        assert (a["status"], a["bundle"], a["rootfs"]) == (r["status"], r["bundle"], r["rootfs"])
+    finally:
+        prt(ours, "delete", "--force", cid, check=False)
+        subprocess.run(["runc", "--root", str(theirs), "delete", "--force", cid + "r"],
+                       capture_output=True)
+
+
+def test_run_foreground_exit_code_and_bad_input(make_bundle, tmp_path):
+    b = make_bundle(["sh", "-c", "echo hi; exit 5"], copy=True)
+    p = prt(tmp_path / "root", "run", new_id(), cwd=b, check=False)
+    assert (p.returncode, p.stdout) == (5, "hi\n"), p.stderr
+    assert os.listdir(tmp_path / "root") == []  # run deletes the container
+    p = prt(tmp_path / "root", "run", "--bundle", str(tmp_path), new_id(), check=False)
+    assert p.returncode != 0 and "config.json" in p.stderr and "Traceback" not in p.stderr
+    bad = make_bundle(["nosuchprogram"], copy=True)
+    log = tmp_path / "runtime.log"
+    p = prt(tmp_path / "root", "--log", str(log), "--log-format", "json", "run", "--bundle",
+            str(bad), new_id(), check=False)
+    assert p.returncode == 127 and "nosuchprogram" in p.stderr
+    assert json.loads(log.read_text().splitlines()[-1])["level"] == "error"
+
+
+def _console_server(path: str, got: dict) -> threading.Thread:
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(1)
+
+    def serve():
+        conn, _ = srv.accept()
+        fds = array.array("i")
+        msg, anc, _, _ = conn.recvmsg(1024, socket.CMSG_LEN(fds.itemsize))
+        for level, kind, data in anc:
+            fds.frombytes(data[:fds.itemsize])
+        got["name"], got["fd"] = msg, fds[0]
+        conn.close()
+        srv.close()
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    return t
+
+
+def test_terminal_through_console_socket(make_bundle, tmp_path):
+    def tty(spec):
+        spec["process"]["terminal"] = True
+    b = make_bundle(["sh", "-c", "tty; stty size 2>/dev/null; ls -l /dev/console | cut -c1; exit 0"],
+                    copy=True, edit=tty)
+    sock = str(tmp_path / "console.sock")
+    got: dict = {}
+    t = _console_server(sock, got)
+    root = tmp_path / "root"
+    cid = new_id()
+    prt(root, "create", "--bundle", str(b), "--console-socket", sock, cid)
+    t.join(10)
+    master = got["fd"]
+    prt(root, "start", cid)
+    out = b""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    prt(root, "delete", "--force", cid)
+    text = out.decode()
+    assert "/dev/pts/0" in text  # the container's own devpts instance
+    assert "c" in text.split()  # /dev/console is a character device (the pty)
