@@ -52,8 +52,17 @@ class Port(_Model):
         (the engine then picks an ephemeral port)."""
         if not self.published:
             return None
+        from pystack.errors import UserError
+
         lo, _, hi = str(self.published).partition("-")
-        return int(lo), int(hi or lo)
+        try:
+            first, last = int(lo), int(hi or lo)
+        except ValueError:
+            first = last = -1
+        if not 0 <= first <= last <= 65535:
+            raise UserError(f'invalid published port "{self.published}" for container port '
+                            f"{self.target}")
+        return first, last
 
 
 class ServiceVolume(_Model):

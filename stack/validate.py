@@ -317,9 +317,6 @@ class _Checker:
         vtype = vol.get("type")
         if vtype not in ("volume", "bind", "tmpfs", "npipe", "cluster", "image"):
             self.fail(f"invalid volume type {_short(vtype)}", path + ("type",))
-        target = vol.get("target")
-        if not target:
-            self.fail("volume target is required", path)
         if vtype == "volume" and vol.get("source"):
             if vol["source"] not in (self.config.get("volumes") or {}):
                 self.fail(f"refers to undefined volume {vol['source']}", path)
@@ -368,26 +365,16 @@ class _Checker:
                           at + ("volumes_from", i))
 
     def ports(self, ports: list, path: KeyPath) -> None:
+        """Only what Compose itself rejects at ``config`` time: a host_ip that is not an
+        address (``"80:80:80"``). Out-of-range ports in long form pass ``config`` in
+        Compose too and fail when the port is published."""
         for i, port in enumerate(ports):
             if not isinstance(port, Mapping):
-                continue  # short syntax is expanded by normalize; not here
-            target = port.get("target")
-            if not isinstance(target, int) or isinstance(target, bool) or not 0 < target < 65536:
-                self.fail(f"invalid container port {_short(target)}", path + (i, "target"))
-            published = port.get("published")
-            if published not in (None, ""):
-                text = str(published)
-                m = re.fullmatch(r"(\d+)(?:-(\d+))?", text)
-                if not m or not all(0 <= int(g) < 65536 for g in m.groups() if g) or (
-                        m.group(2) and int(m.group(2)) < int(m.group(1))):
-                    self.fail(f"invalid published port {_short(published)}", path + (i, "published"))
+                continue  # short syntax is expanded (and checked) by normalize
             host_ip = port.get("host_ip")
             if host_ip not in (None, "") and not _is_ip(str(host_ip)):
                 self.fail(f"invalid IP address {_short(host_ip)} (is this a valid port mapping?)",
                           path + (i, "host_ip"))
-            proto = port.get("protocol")
-            if proto not in (None, "tcp", "udp", "sctp"):
-                self.fail(f"invalid protocol {_short(proto)}", path + (i, "protocol"))
 
     def values(self, svc: Mapping[str, Any], at: KeyPath) -> None:
         for key in _BYTES_KEYS:

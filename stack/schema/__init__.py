@@ -23,9 +23,25 @@ Check = Callable[[Any], bool]
 
 @lru_cache(maxsize=1)
 def load_schema() -> dict:
-    """The compose-spec schema as a dict (read once per process)."""
+    """The compose-spec schema as a dict (read once per process), as Compose applies it.
+
+    Docker Compose v2.40.3 does not enforce the schema's ``uniqueItems`` (``cap_add: [A,
+    A]`` is accepted and printed de-duplicated), so it is dropped here too: pystack
+    must accept what Compose accepts.
+    """
     with open(SCHEMA_PATH, encoding="utf-8") as fh:
-        return json.load(fh)
+        return _without(json.load(fh), "uniqueItems")
+
+
+def _without(node: Any, keyword: str) -> Any:
+    """``node`` without the boolean keyword ``keyword`` anywhere (a property that happens
+    to have that name maps to a schema object, not a bool, and is kept)."""
+    if isinstance(node, dict):
+        return {k: _without(v, keyword) for k, v in node.items()
+                if not (k == keyword and isinstance(v, bool))}
+    if isinstance(node, list):
+        return [_without(v, keyword) for v in node]
+    return node
 
 
 def _equal(a: Any, b: Any) -> bool:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pystack.errors import NotFound
+from pystack.errors import NotFound, UserError
 from pystack.stack.hash import service_hash
 from pystack.stack.model import Healthcheck, Port, Project
 
@@ -71,6 +71,8 @@ def test_typed_access_and_helpers():
     assert isinstance(web.ports[0], Port)
     assert web.ports[0].published_range() == (8080, 8081)
     assert web.ports[1].published_range() is None
+    with pytest.raises(UserError, match='invalid published port "99999"'):
+        Port(target=80, published="99999").published_range()
     assert web.replicas == 3 and db.replicas == 2
     assert web.image_name(project.name) == "nginx:1.25"
     assert db.image_name(project.name) == "shop-db"
