@@ -75,7 +75,15 @@ def chain_ids(diff_ids: list[str]) -> list[str]:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    """RFC 3339 with Go's RFC3339Nano trimming (``.15685Z``, not ``.156850Z``).
+
+    Go tools (skopeo, docker) re-serialise configs when converting; writing the time as
+    they would keeps the config's bytes, and so the image id, the same across tools.
+    """
+    text = datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "")
+    head, _, frac = text.partition(".")
+    frac = frac.rstrip("0")
+    return f"{head}.{frac}Z" if frac else f"{head}Z"
 
 
 def _write_json(path: Path, obj: Any) -> None:
