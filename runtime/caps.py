@@ -25,7 +25,6 @@ resolved before the fork.  Capabilities this kernel does not know (number above
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
@@ -175,7 +174,7 @@ _libc: ctypes.CDLL | None = None
 def _lib() -> ctypes.CDLL:
     global _libc
     if _libc is None:
-        lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        lib = ctypes.CDLL("libc.so.6", use_errno=True)  # not find_library: it runs ldconfig
         lib.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
                               ctypes.c_ulong]
         lib.prctl.restype = ctypes.c_int

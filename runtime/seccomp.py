@@ -10,9 +10,11 @@ API:
     default_oci(capabilities) -> dict        docker_to_oci(docker_profile(), capabilities)
     validate(section, where="linux.seccomp") raise UserError naming the field on bad input
     available() -> tuple[bool, str]          for `pystack info`: can filters be loaded here?
-    f = Filter.compile(section, no_new_privileges=False)   # in the parent, before fork
-    f.load()                                 # in the child, right before exec
-    f.release()                              # in the parent, after fork (frees the context)
+    f = Filter.compile(section, no_new_privileges=False, cache_dir="auto")
+                                             # in the parent, before fork: libseccomp builds
+                                             # the BPF program (cached by content)
+    f.load()                                 # in the child, right before exec: one syscall
+    f.bpf, f.skipped                         # the program; names this libseccomp lacks
 
 Ordering in the container's init (as runc does): with ``noNewPrivileges`` the filter is
 loaded last, just before exec.  Without it the kernel demands CAP_SYS_ADMIN to install a
@@ -20,8 +22,9 @@ filter, so the runtime must call ``load()`` *before* dropping capabilities; the 
 then also governs the init's remaining syscalls (setgroups/setuid/capset/prctl/execve),
 which Docker's profile allows.
 
-``compile`` does all the parsing and every libseccomp call except ``seccomp_load``: the
-child, single-threaded between fork and exec, only makes that one call.  Syscall names
+``compile`` does all the parsing and every libseccomp call, down to the BPF program
+(``seccomp_export_bpf``); the child, single-threaded between fork and exec, only makes
+the prctl(PR_SET_SECCOMP) / seccomp() call.  Syscall names
 this libseccomp does not know are skipped (as runc does); their calls get the default
 action.
 """
@@ -214,11 +217,16 @@ class _Version(ctypes.Structure):
 
 @lru_cache(maxsize=1)
 def _lib() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("seccomp") or "libseccomp.so.2"
     try:
-        lib = ctypes.CDLL(name, use_errno=True)
+        lib = ctypes.CDLL("libseccomp.so.2", use_errno=True)
     except OSError:
-        return None
+        name = ctypes.util.find_library("seccomp")  # runs ldconfig: only as a fallback
+        if name is None:
+            return None
+        try:
+            lib = ctypes.CDLL(name, use_errno=True)
+        except OSError:
+            return None
     lib.seccomp_init.argtypes = [ctypes.c_uint32]
     lib.seccomp_init.restype = ctypes.c_void_p
     lib.seccomp_release.argtypes = [ctypes.c_void_p]
@@ -236,6 +244,8 @@ def _lib() -> ctypes.CDLL | None:
     lib.seccomp_rule_add_array.restype = ctypes.c_int
     lib.seccomp_attr_set.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32]
     lib.seccomp_attr_set.restype = ctypes.c_int
+    lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    lib.seccomp_export_bpf.restype = ctypes.c_int
     lib.seccomp_version.argtypes = []
     lib.seccomp_version.restype = ctypes.POINTER(_Version)
     return lib
@@ -268,80 +278,185 @@ def _action_value(action: str, errno_ret: int | None) -> int:
     return base
 
 
-class Filter:
-    """A libseccomp filter context built from an OCI section, ready to ``load()``."""
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
-    def __init__(self, ctx: int, lib: ctypes.CDLL, skipped: list[str]) -> None:
-        self._ctx: int | None = ctx
-        self._lib = lib
+
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2
+SECCOMP_SET_MODE_FILTER = 1
+_FILTER_FLAGS = {"SECCOMP_FILTER_FLAG_TSYNC": 1, "SECCOMP_FILTER_FLAG_LOG": 2,
+                 "SECCOMP_FILTER_FLAG_SPEC_ALLOW": 4,
+                 "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV": 32}
+_SYS_SECCOMP = {"x86_64": 317, "aarch64": 277, "riscv64": 277, "loongarch64": 277,
+                "s390x": 348, "ppc64le": 358, "i686": 354, "armv7l": 383}
+
+# compiled programs by content hash: a daemon or fork server compiles Docker's profile
+# once (about 20 ms of libseccomp work), then every container reuses the bytes
+_CACHE: dict[str, tuple[bytes, list[str]]] = {}
+
+
+class Filter:
+    """A compiled seccomp program (classic BPF bytes from libseccomp), ready to ``load()``.
+
+    All of libseccomp's work (rules, arch tables, BPF generation) happens in ``compile``,
+    in the parent; ``load`` is one prctl/seccomp syscall, safe in a forked child."""
+
+    def __init__(self, bpf: bytes, no_new_privileges: bool, flags: int,
+                 skipped: list[str]) -> None:
+        if not bpf or len(bpf) % 8:
+            raise ValueError("not a BPF program")
+        self.bpf = bpf
+        self.no_new_privileges = no_new_privileges
+        self.flags = flags
         self.skipped = skipped  # syscall names this libseccomp does not know
+        self._buf = ctypes.create_string_buffer(bpf, len(bpf))
+        self._prog = _SockFprog(len(bpf) // 8, ctypes.cast(self._buf, ctypes.c_void_p))
+        self._libc = ctypes.CDLL("libc.so.6", use_errno=True)  # not find_library: it runs ldconfig
+        self._libc.syscall.restype = ctypes.c_long
+        self._libc.prctl.restype = ctypes.c_int
+        self._libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong,
+                                     ctypes.c_ulong, ctypes.c_ulong]
+        self._prog_addr = ctypes.addressof(self._prog)
 
     @classmethod
-    def compile(cls, section: dict, no_new_privileges: bool = False) -> "Filter":
-        """Build the filter (all of libseccomp's work except the final load)."""
+    def compile(cls, section: dict, no_new_privileges: bool = False, *,
+                cache_dir: str | os.PathLike | None | object = "auto") -> "Filter":
+        """Build the program for an OCI ``linux.seccomp`` section, cached by content in
+        memory and on disk (``cache_dir``; "auto" = ``<run_root>/seccomp``, None = no disk
+        cache) so that short-lived processes (the CLI, shims) skip libseccomp's ~25 ms."""
+        if cache_dir == "auto":
+            from pystack.paths import run_root
+
+            cache_dir = run_root() / "seccomp"
         validate(section)
-        lib = _lib()
-        if lib is None:
-            raise UserError("seccomp: libseccomp.so.2 is not installed (apt-get install libseccomp2)")
-        default = _action_value(section["defaultAction"], section.get("defaultErrnoRet"))
-        ctx = lib.seccomp_init(default)
-        if not ctx:
-            raise OSError(_errno.EINVAL, "seccomp_init failed")
-        skipped: list[str] = []
-        try:
-            rc = lib.seccomp_attr_set(ctx, _SCMP_FLTATR_CTL_NNP, 1 if no_new_privileges else 0)
-            _check(rc, "seccomp_attr_set(NNP)")
-            flags = section.get("flags") or []
-            if "SECCOMP_FILTER_FLAG_LOG" in flags:
-                _check(lib.seccomp_attr_set(ctx, _SCMP_FLTATR_CTL_LOG, 1), "attr LOG")
-            if "SECCOMP_FILTER_FLAG_SPEC_ALLOW" in flags:
-                _check(lib.seccomp_attr_set(ctx, _SCMP_FLTATR_CTL_SSB, 1), "attr SSB")
-            for a in section.get("architectures") or []:
-                token = lib.seccomp_arch_resolve_name(a.removeprefix("SCMP_ARCH_").lower().encode())
-                if token == 0:
-                    continue  # this libseccomp does not know the arch
-                rc = lib.seccomp_arch_add(ctx, token)
-                if rc not in (0, -_errno.EEXIST):
-                    _check(rc, f"seccomp_arch_add({a})")
-            for rule in section.get("syscalls") or []:
-                value = _action_value(rule["action"], rule.get("errnoRet"))
-                if value == default:
-                    continue  # libseccomp refuses a rule equal to the default action
-                for conds in _condition_sets(rule.get("args") or []):
-                    arr = (_ArgCmp * max(len(conds), 1))()
-                    for i, c in enumerate(conds):
-                        arr[i] = _ArgCmp(c["index"], OPS[c["op"]], c.get("value", 0),
-                                         c.get("valueTwo", 0))
-                    for name in rule["names"]:
-                        nr = lib.seccomp_syscall_resolve_name(name.encode())
-                        if nr == -1:  # __NR_SCMP_ERROR: unknown to this libseccomp
-                            skipped.append(name)
-                            continue
-                        rc = lib.seccomp_rule_add_array(ctx, value, nr, len(conds), arr)
-                        _check(rc, f"seccomp rule for {name}")
-        except BaseException:
-            lib.seccomp_release(ctx)
-            raise
-        return cls(ctx, lib, sorted(set(skipped)))
+        flags = 0
+        for fl in section.get("flags") or []:
+            flags |= _FILTER_FLAGS[fl]
+        flags &= ~_FILTER_FLAGS["SECCOMP_FILTER_FLAG_TSYNC"]  # single-threaded child
+        key = _cache_key(section)
+        hit = _CACHE.get(key) or _disk_get(cache_dir, key)
+        if hit is None:
+            hit = _compile_bpf(section)
+            _disk_put(cache_dir, key, hit[0], hit[1])
+        _CACHE[key] = hit
+        return cls(hit[0], no_new_privileges, flags, hit[1])
 
     def load(self) -> None:
         """Install the filter on the calling thread (call in the child, right before exec,
         or before dropping CAP_SYS_ADMIN when noNewPrivileges is false)."""
-        if self._ctx is None:
-            raise RuntimeError("seccomp filter already released")
-        _check(self._lib.seccomp_load(self._ctx), "seccomp_load")
+        libc = self._libc
+        if self.no_new_privileges and libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"prctl(NO_NEW_PRIVS): {os.strerror(err)}")
+        nr = _SYS_SECCOMP.get(platform.machine())
+        if self.flags and nr is not None:
+            rc = libc.syscall(ctypes.c_long(nr), ctypes.c_long(SECCOMP_SET_MODE_FILTER),
+                              ctypes.c_long(self.flags), ctypes.c_void_p(self._prog_addr))
+        else:
+            rc = libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, self._prog_addr, 0, 0)
+        if rc != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"loading the seccomp filter: {os.strerror(err)}")
 
     def release(self) -> None:
-        """Free the libseccomp context (the loaded filter stays in the kernel)."""
-        if self._ctx is not None:
-            self._lib.seccomp_release(self._ctx)
-            self._ctx = None
+        """Nothing to free in the kernel or libseccomp (kept for callers written for a
+        context-holding filter)."""
 
-    def __del__(self) -> None:  # pragma: no cover - best effort
+
+def _cache_key(section: dict) -> str:
+    import hashlib
+
+    lib = _lib()
+    ver = ""
+    if lib is not None:
+        v = lib.seccomp_version().contents
+        ver = f"{v.major}.{v.minor}.{v.micro}"
+    blob = json.dumps({"s": section, "v": ver, "m": platform.machine()}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _disk_get(cache_dir, key: str) -> tuple[bytes, list[str]] | None:
+    if cache_dir is None:
+        return None
+    try:
+        data = json.loads((Path(cache_dir) / f"{key}.json").read_text())
+        bpf = bytes.fromhex(data["bpf"])
+        if bpf and len(bpf) % 8 == 0:
+            return bpf, list(data.get("skipped") or [])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
+
+
+def _disk_put(cache_dir, key: str, bpf: bytes, skipped: list[str] | None = None) -> None:
+    if cache_dir is None:
+        return
+    try:
+        d = Path(cache_dir)
+        d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = d / f".{key}.{os.getpid()}"
+        tmp.write_text(json.dumps({"bpf": bpf.hex(), "skipped": skipped or []}))
+        os.replace(tmp, d / f"{key}.json")
+    except OSError:
+        pass  # a cache only
+
+
+def _compile_bpf(section: dict) -> tuple[bytes, list[str]]:
+    """libseccomp: context, architectures, rules, then the BPF program as bytes."""
+    lib = _lib()
+    if lib is None:
+        raise UserError("seccomp: libseccomp.so.2 is not installed (apt-get install libseccomp2)")
+    default = _action_value(section["defaultAction"], section.get("defaultErrnoRet"))
+    ctx = lib.seccomp_init(default)
+    if not ctx:
+        raise OSError(_errno.EINVAL, "seccomp_init failed")
+    skipped: list[str] = []
+    try:
+        # NNP is set by Filter.load itself; SSB (spec allow) is a load flag there too
+        _check(lib.seccomp_attr_set(ctx, _SCMP_FLTATR_CTL_NNP, 0), "seccomp_attr_set(NNP)")
+        for a in section.get("architectures") or []:
+            token = lib.seccomp_arch_resolve_name(a.removeprefix("SCMP_ARCH_").lower().encode())
+            if token == 0:
+                continue  # this libseccomp does not know the arch
+            rc = lib.seccomp_arch_add(ctx, token)
+            if rc not in (0, -_errno.EEXIST):
+                _check(rc, f"seccomp_arch_add({a})")
+        for rule in section.get("syscalls") or []:
+            value = _action_value(rule["action"], rule.get("errnoRet"))
+            if value == default:
+                continue  # libseccomp refuses a rule equal to the default action
+            for conds in _condition_sets(rule.get("args") or []):
+                arr = (_ArgCmp * max(len(conds), 1))()
+                for i, c in enumerate(conds):
+                    arr[i] = _ArgCmp(c["index"], OPS[c["op"]], c.get("value", 0),
+                                     c.get("valueTwo", 0))
+                for name in rule["names"]:
+                    nr = lib.seccomp_syscall_resolve_name(name.encode())
+                    if nr == -1:  # __NR_SCMP_ERROR: unknown to this libseccomp
+                        skipped.append(name)
+                        continue
+                    rc = lib.seccomp_rule_add_array(ctx, value, nr, len(conds), arr)
+                    _check(rc, f"seccomp rule for {name}")
+        fd = os.memfd_create("pystack-seccomp", os.MFD_CLOEXEC)
         try:
-            self.release()
-        except Exception:
-            pass
+            _check(lib.seccomp_export_bpf(ctx, fd), "seccomp_export_bpf")
+            size = os.lseek(fd, 0, os.SEEK_END)
+            os.lseek(fd, 0, os.SEEK_SET)
+            chunks = []
+            while size > 0:
+                chunk = os.read(fd, size)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size -= len(chunk)
+            bpf = b"".join(chunks)
+        finally:
+            os.close(fd)
+    finally:
+        lib.seccomp_release(ctx)
+    return bpf, sorted(set(skipped))
 
 
 def _condition_sets(args: list[dict]) -> list[list[dict]]:
@@ -359,8 +474,4 @@ def _check(rc: int, what: str) -> None:
 
 def apply(section: dict, no_new_privileges: bool = False) -> None:
     """Compile and load in one go (for a process that does not fork after)."""
-    f = Filter.compile(section, no_new_privileges)
-    try:
-        f.load()
-    finally:
-        f.release()
+    Filter.compile(section, no_new_privileges).load()

@@ -23,7 +23,6 @@ the rootfs ourselves.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
 import stat
@@ -77,7 +76,7 @@ def _openat2(rootfd: int, path: str) -> int:
     global _openat2_works
     if _openat2_works is False:
         raise OSError(errno.ENOSYS, "openat2 unavailable")
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)  # not find_library: it runs ldconfig
     libc.syscall.restype = ctypes.c_long
     how = _OpenHow(os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK, 0,
                    _RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS)

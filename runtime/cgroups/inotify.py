@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 from pathlib import Path
 
@@ -14,7 +13,7 @@ IN_CLOEXEC = 0o2000000
 
 def watch_modify(path: Path) -> int:
     """An inotify fd (non-blocking, close-on-exec) readable whenever ``path`` changes."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)  # not find_library: it runs ldconfig
     fd = libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
     if fd < 0:
         err = ctypes.get_errno()

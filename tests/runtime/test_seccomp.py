@@ -134,3 +134,25 @@ def test_docker_profile_resolution() -> None:
 def test_validate_names_the_field(section: dict, field: str) -> None:
     with pytest.raises(UserError, match=field.replace("[", r"\[").replace("]", r"\]")):
         seccomp.validate(section)
+
+
+def test_flags_use_the_seccomp_syscall() -> None:
+    section = {"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_LOG"],
+               "syscalls": [{"names": ["unshare"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]}
+    p = run(section)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["unshare"] == 13
+
+
+def test_compiled_program_is_cached(tmp_path) -> None:
+    section = seccomp.default_oci(caps.DOCKER_DEFAULT)
+    a = seccomp.Filter.compile(section, cache_dir=tmp_path)
+    files = list(tmp_path.glob("*.json"))
+    assert len(files) == 1
+    seccomp._CACHE.clear()
+    b = seccomp.Filter.compile(section, cache_dir=tmp_path)   # from disk, no libseccomp run
+    assert b.bpf == a.bpf and b.skipped == a.skipped
+    assert len(a.bpf) % 8 == 0 and len(a.bpf) > 8 * 100
+    other = seccomp.Filter.compile(seccomp.default_oci(list(caps.DOCKER_DEFAULT) + ["CAP_SYS_ADMIN"]),
+                                   cache_dir=tmp_path)
+    assert other.bpf != a.bpf and len(list(tmp_path.glob("*.json"))) == 2
