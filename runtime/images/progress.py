@@ -81,7 +81,7 @@ class RichProgress(Progress):
             self.rp.update(task, **kw)
 
     def message(self, text: str) -> None:
-        self.rp.console.print(text)
+        self.rp.console.print(text, markup=False, highlight=False)
 
     def close(self) -> None:
         self.rp.stop()

@@ -48,7 +48,7 @@ def pull(store: "ImageStore", text: str, *, platform: str | None = None, progres
     last_exc: Exception | None = None
     for client, is_mirror in endpoints(ref):
         try:
-            return _pull_from(store, client, ref, want, progress)
+            return _pull_from(store, client, ref, want, progress, explicit=platform is not None)
         except (RegistryUnreachable, ImageNotFound, RegistryError) as exc:
             if not is_mirror or isinstance(exc, DigestMismatch):
                 raise
@@ -57,7 +57,7 @@ def pull(store: "ImageStore", text: str, *, platform: str | None = None, progres
 
 
 def _pull_from(store: "ImageStore", client: RegistryClient, ref: Reference, want: dict[str, str],
-               progress: Progress) -> "Image":
+               progress: Progress, explicit: bool = False) -> "Image":
     repo = ref.repository
     label = f"image {ref.familiar()}"
     progress.message(f"{ref.tag or ref.digest}: Pulling from {ref.familiar_name}")
@@ -79,6 +79,13 @@ def _pull_from(store: "ImageStore", client: RegistryClient, ref: Reference, want
             if not store.blobs.exists(cfg["digest"]):
                 _download(store, client, repo, cfg, Progress())
             config = json.loads(store.blobs.read(cfg["digest"]))
+            if explicit and media in mt.MANIFEST_TYPES and (
+                    config.get("os") != want["os"] or config.get("architecture") != want["architecture"]):
+                from .errors import NoMatchingPlatform
+                actual = mt.format_platform({"os": config.get("os", "?"), "architecture": config.get("architecture", "?"),
+                                             "variant": config.get("variant", "")})
+                raise NoMatchingPlatform(f"image with reference {ref.familiar()} was found but does not match the "
+                                         f"specified platform: wanted {mt.format_platform(want)}, actual: {actual}")
             diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
             from .store import chain_ids
             chains = chain_ids(diff_ids)

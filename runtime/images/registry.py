@@ -31,6 +31,7 @@ from .errors import DigestMismatch, ImageNotFound, RegistryError, RegistryUnreac
 USER_AGENT = "pystack/0.1 (+distribution client)"
 TIMEOUT = 60.0
 _REDIRECTS = (301, 302, 303, 307, 308)
+_RETRY = (408, 429, 500, 502, 503, 504)
 
 
 _CTX: dict[str, ssl.SSLContext] = {}
@@ -220,12 +221,20 @@ class RegistryClient:
                 body: bytes | BinaryIO | None = None) -> Response:
         """A request with auth: on 401, answer the challenge once and retry."""
         url = path_or_url if "://" in path_or_url else self.base_url() + path_or_url
-        for attempt in range(2):
+        retries = 0
+        attempt = 0
+        while True:
             hdrs = dict(headers or {})
             auth = self._auth_header(scope)
             if auth:
                 hdrs["Authorization"] = auth
             resp = self._raw(method, url, hdrs, body)
+            if resp.status in _RETRY and method in ("GET", "HEAD") and retries < 3:
+                # containerd's policy: 408/429 and transient 5xx are retried, with back-off
+                retries += 1
+                resp.close()
+                time.sleep(0.2 * 2 ** retries)
+                continue
             if resp.status != 401:
                 return resp
             if attempt == 1:
@@ -237,7 +246,7 @@ class RegistryClient:
                                    f"(run `pystack login {self.host}`)")
             self._answer_challenge(resp, scope)
             resp.close()
-        raise AssertionError("unreachable")
+            attempt += 1
 
     def ping(self) -> None:
         """GET /v2/ with auth: checks credentials for `login`."""

@@ -121,6 +121,16 @@ def test_bearer_token_flow(env, token_registry, busybox, store, tmp_path) -> Non
     env2 = {**env, "PYSTACK_ROOT": str(tmp_path / "fresh")}
     p = run_cli(["image", "pull", ref], env2)
     assert p.returncode == 0, p.stderr
+    # an expired token is fetched again (not reused): expire the cached ones by hand
+    from pystack.runtime.images.registry import RegistryClient
+    client = RegistryClient(reg.host)
+    client.get_manifest("tok/bb", "1")
+    seen = len(issuer.requests)
+    client.get_manifest("tok/bb", "1")
+    assert len(issuer.requests) == seen  # cached while valid
+    client._tokens = {k: (v[0], 0.0) for k, v in client._tokens.items()}
+    client.get_manifest("tok/bb", "1")
+    assert len(issuer.requests) == seen + 1
     scopes = {s for r in issuer.requests for s in r["query"].get("scope", [])}
     assert "repository:tok/bb:pull,push" in scopes and "repository:tok/bb:pull" in scopes
     assert all(r["query"]["service"] == ["pystack-test"] for r in issuer.requests)
@@ -210,7 +220,8 @@ def test_errors_are_clear_and_leave_nothing(env, registry, busybox, store, tmp_p
     cases = [([f"{registry.host}/err/bb:nope"], "not found"),
              ([f"{registry.host}/err/missing:1"], "not found"),
              ([f"127.0.0.1:{free_port()}/x/y:1"], "cannot reach registry"),
-             (["Bad_Name"], "invalid reference format")]
+             (["Bad_Name"], "invalid reference format"),
+             (["--platform", "linux/arm64", ref], "does not match the specified platform: wanted linux/arm64")]
     for args, text in cases:
         r = run_cli(["image", "pull", *args], fenv)
         err = r.stderr.decode()
