@@ -276,7 +276,17 @@ def test_v2_driver_on_the_unified_hierarchy(parent) -> None:
     p = spawn_in(cg, procs, [BUSYBOX, "sleep", "300"])
     assert common.wait_for(lambda: cg.pids() == [p.pid])
     assert f"0::/{name}/u" in Path(f"/proc/{p.pid}/cgroup").read_text()
-    cg.freeze()
+    # the inotify source the v2 OOM watcher uses sees cgroupfs "modified" events
+    import select
+    from pystack.runtime.cgroups.inotify import drain, watch_modify
+    fd = watch_modify(cg.dir / "cgroup.events")
+    try:
+        assert select.select([fd], [], [], 0)[0] == []
+        cg.freeze()
+        assert select.select([fd], [], [], 10)[0] == [fd]
+        drain(fd)
+    finally:
+        os.close(fd)
     assert cg.frozen()
     cg.thaw()
     assert not cg.frozen()
@@ -314,3 +324,35 @@ def test_path_api_round_trip(parent) -> None:
     assert p.wait(timeout=10) == -signal.SIGKILL
     cgroups.remove(paths)
     assert cgroups.open_path(f"/{name}/deep/c9") is None
+
+
+@pytest.mark.oracle
+def test_same_limits_as_runc(parent, tmp_path, busybox_rootfs) -> None:
+    """runc (the reference) and pystack write the same kernel limits for one
+    linux.resources object, device allow-list included."""
+    import json
+    from pystack.runtime.spec import DEFAULT_DEVICE_RULES, default_spec
+    name, _ = parent
+    res = {"memory": {"limit": 96 << 20, "reservation": 48 << 20, "swap": 192 << 20},
+           "cpu": {"shares": 256, "quota": 30000, "period": 50000, "cpus": "0", "mems": "0"},
+           "pids": {"limit": 33}, "devices": DEFAULT_DEVICE_RULES}
+    spec = default_spec(["sleep", "60"], rootfs=str(busybox_rootfs), seccomp=False)
+    spec["root"]["readonly"] = True
+    spec["linux"]["resources"] = res
+    spec["linux"]["cgroupsPath"] = f"/{name}/runc1"
+    (tmp_path / "config.json").write_text(json.dumps(spec))
+    root = tmp_path / "runc-root"
+    # (no pipes: the detached container inherits runc's stdio and would hold them open)
+    subprocess.run(["runc", "--root", str(root), "run", "-d", "--bundle", str(tmp_path), "runc1"],
+                   check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, timeout=60)
+    try:
+        theirs = Cgroup.find(name, "runc1")
+        assert theirs is not None
+        ours = Cgroup.create(name, "ours", res)
+        assert ours.limits() == theirs.limits()
+        if ours.version == 1:
+            dev = lambda cg: sorted(Path(cg.path("devices"), "devices.list").read_text().split("\n"))  # noqa: E731
+            assert dev(ours) == dev(theirs)
+    finally:
+        subprocess.run(["runc", "--root", str(root), "delete", "-f", "runc1"], capture_output=True)
