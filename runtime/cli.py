@@ -129,6 +129,7 @@ def create_direct(rt, cid: str, bundle: str, console_socket: str | None,
         paths = cgroup_glue.setup(spec, cid)
         plan = {"id": cid, "dir": str(d), "bundle": bundle, "spec": spec, "root": root,
                 "cgroup_paths": paths, "created": rfc3339(),
+                "seccomp_cache": str(rt.states.root / ".seccomp-cache"),
                 "init": (spec.get("annotations") or {}).get("org.pystack.init") == "true"}
         try:
             pid, master = shim.launch(plan, (0, 1, 2))

@@ -28,6 +28,7 @@ def serve(control: socket.socket) -> None:
     """Answer requests until the control socket is closed."""
     from pystack.runtime import process, shim
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
+    warm_up()
     gc.collect()
     gc.freeze()  # keep the shared pages shared in the forked shims
     control.send(b"ready")
@@ -62,6 +63,18 @@ def serve(control: socket.socket) -> None:
                 os._exit(0)
         for fd in fds:
             os.close(fd)
+
+
+def warm_up() -> None:
+    """Do once here what every container would redo in its forked child: import the spec
+    and capability code, and compile Docker's default seccomp profile (part B's module
+    caches programs by content, and the forked children inherit the cache)."""
+    from pystack.runtime import process
+    try:
+        from pystack.runtime.spec import default_spec
+        process.prepare(default_spec(["true"]))
+    except Exception:  # noqa: BLE001 - only an optimisation
+        pass
 
 
 def _null3() -> tuple[int, int, int]:

@@ -81,7 +81,7 @@ def prctl(option: int, arg: int) -> None:
         raise OSError(err, f"prctl({option}): {os.strerror(err)}")
 
 
-def prepare(spec: dict, process: dict | None = None) -> Prepared:
+def prepare(spec: dict, process: dict | None = None, seccomp_cache: str | None = None) -> Prepared:
     """Validate and pre-compute the process part of a spec (or of an exec's process)."""
     proc = process if process is not None else (spec.get("process") or {})
     linux = spec.get("linux") or {}
@@ -118,7 +118,8 @@ def prepare(spec: dict, process: dict | None = None) -> Prepared:
         caps=prepare_caps(proc.get("capabilities")),
         rlimits=rlimits, no_new_privs=bool(proc.get("noNewPrivileges")),
         oom_score_adj=int(oom) if oom is not None else None, sysctls=sysctls,
-        seccomp=prepare_seccomp(linux.get("seccomp"), bool(proc.get("noNewPrivileges"))),
+        seccomp=prepare_seccomp(linux.get("seccomp"), bool(proc.get("noNewPrivileges")),
+                                seccomp_cache),
         hostname=spec.get("hostname"), domainname=spec.get("domainname"),
         terminal=bool(proc.get("terminal")), unshare_flags=flags, joins=joins,
     )
@@ -131,12 +132,19 @@ def prepare_caps(capabilities: dict | None):
     return caps.CapSets.from_spec(capabilities)
 
 
-def prepare_seccomp(section: dict | None, no_new_privs: bool):
-    """Part B's compiled libseccomp filter (runtime/seccomp.py), or None without a section."""
+def prepare_seccomp(section: dict | None, no_new_privs: bool, cache_dir: str | None = None):
+    """Part B's compiled seccomp program (runtime/seccomp.py), or None without a section.
+
+    Compiling Docker's profile costs ~10 ms of libseccomp work; B's module caches the
+    program by content (in memory, and on disk under ``cache_dir`` for one-shot CLI runs)."""
     if not section:
         return None
     from pystack.runtime import seccomp
-    return seccomp.Filter.compile(section, no_new_privileges=no_new_privs)
+    try:
+        return seccomp.Filter.compile(section, no_new_privileges=no_new_privs,
+                                      cache_dir=cache_dir)
+    except TypeError:  # an older compile() without the cache
+        return seccomp.Filter.compile(section, no_new_privileges=no_new_privs)
 
 
 # ---------------------------------------------------------------------------------------

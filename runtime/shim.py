@@ -38,7 +38,7 @@ def launch(plan: dict, stdio: tuple[int, int, int]) -> tuple[int, int | None]:
 
     Must run in a single-threaded process that may change its pid namespace for children
     (it unshares CLONE_NEWPID itself): the shim, or the one-shot command."""
-    prep = process.prepare(plan["spec"])
+    prep = process.prepare(plan["spec"], seccomp_cache=plan.get("seccomp_cache"))
     if plan.get("init"):
         from pystack.runtime import init  # noqa: F401 - must be loaded before pivot_root
     fifo_path = os.path.join(plan["dir"], "exec.fifo")

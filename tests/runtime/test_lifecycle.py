@@ -203,6 +203,6 @@ def test_pause_resume(runtime, make_bundle, overlay):
             runtime.pause(cid)
         runtime.resume(cid)
         assert runtime.state(cid)["status"] == "running"
-        assert runtime.stats(cid)["pids"]["current"] == 1
+        assert runtime.stats(cid)["pids_stats"]["current"] == 1
     finally:
         runtime.delete(cid, force=True)
