@@ -36,19 +36,22 @@ class NetworkManager:
     ``dns_upstreams``: resolvers for names the embedded DNS does not know (None: the
     host's /etc/resolv.conf). ``default_pools``: (base, prefixlen) candidates for
     networks without ``ipam.config`` (Docker's defaults when None). ``dns=False``
-    runs no DNS server (for tools that only inspect or clean up).
+    runs no DNS server (for tools that only inspect or clean up). ``firewall``: "nft"
+    or "iptables" (default: $PYSTACK_FIREWALL, else nft when installed); each network
+    records the backend that made its rules, so they are removed the same way.
     """
 
     def __init__(self, state_dir: Path | str, run_dir: Path | str,
                  dns_upstreams: list[str] | None = None,
                  default_pools: list[tuple[str, int]] | None = None,
-                 dns: bool = True) -> None:
+                 dns: bool = True, firewall: str | None = None) -> None:
         self.state = StateStore(Path(state_dir))
         self.run_dir = Path(run_dir)
         self.netns_dir = self.run_dir / "netns"
         self.dns_upstreams = dns_upstreams
         self.default_pools = default_pools or ipam.DEFAULT_POOLS
         self._dns_enabled = dns
+        self.firewall = nat.firewall(firewall)
         self._dns = None
         self._dns_lock = threading.Lock()
 
@@ -85,7 +88,7 @@ class NetworkManager:
             st["networks"][spec.id] = {**record.to_dict(), "status": "creating"}
         try:
             links.create_bridge(bridge, record.gateway, ipaddress.ip_network(record.subnet).prefixlen, mtu)
-            nat.run_nft(nat.network_ruleset(spec.id, bridge, record.subnet, record.internal))
+            self._fw(record).setup_network(spec.id, bridge, record.subnet, record.internal)
             if not record.internal:
                 nat.enable_ip_forward()
         except BaseException:
@@ -145,11 +148,15 @@ class NetworkManager:
                              gateway=gateway, ip_range=ip_range, internal=spec.internal,
                              attachable=spec.attachable, labels=dict(spec.labels),
                              options=dict(spec.options), mtu=mtu, aux_addresses=aux,
-                             driver="bridge")
+                             driver="bridge", firewall=self.firewall.kind)
+
+    def _fw(self, record: NetworkRecord) -> "nat.Firewall":
+        """The backend that made (or makes) this network's rules."""
+        return nat.firewall(record.firewall) if record.firewall else self.firewall
 
     def _teardown_network(self, record: NetworkRecord) -> None:
         """Remove a network's kernel objects, whichever of them exist."""
-        nat.delete_table(nat.network_table(record.id))
+        self._fw(record).teardown_network(record.id)
         links.delete_link(record.bridge)
 
     def remove_network(self, id_or_name: str) -> None:
@@ -315,21 +322,23 @@ class NetworkManager:
             new = [PortBinding(container_id, spec.host_ip or "0.0.0.0", port, ep["ip"],
                                spec.container_port, spec.protocol) for spec, port in chosen]
             mine = [PortBinding.from_dict(b) for b in st["ports"].get(container_id, [])] + new
-            self._apply_ports(container_id, mine)
+            kind = st.setdefault("ports_firewall", {}).setdefault(container_id, self.firewall.kind)
+            self._apply_ports(container_id, mine, kind)
             st["ports"][container_id] = [b.to_dict() for b in mine]
         return new
 
-    def _apply_ports(self, container_id: str, bindings: list[PortBinding]) -> None:
-        table = nat.ports_table(container_id)
+    def _apply_ports(self, container_id: str, bindings: list[PortBinding], kind: str | None = None) -> None:
         rules = [("" if b.host_ip == "0.0.0.0" else b.host_ip, b.host_port, b.container_ip,
                   b.container_port, b.protocol) for b in bindings]
-        nat.run_nft(nat.ports_ruleset(table, rules))
+        fw = nat.firewall(kind) if kind and kind != self.firewall.kind else self.firewall
+        fw.set_ports(container_id, rules)
 
     def unpublish(self, container_id: str) -> None:
         """Remove every published port of a container."""
         with self.state.transaction() as st:
             if container_id in st["ports"]:
-                self._apply_ports(container_id, [])
+                kind = st.get("ports_firewall", {}).pop(container_id, None)
+                self._apply_ports(container_id, [], kind)
                 del st["ports"][container_id]
 
     def port_bindings(self, container_id: str) -> list[PortBinding]:
@@ -408,7 +417,7 @@ class NetworkManager:
             if not links.link_exists(record.bridge):
                 links.create_bridge(record.bridge, record.gateway,
                                     ipaddress.ip_network(record.subnet).prefixlen, record.mtu)
-            nat.run_nft(nat.network_ruleset(record.id, record.bridge, record.subnet, record.internal))
+            self._fw(record).setup_network(record.id, record.bridge, record.subnet, record.internal)
             if not record.internal:
                 nat.enable_ip_forward()
         st = self.state.read()
@@ -424,7 +433,8 @@ class NetworkManager:
                     continue
                 links.enslave(ep["host_ifname"], net["bridge"])  # bridge re-made above
             if cid in st["ports"]:
-                self._apply_ports(cid, [PortBinding.from_dict(b) for b in st["ports"][cid]])
+                self._apply_ports(cid, [PortBinding.from_dict(b) for b in st["ports"][cid]],
+                                  st.get("ports_firewall", {}).get(cid))
         self._sync_dns()
 
     def cleanup_all(self) -> None:

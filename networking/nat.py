@@ -1,4 +1,4 @@
-"""Firewall rules through nftables: masquerading, isolation, published-port DNAT.
+"""Firewall rules: masquerading, isolation, published-port DNAT (nftables, or iptables).
 
 Each network gets its own table (``ip pystack_n_<id>``) and each container with
 published ports its own (``ip pystack_p_<id>``), so that removing a network or a
@@ -6,9 +6,10 @@ container is one ``delete table`` and nothing else on the host is touched; a who
 table is loaded with one ``nft -f`` call, which the kernel applies atomically (a port
 set is either fully published or not at all).
 
-Only nftables is driven: Debian 12's ``iptables`` is itself iptables-nft, and
-nftables base chains in separate tables coexist with its rules. A host without the
-``nft`` command gets one clear error.
+nftables is preferred (Debian 12's ``iptables`` is itself iptables-nft, and base chains
+in separate tables coexist with its rules); a host without ``nft`` gets the same policy in
+iptables chains (iptables.py). ``PYSTACK_FIREWALL=nft|iptables`` forces one. The
+``Firewall`` class below is what the manager calls.
 """
 from __future__ import annotations
 
@@ -158,3 +159,41 @@ def enable_ip_forward() -> bool:
     with open(path, "w") as f:
         f.write("1")
     return True
+
+
+class Firewall:
+    """One backend's operations, named by the backend ("nft" or "iptables")."""
+
+    def __init__(self, kind: str) -> None:
+        if kind not in ("nft", "iptables"):
+            raise UserError(f"PYSTACK_FIREWALL={kind!r}: use nft or iptables")
+        self.kind = kind
+
+    def setup_network(self, net_id: str, bridge: str, subnet: str, internal: bool) -> None:
+        if self.kind == "nft":
+            run_nft(network_ruleset(net_id, bridge, subnet, internal))
+        else:
+            from . import iptables
+            iptables.setup_network(net_id, bridge, subnet, internal)
+
+    def teardown_network(self, net_id: str) -> None:
+        if self.kind == "nft":
+            delete_table(network_table(net_id))
+        else:
+            from . import iptables
+            iptables.teardown_network(net_id)
+
+    def set_ports(self, container_id: str, rules: list[tuple[str, int, str, int, str]]) -> None:
+        if self.kind == "nft":
+            run_nft(ports_ruleset(ports_table(container_id), rules))
+        else:
+            from . import iptables
+            iptables.set_ports(container_id, rules)
+
+
+def firewall(kind: str | None = None) -> Firewall:
+    """The backend to use: ``kind``, else $PYSTACK_FIREWALL, else nft if installed, else iptables."""
+    import os
+
+    kind = kind or os.environ.get("PYSTACK_FIREWALL") or ("nft" if shutil.which("nft") else "iptables")
+    return Firewall(kind)

@@ -61,6 +61,7 @@ class NetworkRecord:
     mtu: int = 1500
     aux_addresses: dict[str, str] = field(default_factory=dict)
     driver: str = "bridge"
+    firewall: str = ""   # "nft" / "iptables": the backend holding its rules
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

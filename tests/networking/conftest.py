@@ -7,6 +7,7 @@ docs/contracts.md), picked at random so that parallel runs do not clash.
 from __future__ import annotations
 
 import random
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -35,10 +36,15 @@ def subnets() -> Subnets:
     return Subnets()
 
 
-@pytest.fixture
-def nm(tmp_path: Path):
-    """A manager with no upstream resolvers; torn down and leak-checked after the test."""
-    manager = NetworkManager(tmp_path / "state", tmp_path / "run", dns_upstreams=[])
+BACKENDS = [b for b in ("nft", "iptables") if shutil.which(b)]
+
+
+@pytest.fixture(params=BACKENDS)
+def nm(request, tmp_path: Path):
+    """A manager with no upstream resolvers, once per installed firewall backend (nft,
+    iptables); torn down and leak-checked after the test."""
+    manager = NetworkManager(tmp_path / "state", tmp_path / "run", dns_upstreams=[],
+                             firewall=request.param)
     yield manager
     owned = owned_objects(manager)
     manager.cleanup_all()

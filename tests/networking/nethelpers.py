@@ -1,6 +1,7 @@
 """Helpers for networking tests: run busybox applets inside namespaces."""
 from __future__ import annotations
 
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -110,7 +111,7 @@ def owned_objects(nm) -> dict[str, set[str]]:
     Leak checks compare these, not the whole host: other areas' tests run at the same
     time on this machine and make their own links and mounts.
     """
-    from pystack.networking import links, nat
+    from pystack.networking import iptables, links, nat
 
     st = nm.state.read()
     cids = set(st["sandboxes"]) | set(st["endpoints"]) | set(st["ports"])
@@ -119,6 +120,7 @@ def owned_objects(nm) -> dict[str, set[str]]:
                  | {e["host_ifname"] for c in st["endpoints"].values() for e in c.values()},
         "link_prefixes": {"psv" + links.short_hex(c) for c in cids} | {"psp" + links.short_hex(c) for c in cids},
         "tables": {nat.network_table(i) for i in st["networks"]} | {nat.ports_table(c) for c in cids},
+        "chains": {iptables.network_chain(i) for i in st["networks"]} | {iptables.ports_chain(c) for c in cids},
         "mount_prefix": {str(nm.run_dir) + "/"},
     }
 
@@ -132,7 +134,46 @@ def assert_gone(owned: dict[str, set[str]]) -> None:
     left |= {n for n in names for p in owned["link_prefixes"] if n.startswith(p)}
     tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
     left |= {t for t in owned["tables"] if t in tables.split()}
+    if owned["chains"] and shutil.which("iptables-save"):
+        saved = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+        left |= {c for c in owned["chains"] if c in saved}
     with open("/proc/self/mounts") as f:
         mounts = [line.split()[1] for line in f]
     left |= {m for m in mounts for p in owned["mount_prefix"] if m.startswith(p)}
     assert not left, f"networking objects leaked: {sorted(left)}"
+
+
+def firewall_rules(nm, net) -> str:
+    """The text of a network's rules in whichever backend made them."""
+    from pystack.networking import iptables, nat
+
+    if net.firewall == "iptables":
+        saved = subprocess.run(["iptables-save"], capture_output=True, text=True, check=True).stdout
+        chain = iptables.network_chain(net.id)
+        return "\n".join(line for line in saved.splitlines() if chain in line)
+    return subprocess.run(["nft", "list", "table", "ip", nat.network_table(net.id)],
+                          capture_output=True, text=True, check=True).stdout
+
+
+def masquerade_out_rule(net) -> str:
+    if net.firewall == "iptables":
+        return f"-s {net.subnet} ! -o {net.bridge} -j MASQUERADE"
+    return f'ip saddr {net.subnet} oifname != "{net.bridge}" masquerade'
+
+
+def internal_drop_rules(net) -> list[str]:
+    if net.firewall == "iptables":
+        return [f"-i {net.bridge} -j DROP", f"-o {net.bridge} -j DROP"]
+    return [f'iifname "{net.bridge}" drop', f'oifname "{net.bridge}" drop']
+
+
+def port_rules_exist(container_id: str) -> bool:
+    """Whether a container's published-port table (nft) or chain (iptables) exists."""
+    from pystack.networking import iptables, nat
+
+    if nat.ports_table(container_id) in nft_tables():
+        return True
+    if shutil.which("iptables-save"):
+        saved = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+        return iptables.ports_chain(container_id) in saved
+    return False

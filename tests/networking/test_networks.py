@@ -8,8 +8,8 @@ import subprocess
 import pytest
 
 from pystack.errors import Conflict, NotFound, UserError
-from pystack.networking import IPAMPool, NetworkSpec, nat
-from nethelpers import nft_tables, assert_gone, owned_objects
+from pystack.networking import IPAMPool, NetworkSpec, iptables, nat
+from nethelpers import firewall_rules, nft_tables, assert_gone, owned_objects
 
 
 def _link(name: str) -> str:
@@ -23,13 +23,15 @@ def test_create_inspect_remove(nm, make_net, unique_name):
     assert net.bridge == f"br-{unique_name}" and net.mtu == 1400
     assert f"inet {net.gateway}/24" in _link(net.bridge)
     assert "mtu 1400" in subprocess.run(["ip", "link", "show", net.bridge], capture_output=True, text=True).stdout
-    assert nat.network_table(net.id) in nft_tables()
+    assert "127.0.0.0/8" in firewall_rules(nm, net)
     assert nm.get_network(net.name) == net == nm.get_network(net.id)
     assert nm.get_network(net.id[:5]).id == net.id
     assert [n.name for n in nm.list_networks()] == [net.name]
     nm.remove_network(net.name)
     assert _link(net.bridge) == ""
     assert nat.network_table(net.id) not in nft_tables()
+    assert iptables.network_chain(net.id) not in subprocess.run(["iptables-save"], capture_output=True,
+                                                                text=True).stdout
     with pytest.raises(NotFound):
         nm.get_network(net.name)
 
