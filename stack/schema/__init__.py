@@ -21,26 +21,53 @@ SCHEMA_PATH = Path(__file__).with_name("compose-spec.json")
 Check = Callable[[Any], bool]
 
 
+# Where Docker Compose v2.40.3 accepts duplicates although the schema says
+# ``uniqueItems``: compose-go de-duplicates (or turns into a mapping) these lists before it
+# validates, so ``cap_add: [A, A]`` passes and prints once, while ``volumes_from: [b, b]``
+# or ``depends_on: [b, b]`` are rejected. Each entry was checked against the binary.
+_DEDUPLICATED = (
+    "/definitions/service/properties/cap_add",
+    "/definitions/service/properties/cap_drop",
+    "/definitions/service/properties/dns_opt",
+    "/definitions/service/properties/expose",
+    "/definitions/service/properties/links",
+    "/definitions/service/properties/ports",
+    "/definitions/service/properties/volumes",
+    "/definitions/list_or_dict/oneOf/1",  # environment, labels... become mappings
+)
+# $refs to list_of_strings (unique) that compose-go de-duplicates: made non-unique
+_DEDUPLICATED_REFS = (
+    "/definitions/service/properties/profiles",
+    "/definitions/string_or_list/oneOf/1",  # dns, dns_search, env_file, tmpfs...
+    "/definitions/service/properties/networks/oneOf/1/patternProperties/"
+    "^[a-zA-Z0-9._-]+$/oneOf/0/properties/aliases",
+    "/definitions/service/properties/networks/oneOf/1/patternProperties/"
+    "^[a-zA-Z0-9._-]+$/oneOf/0/properties/link_local_ips",
+)
+
+
 @lru_cache(maxsize=1)
 def load_schema() -> dict:
-    """The compose-spec schema as a dict (read once per process), as Compose applies it.
-
-    Docker Compose v2.40.3 does not enforce the schema's ``uniqueItems`` (``cap_add: [A,
-    A]`` is accepted and printed de-duplicated), so it is dropped here too: pystack
-    must accept what Compose accepts.
-    """
+    """The compose-spec schema as a dict (read once per process), adjusted to what
+    Docker Compose enforces: see ``_DEDUPLICATED``."""
     with open(SCHEMA_PATH, encoding="utf-8") as fh:
-        return _without(json.load(fh), "uniqueItems")
+        schema = json.load(fh)
+    for pointer in _DEDUPLICATED:
+        _node(schema, pointer).pop("uniqueItems", None)
+    plain_list = {k: v for k, v in schema["definitions"]["list_of_strings"].items()
+                  if k != "uniqueItems"}
+    for pointer in _DEDUPLICATED_REFS:
+        node = _node(schema, pointer)
+        node.pop("$ref")
+        node.update(plain_list)
+    return schema
 
 
-def _without(node: Any, keyword: str) -> Any:
-    """``node`` without the boolean keyword ``keyword`` anywhere (a property that happens
-    to have that name maps to a schema object, not a bool, and is kept)."""
-    if isinstance(node, dict):
-        return {k: _without(v, keyword) for k, v in node.items()
-                if not (k == keyword and isinstance(v, bool))}
-    if isinstance(node, list):
-        return [_without(v, keyword) for v in node]
+def _node(schema: dict, pointer: str) -> dict:
+    """The schema object at a JSON pointer (``/definitions/...``; no key here holds "/")."""
+    node: Any = schema
+    for part in pointer.strip("/").split("/"):
+        node = node[int(part)] if isinstance(node, list) else node[part]
     return node
 
 

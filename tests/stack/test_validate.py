@@ -312,7 +312,18 @@ def test_what_compose_accepts_passes():
     check_config(_project(web=_svc(ports=[{"target": 70000, "published": "99999",
                                             "protocol": "icmp"}],
                                    volumes=[{"type": "volume", "target": "."}])))
-    assert is_valid({"services": {"web": {"image": "x", "cap_add": ["A", "A"]}}})
+
+@pytest.mark.parametrize("key,value,accepted", [
+    # each checked against docker-compose v2.40.3: it de-duplicates the first group
+    ("cap_add", ["A", "A"], True), ("ports", ["80:80", "80:80"], True),
+    ("volumes", ["/x", "/x"], True), ("profiles", ["p", "p"], True),
+    ("dns", ["a", "a"], True), ("environment", ["A=1", "A=1"], True),
+    ("volumes_from", ["b", "b"], False), ("depends_on", ["b", "b"], False),
+    ("group_add", ["a", "a"], False), ("security_opt", ["a", "a"], False),
+    ("networks", ["default", "default"], False), ("device_cgroup_rules", ["a", "a"], False),
+])
+def test_duplicates_rejected_where_compose_rejects_them(key, value, accepted):
+    assert is_valid({"services": {"b": {"image": "x"}, "a": {"image": "x", key: value}}}) is accepted
 
 
 def test_cycle_is_named_in_order():
