@@ -72,6 +72,7 @@ class MountPlan(list):
         self.points: list[dict[str, Any]] = []  # docker inspect .Mounts
         self.volumes: list[str] = []  # volumes recorded as used by this container
         self.created_volumes: list[str] = []  # volumes this plan created (to undo on failure)
+        self.new_users: list[str] = []  # volumes this plan added container_id to (undo on failure)
         self.pins = pins
 
     def pin(self, fd: int) -> str:
@@ -289,7 +290,7 @@ def plan_mounts(container_id: str, binds: Sequence[str] | None = None,
     except BaseException:
         plan.close()
         if store is not None:
-            for name in plan.volumes:
+            for name in plan.new_users:
                 store.release(name, container_id)
             for name in plan.created_volumes:
                 store.remove(name, force=True)
@@ -331,15 +332,19 @@ def _plan_bind(plan: MountPlan, e: _Entry, pin: bool) -> None:
 
 def _plan_volume(plan: MountPlan, e: _Entry, cid: str, store: VolumeStore, image_rootfs: ImageRootfs,
                  pin: bool) -> None:
-    if e.source and store.exists(e.source):
-        rec = store.get(e.source)
-    else:
-        if e.origin.startswith("VolumesFrom"):
+    # a re-plan for the same container (restart) must not drop its use record on failure
+    was_user = bool(e.source) and store.exists(e.source) and cid in store.users(e.source)
+    if e.origin.startswith("VolumesFrom"):
+        if not store.exists(e.source):
             raise NotFound(f"{e.origin}: no such volume: {e.source}")
-        rec = store.create(e.source or None, e.driver, e.driver_opts, e.volume_labels)
-        plan.created_volumes.append(rec.name)
-    rec = store.acquire(rec.name, cid)
+        rec = store.acquire(e.source, cid)
+    else:
+        rec, created = store.acquire_or_create(e.source or None, cid, e.driver, e.driver_opts, e.volume_labels)
+        if created:
+            plan.created_volumes.append(rec.name)
     plan.volumes.append(rec.name)
+    if not was_user:
+        plan.new_users.append(rec.name)
     data_fd = (safepath.open_host_path(rec.data_path, what=f"volume {rec.name}") if rec.options.kind == "bind"
                else safepath.open_dir(rec.data_path))
     try:

@@ -130,6 +130,19 @@ class VolumeStore:
         ``name=None`` makes an anonymous volume: 64 random hex digits and the label
         ``com.docker.volume.anonymous``.
         """
+        return self._create(name, driver, driver_opts, labels, None)[0]
+
+    def acquire_or_create(self, name: str | None, container_id: str, driver: str | None = "local",
+                          driver_opts: dict[str, str] | None = None,
+                          labels: dict[str, str] | None = None) -> tuple[VolumeRecord, bool]:
+        """Create when missing and record the user in one locked step, so that a concurrent
+        ``prune`` can never remove a fresh (still unused) volume in between. Returns
+        (record, created)."""
+        _validate_cid(container_id)
+        return self._create(name, driver, driver_opts, labels, container_id)
+
+    def _create(self, name: str | None, driver: str | None, driver_opts: dict[str, str] | None,
+                labels: dict[str, str] | None, user: str | None) -> tuple[VolumeRecord, bool]:
         driver = driver or "local"
         labels = dict(labels or {})
         if name is None or name == "":
@@ -148,7 +161,7 @@ class VolumeStore:
             if existing is not None:
                 if existing.driver != driver:
                     raise Conflict(f"volume {name} already exists with driver {existing.driver}")
-                return existing
+                return (self._acquire_locked(name, user) if user else existing), False
             if parsed.kind == "bind" and not os.path.isdir(parsed.device):
                 raise UserError(f"volume {name}: device {parsed.device}: no such directory")
             tmp = self.root / f".new-{name}-{secrets.token_hex(4)}"
@@ -163,7 +176,7 @@ class VolumeStore:
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
-            return self._read(name)
+            return (self._acquire_locked(name, user) if user else self._read(name)), True
 
     def get(self, name: str) -> VolumeRecord:
         """The volume ``name``; :class:`NotFound` ("no such volume: NAME") otherwise."""
@@ -233,14 +246,17 @@ class VolumeStore:
         a tmpfs volume at its first user). Returns the record with the data path to mount."""
         _validate_cid(container_id)
         with self._lock():
-            rec = self._read(name)
-            opts = rec.options
-            if opts.needs_host_mount and not local_driver.is_mounted(rec.mountpoint):
-                local_driver.mount_tmpfs(opts, rec.mountpoint)
-            if opts.kind == "bind" and not os.path.isdir(opts.device):
-                raise UserError(f"volume {name}: device {opts.device}: no such directory")
-            (self._dir(name) / "users" / container_id).touch()
-            return self._read(name)
+            return self._acquire_locked(name, container_id)
+
+    def _acquire_locked(self, name: str, container_id: str) -> VolumeRecord:
+        rec = self._read(name)
+        opts = rec.options
+        if opts.kind == "bind" and not os.path.isdir(opts.device):
+            raise UserError(f"volume {name}: device {opts.device}: no such directory")
+        if opts.needs_host_mount and not local_driver.is_mounted(rec.mountpoint):
+            local_driver.mount_tmpfs(opts, rec.mountpoint)
+        (self._dir(name) / "users" / container_id).touch()
+        return self._read(name)
 
     def release(self, name: str, container_id: str) -> None:
         """Forget one user; a tmpfs volume is unmounted (its content gone) after the last."""

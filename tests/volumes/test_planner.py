@@ -137,3 +137,14 @@ def test_volumes_from_unknown_volume(store: VolumeStore) -> None:
     with pytest.raises(NotFound, match="no such volume: gone"):
         plan_mounts("c2", volumes_from=[([{"Type": "volume", "Name": "gone", "Destination": "/d"}], "")],
                     store=store)
+
+
+def test_failed_replan_keeps_the_existing_use_record(tmp_path: Path, store: VolumeStore) -> None:
+    """A restart re-plans the same container: failing then must not make its volume look unused."""
+    with plan_mounts("c1", binds=["data:/d"], store=store, pin_root=tmp_path / "pins"):
+        pass
+    assert store.users("data") == ["c1"]
+    with pytest.raises(NotFound):
+        plan_mounts("c1", binds=["data:/d"], store=store, pin_root=tmp_path / "pins",
+                    mounts=[{"Type": "bind", "Source": str(tmp_path / "gone"), "Target": "/g"}])
+    assert store.users("data") == ["c1"]
