@@ -125,6 +125,15 @@ def import_rootfs(store: "ImageStore", src: Path, ref: str | None, changes: list
     plat = mt.parse_platform(platform)
     config_section = apply_changes({}, changes)  # validate before any work
     del config_section
+    try:
+        return _import(store, src, st, target, ref, changes, message, plat)
+    except Exception:
+        store.gc()  # the layer blob of a failed import is not an image
+        raise
+
+
+def _import(store: "ImageStore", src: Path, st: os.stat_result, target, ref: str | None, changes: list[str],
+            message: str, plat: dict[str, str]) -> "Image":
     with store.adding():
         with store.blobs.writer() as w:
             if stat.S_ISDIR(st.st_mode):

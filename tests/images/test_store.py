@@ -139,3 +139,13 @@ def test_concurrent_processes_share_the_store(store: ImageStore, tmp_path: Path)
     assert store_files(store.root)["tmp"] == []
     for d, t in zip(reversed(store.prepare(images[0])), tars):
         assert len(os.listdir(d)) == 50
+
+
+def test_import_of_hostile_tarball_leaves_nothing(env, store: ImageStore, tmp_path: Path) -> None:
+    tarball = tmp_path / "evil.tar"
+    tarball.write_bytes(make_tar([entry("l", "symlink", link=str(tmp_path)), entry("l/pwned", data=b"x")]))
+    r = run_cli(["image", "import", str(tarball), "evil:1"], env)
+    err = r.stderr.decode()
+    assert r.returncode != 0 and "import evil:1 layer 1/1" in err and "symlink" in err, err
+    assert not (tmp_path / "pwned").exists()
+    assert store_files(store.root) == {"blobs": [], "layers": [], "images": [], "tmp": [], "refs": []}
