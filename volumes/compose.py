@@ -154,3 +154,30 @@ def service_storage(service_name: str, service: Mapping[str, Any], project: Mapp
                                         gid=_int(ref.get("gid", 0), f"{where}.gid"),
                                         mode=_mode(ref.get("mode", "0444"), f"{where}.mode")))
     return out
+
+
+def volume_create_bodies(project: Mapping[str, Any], compose_version: str = "2.40.3") -> list[dict[str, Any]]:
+    """``POST /volumes/create`` bodies for the project's own (non-external) volumes, labelled as
+    Docker Compose labels them, so that ``down -v`` and ``config --volumes`` find them."""
+    out = []
+    project_name = project.get("name", "")
+    for key, vol in (project.get("volumes") or {}).items():
+        vol = vol or {}
+        if vol.get("external"):
+            continue
+        labels = dict(vol.get("labels") or {})
+        labels.update({"com.docker.compose.project": project_name, "com.docker.compose.volume": key,
+                       "com.docker.compose.version": compose_version})
+        out.append({"Name": vol.get("name") or f"{project_name}_{key}", "Driver": vol.get("driver") or "local",
+                    "DriverOpts": dict(vol.get("driver_opts") or {}), "Labels": labels})
+    return out
+
+
+def check_external_volumes(project: Mapping[str, Any], exists) -> None:
+    """Docker Compose's error when an ``external`` volume is missing (``exists(name) -> bool``)."""
+    for key, vol in (project.get("volumes") or {}).items():
+        vol = vol or {}
+        if vol.get("external"):
+            name = vol.get("name") or key
+            if not exists(name):
+                raise UserError(f'external volume "{name}" not found')

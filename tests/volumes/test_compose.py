@@ -146,3 +146,21 @@ def test_missing_env_and_read_only(project: dict) -> None:
     svc = dict(project["services"]["web"], read_only=True)
     with pytest.raises(UserError, match="cannot be written into a read_only service"):
         service_storage("web", svc, project, {"TOKEN": "x"})
+
+
+def test_project_volumes_and_external(store) -> None:
+    from pystack.volumes.compose import check_external_volumes, volume_create_bodies
+
+    project = {"name": "demo", "volumes": {
+        "data": {"name": "demo_data", "labels": {"team": "a"}},
+        "ram": {"name": "demo_ram", "driver_opts": {"type": "tmpfs", "device": "tmpfs"}},
+        "shared": {"name": "company-shared", "external": True}}}
+    bodies = volume_create_bodies(project)
+    assert [b["Name"] for b in bodies] == ["demo_data", "demo_ram"]
+    assert bodies[0]["Labels"]["com.docker.compose.volume"] == "data" and bodies[0]["Labels"]["team"] == "a"
+    for b in bodies:
+        store.create(b["Name"], b["Driver"], b["DriverOpts"], b["Labels"])
+    with pytest.raises(UserError, match='external volume "company-shared" not found'):
+        check_external_volumes(project, store.exists)
+    store.create("company-shared")
+    check_external_volumes(project, store.exists)
