@@ -4,8 +4,9 @@ A path string checked and then handed to mount(2) can be swapped in between (a s
 put under a bind source, a volume subpath turned into a link to ``/``): runc's
 CVE-2021-30465 class. Here every source is resolved once into an ``O_PATH`` file
 descriptor, with the kernel confining the walk (``openat2`` with ``RESOLVE_NO_SYMLINKS``,
-``RESOLVE_BENEATH`` or ``RESOLVE_IN_ROOT``), and the mount is made from the magic link
-``/proc/<pid>/fd/<n>``, which names that very inode whatever happens to the path later.
+``RESOLVE_BENEATH`` or ``RESOLVE_IN_ROOT``); that fd is then bind-mounted (through its
+magic link ``/proc/self/fd/<n>``, which names that very inode whatever happens to the path
+later) onto a staging point the runtime mounts from (pins.py).
 Where ``openat2`` is missing (kernels before 5.6), the walk is done one component at a
 time with ``O_NOFOLLOW`` and symlinks are refused.
 """
@@ -24,7 +25,8 @@ class UnsafePath(UserError):
 
 
 def proc_fd_path(fd: int) -> str:
-    """The magic link another process (runc, the runtime) can mount from while ``fd`` is open."""
+    """The magic link naming ``fd``'s inode from other processes of the same mount namespace
+    (not from a container's new one: the kernel refuses such a bind, hence pins.py)."""
     return f"/proc/{os.getpid()}/fd/{fd}"
 
 
