@@ -18,7 +18,7 @@ from pystack.errors import Conflict, NotFound, UserError
 from . import ipam, links, nat, netns, ports
 from .resolv import hosts_file as _hosts_file
 from .resolv import resolv_conf as _resolv_conf
-from .state import StateStore
+from .state import StateStore, host_lock
 from .types import (EndpointRecord, EndpointSpec, NetworkRecord, NetworkSpec, PortBinding,
                     PortSpec)
 
@@ -71,31 +71,32 @@ class NetworkManager:
             raise UserError(f"network {spec.name}: driver_opts {', '.join(sorted(unknown))} "
                             "not supported")
         mtu = self._mtu(spec)
-        with self.state.transaction() as st:
-            for rec in st["networks"].values():
-                if rec["id"] == spec.id:
-                    raise Conflict(f"network with id {spec.id} already exists")
-                if rec["name"] == spec.name:
-                    raise Conflict(f"network with name {spec.name} already exists")
-            bridge = spec.options.get(OPT_BRIDGE) or links.bridge_name(spec.id)
-            if len(bridge) > 15 or not bridge.replace("-", "").replace("_", "").isalnum():
-                raise UserError(f"network {spec.name}: bridge name {bridge!r} is not a valid "
-                                "interface name (<= 15 letters, digits, - or _)")
-            if any(r["bridge"] == bridge for r in st["networks"].values()) or links.link_exists(bridge):
-                raise Conflict(f"network {spec.name}: interface {bridge} already exists")
-            record = self._plan_network(spec, bridge, mtu, st)
-            # Intent first: a crash from here on leaves a record recover() can undo.
-            st["networks"][spec.id] = {**record.to_dict(), "status": "creating"}
-        try:
-            links.create_bridge(bridge, record.gateway, ipaddress.ip_network(record.subnet).prefixlen, mtu)
-            self._fw(record).setup_network(spec.id, bridge, record.subnet, record.internal)
-            if not record.internal:
-                nat.enable_ip_forward()
-        except BaseException:
-            self._teardown_network(record)
+        with host_lock():  # subnet choice and bridge creation, atomic host-wide
             with self.state.transaction() as st:
-                st["networks"].pop(spec.id, None)
-            raise
+                for rec in st["networks"].values():
+                    if rec["id"] == spec.id:
+                        raise Conflict(f"network with id {spec.id} already exists")
+                    if rec["name"] == spec.name:
+                        raise Conflict(f"network with name {spec.name} already exists")
+                bridge = spec.options.get(OPT_BRIDGE) or links.bridge_name(spec.id)
+                if len(bridge) > 15 or not bridge.replace("-", "").replace("_", "").isalnum():
+                    raise UserError(f"network {spec.name}: bridge name {bridge!r} is not a valid "
+                                    "interface name (<= 15 letters, digits, - or _)")
+                if any(r["bridge"] == bridge for r in st["networks"].values()) or links.link_exists(bridge):
+                    raise Conflict(f"network {spec.name}: interface {bridge} already exists")
+                record = self._plan_network(spec, bridge, mtu, st)
+                # Intent first: a crash from here on leaves a record recover() can undo.
+                st["networks"][spec.id] = {**record.to_dict(), "status": "creating"}
+            try:
+                links.create_bridge(bridge, record.gateway, ipaddress.ip_network(record.subnet).prefixlen, mtu)
+                self._fw(record).setup_network(spec.id, bridge, record.subnet, record.internal)
+                if not record.internal:
+                    nat.enable_ip_forward()
+            except BaseException:
+                self._teardown_network(record)
+                with self.state.transaction() as st:
+                    st["networks"].pop(spec.id, None)
+                raise
         with self.state.transaction() as st:
             st["networks"][spec.id] = record.to_dict()
         self._sync_dns()
@@ -287,18 +288,15 @@ class NetworkManager:
     def remove_sandbox(self, container_id: str) -> None:
         """Undo everything of a container: ports, endpoints, namespace. Idempotent."""
         self.unpublish(container_id)
-        st = self.state.read()
-        for net_id in list(st["endpoints"].get(container_id, {})):
-            try:
-                self.disconnect(container_id, net_id)
-            except NotFound:
-                pass
         with self.state.transaction() as st:
-            sb = st["sandboxes"].pop(container_id, None)
-            st["endpoints"].pop(container_id, None)
-            # Host veth ends left by a crash mid-connect are found by name.
-            for name in links.host_links("psv" + links.short_hex(container_id)):
+            # Every host veth end of the container: its endpoints', and any left by a crash
+            # mid-connect (found by name). Their peers in the namespace go with them.
+            names = {e["host_ifname"] for e in st["endpoints"].get(container_id, {}).values()}
+            names |= set(links.host_links("psv" + links.short_hex(container_id)))
+            for name in names:
                 links.delete_link(name)
+            st["endpoints"].pop(container_id, None)
+            sb = st["sandboxes"].pop(container_id, None)
             netns.remove(Path(sb["path"]) if sb else self.sandbox_path(container_id))
         self._sync_dns()
 

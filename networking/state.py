@@ -73,3 +73,23 @@ class StateStore:
         tmp = self.path.with_suffix(f".tmp{os.getpid()}")
         tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
         os.replace(tmp, self.path)
+
+
+HOST_LOCK = Path("/run/lock/pystack-networking.lock")
+
+
+@contextlib.contextmanager
+def host_lock() -> Iterator[None]:
+    """A lock shared by every NetworkManager on the host, whatever its state dir.
+
+    Two engines (or an engine and a test) choosing a subnet at the same moment would
+    both see it free; holding this from the choice until the bridge owns the subnet
+    makes the choice and the claim one step.
+    """
+    path = HOST_LOCK if HOST_LOCK.parent.is_dir() else Path("/tmp") / HOST_LOCK.name
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
