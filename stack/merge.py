@@ -20,12 +20,29 @@ def _replace(left: Any, right: Any, path: Path) -> Any:
     return right
 
 
+def _as_pairs(value: Any) -> dict[str, Any] | None:
+    if isinstance(value, dict):
+        return dict(value)
+    if isinstance(value, list):
+        out: dict[str, Any] = {}
+        for item in value:
+            key, sep, val = str(item).partition("=")
+            out[key] = val if sep else None
+        return out
+    return None
+
+
 def _update(left: Any, right: Any, path: Path) -> Any:
+    """Mappings merged key by key, whatever their syntax (``[K=V]`` or ``{K: V}``)."""
     if isinstance(left, dict) and isinstance(right, dict):
         out = dict(left)
         out.update(right)
         return out
-    return right if right is not None else left
+    lpairs, rpairs = _as_pairs(left), _as_pairs(right)
+    if lpairs is None or rpairs is None:
+        return right if right is not None else left
+    lpairs.update(rpairs)  # the uninterpolated model keeps compose-go's sequence form
+    return [k if v is None else f"{k}={v}" for k, v in lpairs.items()]
 
 
 def _logging(left: Any, right: Any, path: Path) -> Any:

@@ -97,9 +97,21 @@ class PathResolver:
                         res["file"] = self.path(res["file"])
 
 
-def resolve_paths(data: dict[str, Any], base: str, home: str | None = None) -> None:
-    """Make the model's relative paths absolute against ``base`` (in place)."""
-    PathResolver(base, home).model(data)
+def resolve_paths(data: dict[str, Any], base: str, home: str | None = None, *, raw: bool = False) -> None:
+    """Make the model's relative paths absolute against ``base`` (in place).
+
+    The uninterpolated model also resolves a local bind volume's ``driver_opts.device``
+    (the typed output of Compose 2.40 leaves it as written).
+    """
+    resolver = PathResolver(base, home)
+    resolver.model(data)
+    if not raw:
+        return
+    for vol in (data.get("volumes") or {}).values():
+        opts = vol.get("driver_opts") if isinstance(vol, dict) else None
+        if (isinstance(opts, dict) and isinstance(opts.get("device"), str)
+                and "bind" in str(opts.get("o", "")).split(",")):
+            opts["device"] = resolver.path(opts["device"])
 
 
 # ---------------------------------------------------------------------------
@@ -107,16 +119,18 @@ def resolve_paths(data: dict[str, Any], base: str, home: str | None = None) -> N
 
 
 def set_defaults(data: dict[str, Any]) -> None:
-    """compose-go ``transform.SetDefaultValues``: build context/dockerfile, secret targets."""
+    """compose-go ``transform.SetDefaultValues``: build context, secret targets."""
     for svc in (data.get("services") or {}).values():
         if not isinstance(svc, dict):
             continue
         build = svc.get("build")
-        if isinstance(build, dict):
-            if build.get("context") is None:
-                build["context"] = "."
-            if build.get("dockerfile") is None and build.get("dockerfile_inline") is None:
-                build["dockerfile"] = "Dockerfile"
+        if isinstance(build, dict) and build.get("context") is None:
+            build["context"] = "."
+        for vol in svc.get("volumes") or ():
+            if isinstance(vol, dict) and isinstance(vol.get("target"), str) and vol["target"]:
+                vol["target"] = posixpath.normpath(vol["target"])
+                if vol["target"].startswith("//"):
+                    vol["target"] = "/" + vol["target"].lstrip("/")
         for secret in svc.get("secrets") or ():
             if isinstance(secret, dict) and not secret.get("target"):
                 secret["target"] = f"/run/secrets/{secret.get('source')}"
@@ -126,8 +140,11 @@ def _dep(restart: bool) -> dict[str, Any]:
     return {"condition": "service_started", "restart": restart, "required": True}
 
 
-def normalize(data: dict[str, Any], project_name: str, env: dict[str, str]) -> None:
-    """Make implicit defaults explicit (compose-go ``loader/normalize.go``), in place."""
+def normalize(data: dict[str, Any], project_name: str, env: dict[str, str], *, raw: bool = False) -> None:
+    """Make implicit defaults explicit (compose-go ``loader/normalize.go``), in place.
+
+    ``raw`` (the uninterpolated model) leaves ``environment``/``build.args`` unresolved.
+    """
     services = data.get("services") or {}
     networks = data.get("networks")
     if not isinstance(networks, dict):
@@ -152,7 +169,9 @@ def normalize(data: dict[str, Any], project_name: str, env: dict[str, str]) -> N
         if svc.get("pull_policy") == "if_not_present":
             svc["pull_policy"] = "missing"
         build = svc.get("build")
-        if isinstance(build, dict):
+        if isinstance(build, dict) and build.get("dockerfile") is None and build.get("dockerfile_inline") is None:
+            build["dockerfile"] = "Dockerfile"
+        if isinstance(build, dict) and not raw:
             if isinstance(build.get("args"), dict):
                 args = {}
                 for k, v in build["args"].items():
@@ -163,7 +182,7 @@ def normalize(data: dict[str, Any], project_name: str, env: dict[str, str]) -> N
                         args[k] = v
                 build["args"] = args
         environment = svc.get("environment")
-        if isinstance(environment, dict):
+        if isinstance(environment, dict) and not raw:
             svc["environment"] = {k: (env.get(k) if v is None else v) for k, v in environment.items()}
         depends = dict(svc.get("depends_on") or {})
         for link in string_list(svc.get("links")):
@@ -173,11 +192,6 @@ def normalize(data: dict[str, Any], project_name: str, env: dict[str, str]) -> N
             ref = svc.get(ns)
             if isinstance(ref, str) and ref.startswith("service:"):
                 depends.setdefault(ref[len("service:"):], _dep(True))
-        for vol in svc.get("volumes") or ():
-            if isinstance(vol, dict) and isinstance(vol.get("target"), str) and vol["target"]:
-                vol["target"] = posixpath.normpath(vol["target"])
-                if vol["target"].startswith("//"):
-                    vol["target"] = "/" + vol["target"].lstrip("/")
         for ref in string_list(svc.get("volumes_from")):
             ref = str(ref)
             if not ref.startswith("container:"):

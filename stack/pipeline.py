@@ -111,7 +111,7 @@ class _Loader:
                 data = interpolate(data, sub, locator)
             if self.validate_file is not None:
                 self.validate_file(data, locator, display)
-            data = canonical(data, locator.error)
+            data = canonical(data, locator.error, raw=not self.options.interpolate)
             out.append((data, locator))
         return out
 
@@ -213,18 +213,25 @@ def load_config(options: LoadOptions) -> LoadedConfig:
               'please remove it to avoid potential confusion', file=sys.stderr)
     data.pop("version", None)
     data.pop("name", None)
-    check_shapes(data, loader.error)
+    if options.interpolate:
+        check_shapes(data, loader.error)
+    raw = not options.interpolate
     if options.resolve_paths:
-        resolve_paths(data, working_dir, loader.home)
+        resolve_paths(data, working_dir, loader.home, raw=raw)
     if options.normalize:
-        normalize(data, name, loader.env)
-    profiles = apply_profiles(data, source.profiles, options.services)
-    if options.normalize:
-        resolve_environment(data, loader.env)
-        drop_unused_resources(data)
+        normalize(data, name, loader.env, raw=raw)
+    profiles = source.profiles if raw else apply_profiles(data, source.profiles, options.services)
+    if raw:
+        # Compose prints the merged model as it stands (its ``ToModel``): no Go typing
+        raw_model = {"name": name, **{k: v for k, v in data.items() if v is not None}}
+        return LoadedConfig(config=raw_model, model=raw_model, name=name, working_dir=working_dir,
+                            config_files=list(source.files), environment=dict(loader.env),
+                            locators=loader.locators, profiles=profiles)
+    resolve_environment(data, loader.env)
+    drop_unused_resources(data)
     model = render(data, name, loader.error)
     check = _hook("check_config")
-    if check is not None and options.normalize:
+    if check is not None:
         check(model, loader.locators)
     config = escape_dollars(model) if options.interpolate else model
     return LoadedConfig(config=config, model=model, name=name, working_dir=working_dir,

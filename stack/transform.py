@@ -192,10 +192,15 @@ def parse_volume(spec: str) -> dict[str, Any]:
     fields: list[str] = []
     buf = ""
     i = 0
+    depth = 0  # colons inside an uninterpolated ${VAR:-default} do not split
     while i < len(spec):
         c = spec[i]
-        if c == ":" and not (len(buf) == 1 and buf.isalpha() and i + 1 < len(spec)
-                            and spec[i + 1] in "\\/"):
+        if c == "$" and spec[i + 1:i + 2] == "{":
+            depth += 1
+        elif c == "}" and depth:
+            depth -= 1
+        if c == ":" and not depth and not (len(buf) == 1 and buf.isalpha() and i + 1 < len(spec)
+                                           and spec[i + 1] in "\\/"):
             fields.append(buf)
             buf = ""
         else:
@@ -388,10 +393,23 @@ def _build(value: Any, path: KeyPath, err: ErrorFn) -> Any:
         build["secrets"] = _file_mounts(build["secrets"], path + ("secrets",), err)
     if "ulimits" in build:
         build["ulimits"] = _ulimits(build["ulimits"], path + ("ulimits",), err)
-    for key in ("cache_from", "cache_to", "tags", "platforms", "entitlements", "ssh"):
+    for key in ("cache_from", "cache_to", "tags", "platforms", "entitlements"):
         if key in build and isinstance(build[key], str):
             build[key] = [build[key]]
+    if "ssh" in build:
+        build["ssh"] = _ssh(build["ssh"])
     return build
+
+
+def _ssh(value: Any) -> Any:
+    """``[default, key=path]`` or a string to compose-go's ``{id: path-or-null}``."""
+    if isinstance(value, dict):
+        return value
+    out: dict[str, Any] = {}
+    for item in string_list(value):
+        key, sep, path = go_str(item).partition("=")
+        out[key] = path if sep else None
+    return out
 
 
 def _extends(value: Any, path: KeyPath, err: ErrorFn) -> Any:
@@ -512,18 +530,47 @@ SERVICE_TRANSFORMS: dict[str, Callable[[Any, KeyPath, ErrorFn], Any]] = {
 }
 
 
-def canonical_service(service: Any, path: KeyPath, err: ErrorFn = _default_error) -> Any:
-    """One service in canonical form (a copy; ``service`` is not changed)."""
+# Without interpolation, compose-go keeps these as written: they may hold ``${...}`` that
+# only interpolation would make parseable (``ports: ["${P}:80"]``), or syntax it prints back.
+RAW_KEYS = frozenset({"command", "entrypoint", "healthcheck", "environment", "labels",
+                      "annotations", "sysctls", "extra_hosts", "expose", "logging", "deploy",
+                      "post_start", "pre_stop", "gpus"})
+
+
+def canonical_service(service: Any, path: KeyPath, err: ErrorFn = _default_error, *,
+                      raw: bool = False) -> Any:
+    """One service in canonical form (a copy; ``service`` is not changed).
+
+    ``raw`` (no interpolation) leaves the keys of :data:`RAW_KEYS` as written and the
+    short volume syntax unparsed where it cannot be parsed.
+    """
     if not isinstance(service, dict):
         return service
     out: dict[str, Any] = {}
     for key, value in service.items():
         fn = SERVICE_TRANSFORMS.get(key)
-        out[key] = fn(value, path + (key,), err) if fn is not None and value is not None else value
+        if raw and key in RAW_KEYS:
+            fn = None
+        if raw and key == "build" and isinstance(value, dict):
+            build = _build({k: v for k, v in value.items() if k not in ("args", "labels")}, path + (key,), err)
+            build.update({k: value[k] for k in ("args", "labels") if k in value})
+            out[key] = build
+            continue
+        if raw and key == "develop" and isinstance(value, dict) and isinstance(value.get("watch"), list):
+            watch = [{k: (string_list(v) if k in ("ignore", "include") else v) for k, v in t.items()}
+                     if isinstance(t, dict) else t for t in value["watch"]]
+            out[key] = {**value, "watch": watch}
+            continue
+        try:
+            out[key] = fn(value, path + (key,), err) if fn is not None and value is not None else value
+        except ComposeError:
+            if not raw:
+                raise
+            out[key] = value
     return out
 
 
-def _maybe_external(resource: Any, path: KeyPath, err: ErrorFn) -> Any:
+def _maybe_external(resource: Any, path: KeyPath, err: ErrorFn, raw: bool = False) -> Any:
     """Legacy ``external: {name: x}`` becomes ``external: true`` plus ``name: x``."""
     if not isinstance(resource, dict):
         return resource
@@ -533,22 +580,22 @@ def _maybe_external(resource: Any, path: KeyPath, err: ErrorFn) -> Any:
         out["external"] = True
         if "name" in ext and "name" not in out:
             out["name"] = ext["name"]
-    if "labels" in out:
+    if "labels" in out and not raw:
         out["labels"] = to_mapping(out["labels"], path + ("labels",), err, none_value="")
     return out
 
 
-def canonical(data: dict[str, Any], err: ErrorFn = _default_error) -> dict[str, Any]:
-    """A whole file (already interpolated) in canonical form."""
+def canonical(data: dict[str, Any], err: ErrorFn = _default_error, *, raw: bool = False) -> dict[str, Any]:
+    """A whole file (already interpolated, unless ``raw``) in canonical form."""
     out = dict(data)
     services = out.get("services")
     if isinstance(services, dict):
-        out["services"] = {name: canonical_service(svc, ("services", name), err)
+        out["services"] = {name: canonical_service(svc, ("services", name), err, raw=raw)
                            for name, svc in services.items()}
     for kind in ("networks", "volumes", "secrets", "configs"):
         section = out.get(kind)
         if isinstance(section, dict):
-            out[kind] = {name: _maybe_external(res, (kind, name), err) for name, res in section.items()}
+            out[kind] = {name: _maybe_external(res, (kind, name), err, raw=raw) for name, res in section.items()}
     include = out.get("include")
     if isinstance(include, list):
         items = []

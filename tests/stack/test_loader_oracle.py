@@ -493,3 +493,52 @@ volumes:
 ])
 def test_rejections_agree(tmp_path: Path, compose: str) -> None:
     compare(tmp_path, {"compose.yaml": compose}, ["-p", "t"])
+
+
+# --- the corpus again, with --no-interpolate and --no-normalize ------------------------
+
+CORPUS = Path(__file__).parents[2].parent / "shared" / "corpus"
+CORPUS_CASES = sorted(str(p.parent.relative_to(CORPUS)) for p in CORPUS.glob("*/*/case.args")) \
+    if CORPUS.is_dir() else []
+# known differences of the uninterpolated model, each with its reason
+RAW_EXCEPTIONS = {
+    "compose-e2e/env-secret": "Compose adds the secret's value as x-#value to the raw model; pystack does not",
+    "compose-go/schema__using-variables": "Compose rejects ${VAR} in ulimits of the raw model; pystack keeps it",
+}
+
+
+def _corpus_options(case_dir: Path) -> tuple[list[str], LoadOptions]:
+    args = (case_dir / "case.args").read_text().split()
+    env = dict(BASE_ENV)
+    if (case_dir / "case.env").exists():
+        for line in (case_dir / "case.env").read_text().splitlines():
+            key, sep, value = line.partition("=")
+            if sep:
+                env[key] = value
+    opts = _parse_args(args)
+    opts.working_dir = str(case_dir)
+    opts.environ = env
+    opts.warn = False
+    return args, opts
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CORPUS.is_dir(), reason=f"conformance corpus not found at {CORPUS}")
+@pytest.mark.parametrize("flag", ["--no-interpolate", "--no-normalize"])
+@pytest.mark.parametrize("case", CORPUS_CASES or ["<none>"])
+def test_corpus_without_interpolation_or_normalization(case: str, flag: str) -> None:
+    if flag == "--no-interpolate" and case in RAW_EXCEPTIONS:
+        pytest.xfail(RAW_EXCEPTIONS[case])
+    case_dir = (CORPUS / case).resolve()
+    args, opts = _corpus_options(case_dir)
+    opts.interpolate = flag != "--no-interpolate"
+    opts.normalize = flag != "--no-normalize"
+    proc = subprocess.run([ORACLE, *args, "config", "--format", "json", flag], cwd=case_dir,
+                          env=opts.environ, capture_output=True, text=True, timeout=60)
+    if proc.returncode != 0 or not proc.stdout.strip():
+        with pytest.raises(ComposeError):
+            load_config(opts)
+        return
+    want = json.loads(proc.stdout)
+    got = load_config(opts).config
+    assert got == want, "pystack differs from the reference:\n" + _diff(want, got)
