@@ -300,6 +300,24 @@ class NetworkManager:
             netns.remove(Path(sb["path"]) if sb else self.sandbox_path(container_id))
         self._sync_dns()
 
+    def attach_container(self, container_id: str, endpoints: list[tuple[str, EndpointSpec]],
+                         ports: list[PortSpec] | None = None
+                         ) -> tuple[Path, list[EndpointRecord], list[PortBinding]]:
+        """Everything a starting container needs, all or nothing: a sandbox, its networks
+        (in the order given: see docker_json.connect_order) and its published ports.
+
+        On any failure the sandbox and whatever was made for it are removed before the
+        error propagates, so a container that fails to start leaks nothing.
+        """
+        path = self.create_sandbox(container_id)
+        try:
+            eps = [self.connect(container_id, net_id, spec) for net_id, spec in endpoints]
+            bindings = self.publish(container_id, ports) if ports else []
+        except BaseException:
+            self.remove_sandbox(container_id)
+            raise
+        return path, eps, bindings
+
     # -- published ports -------------------------------------------------------------
 
     def publish(self, container_id: str, specs: list[PortSpec]) -> list[PortBinding]:

@@ -156,3 +156,26 @@ def test_processes_starting_containers_at_once_get_distinct_addresses(nm, make_n
     assert len(ips) == 8 and len(set(ips)) == 8
     recorded = {e.ip for k in range(2) for i in range(4) for e in nm.endpoints(f"{unique_name}p{k}{i}")}
     assert recorded == set(ips)
+
+
+def test_attach_container_is_all_or_nothing(nm, make_net, unique_name):
+    from pystack.networking import PortSpec
+
+    n1, n2 = make_net(), make_net()
+    path, eps, ports = nm.attach_container(unique_name + "a", [(n1.id, EndpointSpec(names=["a"])),
+                                                              (n2.id, EndpointSpec(names=["a"]))],
+                                           [PortSpec(container_port=80)])
+    assert [e.ifname for e in eps] == ["eth0", "eth1"] and ports[0].container_ip == eps[0].ip
+    assert in_ns(path, "ip", "-o", "link").stdout.count(": eth") == 2
+    taken = ports[0].host_port
+    for endpoints, port_specs, error in (
+            ([(n1.id, EndpointSpec()), ("no-such-network", EndpointSpec())], [], NotFound),
+            ([(n1.id, EndpointSpec()), (n2.id, EndpointSpec())], [PortSpec(container_port=80, host_port=taken)],
+             Conflict)):
+        with pytest.raises(error):
+            nm.attach_container(unique_name + "b", endpoints, port_specs)
+        assert not nm.sandbox_path(unique_name + "b").exists()
+        assert nm.endpoints(unique_name + "b") == [] and nm.port_bindings(unique_name + "b") == []
+        out = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+        from pystack.networking.links import host_veth_name
+        assert host_veth_name(unique_name + "b", 0) not in out
