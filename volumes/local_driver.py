@@ -9,6 +9,7 @@ cifs, a block device) is refused with a clear message instead of being half-supp
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 from pystack.errors import UserError
@@ -71,14 +72,15 @@ def parse_opts(name: str, opts: dict[str, str] | None) -> LocalOptions:
                     f"(supported: tmpfs, and none with o: bind + device)")
 
 
+def mount_points() -> list[str]:
+    """Every mount point of this process's mount namespace (mountinfo's octal escapes undone)."""
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+        return [re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4]) for line in f]
+
+
 def is_mounted(path: str) -> bool:
-    """True when something is mounted exactly on ``path`` (per this process's mountinfo)."""
-    with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
-        for line in f:
-            mp = line.split()[4].replace("\\040", " ")
-            if mp == path:
-                return True
-    return False
+    """True when something is mounted exactly on ``path``."""
+    return path in mount_points()
 
 
 def mount_tmpfs(opts: LocalOptions, data_dir: str) -> None:

@@ -74,8 +74,9 @@ def cleanup_pins(pin_root: Path | None = None) -> int:
     """After an engine crash: detach every staging mount under ``pin_root``; returns how many."""
     root = str(pin_root or default_pin_root())
     count = 0
-    with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
-        points = [line.split()[4].replace("\\040", " ") for line in f]
+    from pystack.volumes.local_driver import mount_points
+
+    points = mount_points()
     for mp in sorted(points, key=len, reverse=True):
         if mp.startswith(root + "/"):
             try:

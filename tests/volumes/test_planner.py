@@ -148,3 +148,32 @@ def test_failed_replan_keeps_the_existing_use_record(tmp_path: Path, store: Volu
         plan_mounts("c1", binds=["data:/d"], store=store, pin_root=tmp_path / "pins",
                     mounts=[{"Type": "bind", "Source": str(tmp_path / "gone"), "Target": "/g"}])
     assert store.users("data") == ["c1"]
+
+
+def test_fallback_walk_without_openat2(tmp_path: Path, monkeypatch) -> None:
+    """Kernels before 5.6 have no openat2: the component-wise O_NOFOLLOW walk refuses links and '..'."""
+    import errno
+
+    from pystack.volumes import _sys, safepath
+
+    def no_openat2(*args, **kwargs):
+        raise OSError(errno.ENOSYS, "openat2 not available")
+
+    monkeypatch.setattr(_sys, "openat2", no_openat2)
+    root = tmp_path / "vol"
+    (root / "a/b").mkdir(parents=True)
+    os.symlink("/etc", root / "a/link")
+    rfd = os.open(root, os.O_PATH | os.O_DIRECTORY)
+    try:
+        fd = safepath.open_beneath(rfd, "a/b", what="subpath")
+        assert safepath.fd_real_path(fd) == str(root / "a/b")
+        os.close(fd)
+        with pytest.raises(UnsafePath, match="symbolic link"):
+            safepath.open_beneath(rfd, "a/link/passwd", what="subpath")
+        with pytest.raises(UnsafePath, match="'..'"):
+            safepath.open_beneath(rfd, "a/../..", what="subpath")
+    finally:
+        os.close(rfd)
+    fd = safepath.open_host_path(str(root / "a/b"), what="bind")
+    assert safepath.fd_real_path(fd) == str(root / "a/b")
+    os.close(fd)
