@@ -97,7 +97,9 @@ def xfs_store(tmp_path: Path):
     with open(img, "wb") as f:
         f.truncate(320 << 20)
     subprocess.run(["mkfs.xfs", "-q", "-m", "reflink=1", str(img)], check=True)
-    subprocess.run(["mount", "-o", "loop", str(img), str(mnt)], check=True)
+    p = subprocess.run(["mount", "-o", "loop", str(img), str(mnt)], capture_output=True, text=True)
+    if p.returncode != 0:  # e.g. a container without loop devices
+        pytest.skip(f"cannot loop-mount an XFS image here: {p.stderr.strip()}")
     try:
         yield VolumeStore(mnt / "volumes")
     finally:
