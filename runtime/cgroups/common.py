@@ -9,6 +9,7 @@ import errno
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from pystack.errors import UserError
 
@@ -154,3 +155,21 @@ def wait_for(predicate, timeout: float = 5.0) -> bool:
             return False
         time.sleep(delay)
         delay = min(delay * 2, 0.02)
+
+
+# runc's specconv.AllowedDevices: appended after the spec's own rules so that a
+# container's /dev/pts, ptmx, null ... always work (and mknod of any node is allowed;
+# opening it is what the rules deny).
+RUNC_ALLOWED_DEVICES: list[dict[str, Any]] = [
+    {"allow": True, "type": "c", "major": None, "minor": None, "access": "m"},
+    {"allow": True, "type": "b", "major": None, "minor": None, "access": "m"},
+    {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 1, "minor": 8, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 1, "minor": 7, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 5, "minor": 0, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 1, "minor": 5, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 1, "minor": 9, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 136, "minor": None, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 5, "minor": 2, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 10, "minor": 200, "access": "rwm"},
+]

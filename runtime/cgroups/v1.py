@@ -54,22 +54,7 @@ def controller_map(hier: dict[str, Path]) -> dict[str, str]:
     return {c: key for key in hier for c in key.split(",")}
 
 
-# runc's specconv.AllowedDevices: appended after the spec's own rules so that a
-# container's /dev/pts, ptmx, null ... always work (and mknod of any node is allowed;
-# opening it is what the rules deny).
-RUNC_ALLOWED_DEVICES: list[dict[str, Any]] = [
-    {"allow": True, "type": "c", "major": None, "minor": None, "access": "m"},
-    {"allow": True, "type": "b", "major": None, "minor": None, "access": "m"},
-    {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
-    {"allow": True, "type": "c", "major": 1, "minor": 8, "access": "rwm"},
-    {"allow": True, "type": "c", "major": 1, "minor": 7, "access": "rwm"},
-    {"allow": True, "type": "c", "major": 5, "minor": 0, "access": "rwm"},
-    {"allow": True, "type": "c", "major": 1, "minor": 5, "access": "rwm"},
-    {"allow": True, "type": "c", "major": 1, "minor": 9, "access": "rwm"},
-    {"allow": True, "type": "c", "major": 136, "minor": None, "access": "rwm"},
-    {"allow": True, "type": "c", "major": 5, "minor": 2, "access": "rwm"},
-    {"allow": True, "type": "c", "major": 10, "minor": 200, "access": "rwm"},
-]
+RUNC_ALLOWED_DEVICES = common.RUNC_ALLOWED_DEVICES
 
 
 def device_rule(rule: dict) -> tuple[bool, str]:

@@ -2,9 +2,9 @@
 
 OCI ``linux.resources`` are converted as runc converts them (cpu.shares -> cpu.weight,
 memory.swap = memory+swap -> memory.swap.max = swap - limit, quota/period -> cpu.max).
-Device rules are NOT enforced on v2: that needs an eBPF BPF_PROG_TYPE_CGROUP_DEVICE
-program, which pystack does not load yet; ``apply`` records a warning instead (see
-runtime-security.md §1.6: drop CAP_MKNOD on such hosts).
+Device rules become an eBPF BPF_PROG_TYPE_CGROUP_DEVICE program (devices_bpf.py), as
+runc attaches one; where the kernel cannot load it, ``apply`` records a warning instead
+(runtime-security.md §1.6: then drop CAP_MKNOD).
 """
 from __future__ import annotations
 
@@ -135,12 +135,21 @@ class CgroupV2(CgroupMixin):
             lim = pids["limit"]
             self._write("pids.max", "max" if lim is None or lim <= 0 else lim,
                         "linux.resources.pids.limit")
-        if res.get("devices"):
-            self.warnings.append("cgroup v2: device rules are not enforced (no eBPF device "
-                                 "filter in pystack yet)")
+        if res.get("devices") is not None:
+            self._devices(res["devices"])
         blk = res.get("blockIO") or {}
         if blk.get("weight"):
             self._write("io.weight", f"default {blk['weight']}", "linux.resources.blockIO.weight")
+
+    def _devices(self, rules: list[dict]) -> None:
+        """Device rules (plus runc's always-allowed ones) as an eBPF program; where the
+        kernel refuses BPF (no CONFIG_CGROUP_BPF, no privilege), a warning instead."""
+        from pystack.runtime.cgroups import devices_bpf
+
+        try:
+            devices_bpf.attach(self.dir, list(rules) + common.RUNC_ALLOWED_DEVICES)
+        except OSError as exc:
+            self.warnings.append(f"cgroup v2: device rules are not enforced ({exc})")
 
     # -- state --------------------------------------------------------------------------
     def freeze(self, timeout: float = 5.0) -> None:
