@@ -13,6 +13,7 @@ container's own ``dns:`` if set, else the manager's), except from internal netwo
 from __future__ import annotations
 
 import ipaddress
+import logging
 import selectors
 import socket
 import struct
@@ -22,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .types import EndpointRecord, NetworkRecord
+
+log = logging.getLogger(__name__)
 
 TTL = 600
 FORWARD_TIMEOUT = 2.0
@@ -264,6 +267,8 @@ class DNSServer:
                 self._serve_udp(sock, gw, data, addr)
             except OSError:
                 continue
+            except Exception:  # a bug must not take name service down for the network
+                log.exception("embedded DNS: query from %s on %s failed", addr, gw)
 
     def _serve_udp(self, sock: socket.socket, gw: str, data: bytes, addr) -> None:
         reply = self.answer(gw, addr[0], data)
@@ -299,6 +304,8 @@ class DNSServer:
                     conn.sendall(struct.pack("!H", len(reply)) + reply)
             except (OSError, ValueError):
                 return
+            except Exception:
+                log.exception("embedded DNS: TCP query from %s on %s failed", addr, gw)
 
     # -- answers --------------------------------------------------------------------
 
