@@ -320,7 +320,7 @@ class _Checker:
         if vtype == "volume" and vol.get("source"):
             if vol["source"] not in (self.config.get("volumes") or {}):
                 self.fail(f"refers to undefined volume {vol['source']}", path)
-        if vtype == "bind" and not vol.get("source"):
+        if vtype == "bind" and vol.get("source") is None:  # "" is the project dir
             self.fail("a bind mount needs a source", path)
         tmpfs = vol.get("tmpfs")
         if isinstance(tmpfs, Mapping) and tmpfs.get("size") is not None:
