@@ -232,6 +232,8 @@ _BYTES_KEYS = ("mem_limit", "memswap_limit", "mem_reservation", "shm_size")
 class _Checker:
     """Semantic checks of one normalized project dict; errors carry a key path."""
 
+    all_services: set[str] | None = None
+
     def __init__(self, config: Mapping[str, Any], locators: Iterable[LocatorLike] | None) -> None:
         self.config = config
         self.services: Mapping[str, Any] = config.get("services") or {}
@@ -340,7 +342,9 @@ class _Checker:
         for dep in svc.get("depends_on") or {}:
             if dep not in self.services:
                 entry = (svc["depends_on"].get(dep) if isinstance(svc["depends_on"], Mapping) else None) or {}
-                if entry.get("required", True) is not False:
+                optional = entry.get("required", True) is False and (
+                    self.all_services is None or dep in self.all_services)
+                if not optional:
                     self.fail(f'service "{name}" depends on undefined service "{dep}"',
                               at + ("depends_on", dep))
         for i, link in enumerate(svc.get("links") or []):
@@ -501,10 +505,16 @@ class _Checker:
                       ("services", cycle[0], "depends_on"))
 
 
-def check_config(config: Mapping[str, Any], locators: Iterable[LocatorLike] | None = None) -> None:
+def check_config(config: Mapping[str, Any], locators: Iterable[LocatorLike] | None = None,
+                 *, all_services: Iterable[str] | None = None) -> None:
     """Semantic checks of a normalized project dict; raises the first ComposeError found.
 
-    ``locators`` (one per loaded file) let the error name file:line:col; the first file
-    that spells out the key path (or the deepest part of it) wins.
+    ``locators`` (one per loaded file) let the error name file:line:col; the file that
+    spells out the deepest part of the key path wins. ``all_services``: every service
+    name before profiles were applied; a ``required: false`` dependency on one of them
+    that a profile disabled is fine, on a name that exists nowhere it is an error (as in
+    Compose). Without it, any ``required: false`` dependency is let through.
     """
-    _Checker(config, locators).run()
+    checker = _Checker(config, locators)
+    checker.all_services = set(all_services) if all_services is not None else None
+    checker.run()

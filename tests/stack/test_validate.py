@@ -335,10 +335,13 @@ def test_cycle_is_named_in_order():
         check_config(project)
 
 
-def test_optional_dependency_on_missing_service_is_allowed():
+def test_optional_dependency_on_a_disabled_service_is_allowed():
     project = _project(web=_svc(depends_on={"gone": {"condition": "service_started",
                                                      "required": False}}))
-    check_config(project)
+    check_config(project)  # unknown whether "gone" exists: let it through
+    check_config(project, all_services=["web", "gone"])  # disabled by a profile: fine
+    with pytest.raises(ComposeError, match='depends on undefined service "gone"'):
+        check_config(project, all_services=["web"])  # exists nowhere: Compose rejects
 
 
 def test_semantic_error_is_positioned_with_the_locator_of_the_right_file():
