@@ -261,3 +261,43 @@ def test_bind_propagation_rslave_sees_later_host_mounts(runc, store, tmp_path, n
             subprocess.run(["runc", "--root", str(runc.state), "delete", "-f", cid], capture_output=True)
         subprocess.run(["umount", "-R", str(src)], capture_output=True)
     no_leaks()
+
+
+def test_two_running_containers_see_each_others_writes(runc, store, tmp_path, no_leaks) -> None:
+    """Both alive at once on one named volume: a ping-pong through files."""
+    import json
+    import shutil
+    import subprocess
+    import uuid
+
+    from pystack.runtime.spec import default_spec
+
+    wait = "i=0; while [ ! -e /shared/{f} ] && [ $i -lt 600 ]; do usleep 50000; i=$((i+1)); done; cat /shared/{f}"
+    scripts = {"ping": "echo started; echo ping-$$ > /shared/ping; " + wait.format(f="pong"),
+               "pong": "echo started; " + wait.format(f="ping") + " > /shared/pong.tmp && mv /shared/pong.tmp /shared/pong"}
+    procs = []
+    try:
+        for name, script in scripts.items():
+            with plan_mounts(name, binds=["pingpong:/shared"], store=store, pin_root=tmp_path / "pins") as plan:
+                bundle = tmp_path / f"bundle-{name}"
+                bundle.mkdir()
+                shutil.copytree(runc.rootfs, bundle / "rootfs", symlinks=True)
+                spec = default_spec(["sh", "-c", script], seccomp=False)
+                spec["mounts"].extend(plan)
+                (bundle / "config.json").write_text(json.dumps(spec))
+                cid = f"pstv-{uuid.uuid4().hex[:10]}"
+                p = subprocess.Popen(["runc", "--root", str(runc.state), "run", "--bundle", str(bundle), cid],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+                procs.append((p, cid))
+                assert p.stdout.readline() == "started\n"  # created and running: the plan may close
+        results = [p.communicate(timeout=60) for p, _ in procs]
+        outs = [r[0] for r in results]
+        assert all(p.returncode == 0 for p, _ in procs), results
+    finally:
+        for p, cid in procs:
+            if p.poll() is None:
+                p.kill()
+            subprocess.run(["runc", "--root", str(runc.state), "delete", "-f", cid], capture_output=True)
+    ping = Path(store.get("pingpong").mountpoint, "ping").read_text()
+    assert ping.startswith("ping-") and outs[0] == ping  # pong copied ping's write back; ping read it
+    no_leaks()
