@@ -186,7 +186,11 @@ def write_sysctls(sysctls: dict[str, str]) -> None:
 
 def set_rlimits(prep: Prepared) -> None:
     for res, soft, hard in prep.rlimits:
-        resource.setrlimit(res, (soft, hard))
+        try:
+            resource.setrlimit(res, (soft, hard))
+        except (ValueError, OSError) as exc:
+            raise OSError(errno.EPERM, f"setting rlimit {res} to {soft}:{hard}: {exc} "
+                                       "(raising a hard limit needs CAP_SYS_RESOURCE)") from None
 
 
 def set_oom_score_adj(value: int | None) -> None:
