@@ -324,3 +324,29 @@ def test_listing_flags_match_docker_compose(flags, tmp_path):
         assert sorted(got.stdout.split()) == sorted(want.stdout.split())
     else:
         assert got.stdout == want.stdout
+
+
+SWITCH_CASE = {"compose.yaml": """
+    services:
+      web:
+        image: "nginx:${TAG:-1.25}"
+        build: ./web
+        ports: ["${PORT:-8080}:80"]
+        volumes: ["./html:/usr/share/nginx/html:ro", "logs:/var/log/nginx"]
+        depends_on: [db]
+        environment: [A=1, "PRICE=$$5"]
+      db:
+        image: postgres
+        healthcheck: {test: pg_isready, interval: 90s}
+    volumes: {logs: {}}
+    """}
+
+
+@pytest.mark.parametrize("flag", ["--no-interpolate", "--no-normalize", "--no-path-resolution"])
+def test_switches_match_docker_compose(flag, tmp_path):
+    _write(tmp_path, SWITCH_CASE)
+    args = ["config", "--format", "json", flag]
+    want = _run([COMPOSE, *args], tmp_path, {"TAG": "1.27"})
+    got = _run([PYSTACK, *args], tmp_path, {"TAG": "1.27"})
+    assert got.returncode == want.returncode == 0, got.stderr + want.stderr
+    assert json.loads(got.stdout) == json.loads(want.stdout)
