@@ -29,7 +29,7 @@ from pystack.errors import NotFound, UserError
 from pystack.volumes import safepath
 from pystack.volumes.pins import PinSet, default_pin_root
 from pystack.volumes.copyup import ImageRootfs, copy_up
-from pystack.volumes.store import VolumeStore, validate_name
+from pystack.volumes.store import VolumeStore, validate_container_id, validate_name
 
 PROPAGATIONS = {"shared", "rshared", "slave", "rslave", "private", "rprivate"}
 CONSISTENCY = {"consistent", "cached", "delegated", "default"}  # macOS-only in Docker: no effect
@@ -274,6 +274,7 @@ def plan_mounts(container_id: str, binds: Sequence[str] | None = None,
     On any error nothing is left behind: volumes this call created are removed, use
     records it added are dropped, fds are closed.
     """
+    validate_container_id(container_id)  # it names a staging directory and use records
     entries = collect(binds, mounts, tmpfs, volumes_from, image_volumes)
     if store is None and any(e.type == "volume" for e in entries):
         raise UserError("volume mounts need a volume store")

@@ -43,10 +43,14 @@ def validate_name(name: str) -> str:
     return name
 
 
-def _validate_cid(cid: str) -> str:
-    if not _CID_RE.match(cid) or cid in (".", ".."):
+def validate_container_id(cid: str) -> str:
+    """Container ids name files (use records, staging dirs): no '/', no '..'."""
+    if not isinstance(cid, str) or not _CID_RE.match(cid) or cid in (".", ".."):
         raise UserError(f"invalid container id {cid!r}")
     return cid
+
+
+_validate_cid = validate_container_id
 
 
 @dataclass

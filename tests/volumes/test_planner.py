@@ -177,3 +177,10 @@ def test_fallback_walk_without_openat2(tmp_path: Path, monkeypatch) -> None:
     fd = safepath.open_host_path(str(root / "a/b"), what="bind")
     assert safepath.fd_real_path(fd) == str(root / "a/b")
     os.close(fd)
+
+
+@pytest.mark.parametrize("cid", ["../x", "a/b", "..", ""])
+def test_container_id_cannot_name_a_path(cid: str, store: VolumeStore, tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="invalid container id"):
+        plan_mounts(cid, binds=[f"{tmp_path}:/h"], store=store, pin_root=tmp_path / "pins")
+    assert not (tmp_path / "pins").exists() and not (tmp_path / "x").exists()
