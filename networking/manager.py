@@ -256,8 +256,30 @@ class NetworkManager:
             links.attach_veth(sandbox, net.bridge, record.host_ifname, record.ifname, mac, ip,
                               subnet.prefixlen, net.mtu, gateway)
             eps[net.id] = record.to_dict()
+            self._retarget_ports(st, container_id)
         self._sync_dns()
         return record
+
+    def _retarget_ports(self, st: dict[str, Any], container_id: str) -> None:
+        """Point a container's published ports at its first non-internal endpoint.
+
+        Called when its endpoints change: a port must never keep DNATing to an address
+        that was released (and may now belong to another container). With no usable
+        endpoint left the rules go, but the host ports stay reserved for the container.
+        """
+        if container_id not in st["ports"]:
+            return
+        eps = sorted(st["endpoints"].get(container_id, {}).values(), key=lambda e: int(e["ifname"][3:]))
+        usable = [e for e in eps if not st["networks"].get(e["network_id"], {}).get("internal", True)]
+        target = usable[0]["ip"] if usable else None
+        bindings = [PortBinding.from_dict(b) for b in st["ports"][container_id]]
+        if target is not None and all(b.container_ip == target for b in bindings):
+            return
+        for b in bindings:
+            b.container_ip = target or ""
+        kind = st.get("ports_firewall", {}).get(container_id)
+        self._apply_ports(container_id, bindings if target else [], kind)
+        st["ports"][container_id] = [b.to_dict() for b in bindings]
 
     def disconnect(self, container_id: str, network_id: str) -> None:
         """Unplug a container from a network; its names leave that network's DNS at once."""
@@ -273,11 +295,12 @@ class NetworkManager:
             if not eps:
                 st["endpoints"].pop(container_id, None)
             if not net.internal and netns.is_mounted(sandbox) and links.default_gateway(sandbox) is None:
-                for other in sorted(eps.values(), key=lambda e: e["ifname"]):
+                for other in sorted(eps.values(), key=lambda e: int(e["ifname"][3:])):
                     onet = st["networks"].get(other["network_id"])
                     if onet and not onet["internal"]:
                         links.set_default_route(sandbox, onet["gateway"], other["ifname"])
                         break
+            self._retarget_ports(st, container_id)
         self._sync_dns()
 
     def endpoints(self, container_id: str) -> list[EndpointRecord]:
@@ -338,6 +361,8 @@ class NetworkManager:
             new = [PortBinding(container_id, spec.host_ip or "0.0.0.0", port, ep["ip"],
                                spec.container_port, spec.protocol) for spec, port in chosen]
             mine = [PortBinding.from_dict(b) for b in st["ports"].get(container_id, [])] + new
+            for b in mine:
+                b.container_ip = ep["ip"]
             kind = st.setdefault("ports_firewall", {}).setdefault(container_id, self.firewall.kind)
             self._apply_ports(container_id, mine, kind)
             st["ports"][container_id] = [b.to_dict() for b in mine]
@@ -345,7 +370,7 @@ class NetworkManager:
 
     def _apply_ports(self, container_id: str, bindings: list[PortBinding], kind: str | None = None) -> None:
         rules = [("" if b.host_ip == "0.0.0.0" else b.host_ip, b.host_port, b.container_ip,
-                  b.container_port, b.protocol) for b in bindings]
+                  b.container_port, b.protocol) for b in bindings if b.container_ip]
         fw = nat.firewall(kind) if kind and kind != self.firewall.kind else self.firewall
         fw.set_ports(container_id, rules)
 

@@ -111,3 +111,28 @@ def test_ports_need_a_non_internal_network(nm, make_net, unique_name):
     nm.connect(unique_name, net.id)
     with pytest.raises(UserError, match="non-internal"):
         nm.publish(unique_name, [PortSpec(container_port=80, host_port=_free_port())])
+
+
+def test_ports_follow_the_container_across_disconnect_and_connect(nm, make_net, procs, tmp_path, unique_name):
+    n1, n2 = make_net(), make_net()
+    cid = unique_name
+    path = nm.create_sandbox(cid)
+    e1 = nm.connect(cid, n1.id)
+    e2 = nm.connect(cid, n2.id)
+    serve_http(procs, path, tmp_path / "www", "moving")
+    [b] = nm.publish(cid, [PortSpec(container_port=80)])
+    assert b.container_ip == e1.ip
+    url = f"http://127.0.0.1:{b.host_port}/"
+    nm.disconnect(cid, n1.id)  # e1's address is released: the port must move to e2
+    assert [x.container_ip for x in nm.port_bindings(cid)] == [e2.ip]
+    assert wget(None, url).stdout == "moving"
+    nm.disconnect(cid, n2.id)  # nowhere to go: no rules, but the host port stays reserved
+    assert wget(None, url, timeout=1).returncode != 0
+    assert [x.host_port for x in nm.port_bindings(cid)] == [b.host_port]
+    with pytest.raises(Conflict):
+        other = unique_name + "o"
+        nm.create_sandbox(other)
+        nm.connect(other, n1.id)
+        nm.publish(other, [PortSpec(container_port=80, host_port=b.host_port)])
+    nm.connect(cid, n2.id)
+    assert wget(None, url).stdout == "moving"
