@@ -24,7 +24,30 @@ from pystack.errors import UserError
 DEFAULT_ROOT = "/run/pystack-runtime"
 
 
-def _parser() -> argparse.ArgumentParser:
+COMMANDS = ("spec", "create", "run", "start", "state", "pause", "resume", "kill", "delete",
+            "exec", "list", "ps", "features")
+_GLOBAL_WITH_VALUE = {"--root", "--log", "--log-format", "--rootless", "--criu"}
+
+
+def _command_of(argv: list[str] | None) -> str | None:
+    """The subcommand named in ``argv`` (after the global flags), so that only its
+    parser is built: argparse with every subcommand costs more than running one."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a in COMMANDS:
+            return a
+        if a in _GLOBAL_WITH_VALUE:
+            i += 2
+            continue
+        if not a.startswith("-"):
+            return None
+        i += 1
+    return None
+
+
+def _parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pystack-runtime",
                                 description="runc-compatible OCI runtime of pystack")
     p.add_argument("--root", default=os.environ.get("PYSTACK_RUNTIME_ROOT", DEFAULT_ROOT),
@@ -37,9 +60,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--rootless", default="false")
     p.add_argument("--criu", help=argparse.SUPPRESS)
     p.add_argument("-v", "--version", action="store_true")
-    sub = p.add_subparsers(dest="command")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    wanted = _command_of(argv)
 
     def cmd(name: str, help: str) -> argparse.ArgumentParser:
+        if wanted is not None and name != wanted:
+            return argparse.ArgumentParser(add_help=False)  # not used: skip its flags
         return sub.add_parser(name, help=help)
 
     s = cmd("spec", "write a config.json with Docker's defaults")
@@ -345,7 +371,7 @@ def _log_error(args, message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parser(argv).parse_args(argv)
     try:
         code = dispatch(args)
     except UserError as exc:

@@ -20,7 +20,6 @@ import resource
 import socket
 import struct
 import sys
-from dataclasses import dataclass, field
 
 from pystack.runtime import namespaces as ns
 from pystack.runtime import rootfs
@@ -38,29 +37,19 @@ class SpecError(ValueError):
     """The bundle's config.json asks for something invalid; the message says what."""
 
 
-@dataclass
 class Prepared:
-    """What the child needs, computed before the fork."""
+    """What the child needs, computed before the fork (a plain class: ``dataclasses``
+    pulls in ``inspect``, ~10 ms on the CLI's start path)."""
 
-    args: list[str]
-    env: dict[str, str]
-    cwd: str
-    uid: int
-    gid: int
-    groups: list[int]
-    umask: int
-    caps: object | None
-    rlimits: list[tuple[int, int, int]]
-    no_new_privs: bool
-    oom_score_adj: int | None
-    sysctls: dict[str, str]
-    seccomp: object | None
-    hostname: str | None
-    domainname: str | None
-    terminal: bool
-    unshare_flags: int = 0
-    joins: list[tuple[str, str]] = field(default_factory=list)
-    apparmor: str | None = None
+    __slots__ = ("args", "env", "cwd", "uid", "gid", "groups", "umask", "caps", "rlimits",
+                 "no_new_privs", "oom_score_adj", "sysctls", "seccomp", "hostname",
+                 "domainname", "terminal", "unshare_flags", "joins")
+
+    def __init__(self, **kw) -> None:
+        self.unshare_flags = 0
+        self.joins: list[tuple[str, str]] = []
+        for k, v in kw.items():
+            setattr(self, k, v)
 
 
 def _libc():
