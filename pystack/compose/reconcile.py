@@ -97,11 +97,9 @@ class Reconciler:
         if not opts.no_start:
             errors = run_ordered(services, graph, lambda s: self._start(s, plans[s], opts, set(services)))
             self._raise_first(errors, services)
-        out = []
-        for s in services:
-            for c in list_containers(self.client, self.project.name, services=[s]):
-                out.append((s, c.name, c.id))
-        return out
+        chosen = set(services)
+        return [(c.service, c.name, c.id) for c in list_containers(self.client, self.project.name)
+                if c.service in chosen]
 
     # -- resources --------------------------------------------------------------------
     def _orphans(self, actual: list[Container], opts: UpOptions) -> None:

@@ -1,0 +1,114 @@
+"""pystack's compose front vs Docker Compose v2 on the same dockerd, in the same run, as ratios.
+
+Run by hand, as root:  /opt/pystack/venv/bin/python benchmarks/stack_bench.py [--repeat N]
+
+Scenarios (busybox ``sleep`` services): ``up -d`` then ``down`` of 1, 10 and 30 services;
+a 10-service depends_on chain gated by healthchecks (interval 1 s; its floor is 10 s); a
+no-op second ``up -d`` and ``ps`` with 30 containers. Both tools drive the same private
+dockerd (Debian docker.io, started here on its own socket and removed at the end), so the
+engine costs the same and the ratio measures the front. Goals (issue 8): up 10 >= 5x,
+up 30 >= 7x, down 10 >= 10x, chain within 10% of 10 s, no-op up and ps within 2x.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+VENV_BIN = Path(sys.executable).parent
+PYSTACK = [str(VENV_BIN / "pystack")]
+COMPOSE = [str(VENV_BIN / "docker-compose")]
+
+
+def sleepers(n: int) -> str:
+    out = "services:\n"
+    for i in range(n):
+        out += f"  s{i}:\n    image: busybox\n    command: [\"sleep\", \"3600\"]\n"
+    return out
+
+
+def chain(n: int) -> str:
+    out = "services:\n"
+    for i in range(n):
+        out += (f"  c{i}:\n    image: busybox\n    command: [\"sleep\", \"3600\"]\n"
+                "    healthcheck:\n      test: [\"CMD\", \"true\"]\n      interval: 1s\n")
+        if i:
+            out += f"    depends_on:\n      c{i - 1}: {{condition: service_healthy}}\n"
+    return out
+
+
+class Runner:
+    def __init__(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        self.name = name
+        self.argv = argv
+        self.env = env
+
+    def time(self, project: str, file: Path, *args: str) -> float:
+        t0 = time.perf_counter()
+        proc = subprocess.run(self.argv + ["-p", project, "-f", str(file), *args], env=self.env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        elapsed = time.perf_counter() - t0
+        if proc.returncode:
+            raise SystemExit(f"{self.name} {' '.join(args)} failed: {proc.stderr.strip()[-500:]}")
+        return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=1)
+    args = parser.parse_args()
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from pystack.compose.dockerd import start_dockerd
+    from pystack.testimage import make_busybox_rootfs
+
+    d = start_dockerd(pool="10.213.128.0/18", prefix="pystack-bench-dockerd")
+    work = Path(tempfile.mkdtemp(prefix="pystack-stack-bench-"))
+    try:
+        d.import_rootfs(make_busybox_rootfs(work / "rootfs"), "busybox:latest")
+        env = {k: v for k, v in os.environ.items() if k not in ("DOCKER_HOST", "PYSTACK_HOST")}
+        runners = [Runner("pystack", PYSTACK, {**env, "PYSTACK_HOST": d.host}),
+                   Runner("docker compose", COMPOSE, {**env, "DOCKER_HOST": d.host})]
+        files = {}
+        for label, text in (("1", sleepers(1)), ("10", sleepers(10)), ("30", sleepers(30)),
+                            ("chain10", chain(10))):
+            files[label] = work / f"{label}.yaml"
+            files[label].write_text(text)
+        results: dict[str, dict[str, list[float]]] = {}
+
+        def record(what: str, runner: Runner, seconds: float) -> None:
+            results.setdefault(what, {}).setdefault(runner.name, []).append(seconds)
+
+        for _ in range(args.repeat):
+            for runner in runners:
+                for label in ("1", "10", "30"):
+                    project = f"bench{uuid.uuid4().hex[:6]}"
+                    record(f"up -d {label}", runner, runner.time(project, files[label], "up", "-d"))
+                    if label == "30":
+                        record("no-op up -d 30", runner, runner.time(project, files[label], "up", "-d"))
+                        record("ps 30", runner, runner.time(project, files[label], "ps"))
+                    record(f"down {label}", runner, runner.time(project, files[label], "down"))
+                project = f"bench{uuid.uuid4().hex[:6]}"
+                record("chain10 up -d (floor 10 s)", runner,
+                       runner.time(project, files["chain10"], "up", "-d"))
+                runner.time(project, files["chain10"], "down")
+        print(f"{'scenario':30} {'pystack':>10} {'compose':>10} {'speed-up':>9}")
+        for what, by in results.items():
+            ours = statistics.median(by["pystack"])
+            theirs = statistics.median(by["docker compose"])
+            print(f"{what:30} {ours:9.3f}s {theirs:9.3f}s {theirs / ours:8.2f}x")
+    finally:
+        d.stop()
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
