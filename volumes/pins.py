@@ -5,7 +5,8 @@ A source opened as an ``O_PATH`` fd (safepath.py) cannot be handed to runc as
 the kernel refuses (EINVAL) to bind a mount that belongs to another namespace. So the fd
 is bind-mounted, from this process, onto a staging point the engine alone owns:
 
-    <pin root>/<container-id>.<random>/<n>       (pin root: run_root()/volumes/pins, 0700)
+    <pin root>/<container-id>.<random>/<n>       (pin root: run_root()/volumes/pins, 0700;
+                                                  each <container-id>.<random> is a tiny tmpfs)
 
 The staging path cannot be redirected (no one else can write there) and names the very
 inode that was checked. Once the runtime has created the container (its mount namespace
@@ -42,8 +43,13 @@ class PinSet:
         if self.dir is None:
             self.pin_root.mkdir(parents=True, exist_ok=True)
             os.chmod(self.pin_root, 0o700)
-            self.dir = self.pin_root / f"{self.container_id}.{secrets.token_hex(4)}"
-            self.dir.mkdir(mode=0o700)
+            d = self.pin_root / f"{self.container_id}.{secrets.token_hex(4)}"
+            d.mkdir(mode=0o700)
+            # a small tmpfs holds the staging points: close() is then one detach of the whole
+            # subtree (each umount waits for an RCU grace period, ~5 ms) and no disk rmdirs
+            _sys.mount("tmpfs", str(d), "tmpfs", _sys.MS_NOSUID | _sys.MS_NODEV | _sys.MS_NOEXEC,
+                       "size=64k,mode=0700")
+            self.dir = d
         return self.dir
 
     def pin(self, fd: int) -> str:
@@ -59,15 +65,18 @@ class PinSet:
 
     def close(self) -> None:
         """Detach the staging mounts and remove their directory (the container keeps its copies)."""
-        for target in reversed(self.mounted):
-            try:
-                _sys.umount(target, _sys.MNT_DETACH)
-            except OSError:
-                pass
-        self.mounted.clear()
         if self.dir is not None:
+            try:
+                _sys.umount(str(self.dir), _sys.MNT_DETACH)  # the tmpfs and every pin under it
+            except OSError:
+                for target in reversed(self.mounted):  # not ours any more? detach one by one
+                    try:
+                        _sys.umount(target, _sys.MNT_DETACH)
+                    except OSError:
+                        pass
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = None
+        self.mounted.clear()
 
 
 def cleanup_pins(pin_root: Path | None = None) -> int:

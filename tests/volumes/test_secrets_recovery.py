@@ -87,12 +87,13 @@ def test_engine_killed_mid_create_then_recovered(tmp_path: Path, no_leaks) -> No
         child.wait()
     try:
         with open("/proc/self/mountinfo") as f:
-            assert sum(str(pins) in line for line in f) == 2  # the dead engine's staging mounts
+            # the dead engine's staging mounts: its per-plan tmpfs and the two pins in it
+            assert sum(str(pins) in line for line in f) == 3
         restarted = VolumeStore(root)
         assert restarted.users("precious") == ["dead-container"]
     finally:
         swept = cleanup_pins(pins)
-    assert swept == 2
+    assert swept == 3
     restarted.sync_users(live_container_ids=set())
     assert restarted.users("precious") == []
     assert Path(restarted.get("precious").mountpoint, "blob").read_bytes() == payload
