@@ -318,7 +318,8 @@ class CgroupV1(CgroupMixin):
             except OSError:
                 pass
         st = read_keyed(cpu / "cpu.stat") if cpu else {}
-        out["cpu_stats"] = {"cpu_usage": usage, "throttling_data": {
+        out["cpu_stats"] = {"cpu_usage": usage, "system_cpu_usage": common.system_cpu_usage(),
+                            "online_cpus": os.cpu_count() or 1, "throttling_data": {
             "periods": st.get("nr_periods", 0), "throttled_periods": st.get("nr_throttled", 0),
             "throttled_time": st.get("throttled_time", 0)}}
         mem = self.path("memory")

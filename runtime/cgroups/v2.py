@@ -212,6 +212,7 @@ class CgroupV2(CgroupMixin):
             "cpu_usage": {"total_usage": st.get("usage_usec", 0) * 1000,
                           "usage_in_usermode": st.get("user_usec", 0) * 1000,
                           "usage_in_kernelmode": st.get("system_usec", 0) * 1000},
+            "system_cpu_usage": common.system_cpu_usage(), "online_cpus": os.cpu_count() or 1,
             "throttling_data": {"periods": st.get("nr_periods", 0),
                                 "throttled_periods": st.get("nr_throttled", 0),
                                 "throttled_time": st.get("throttled_usec", 0) * 1000}}}

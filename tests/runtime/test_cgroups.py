@@ -91,6 +91,8 @@ def test_process_moved_in_stats_and_kill(parent) -> None:
     assert st["memory_stats"]["usage"] > 0
     assert st["memory_stats"]["limit"] == common.host_memory()   # unlimited: host memory
     assert "total_usage" in st["cpu_stats"]["cpu_usage"]
+    assert st["cpu_stats"]["system_cpu_usage"] > st["cpu_stats"]["cpu_usage"]["total_usage"]
+    assert st["cpu_stats"]["online_cpus"] == os.cpu_count()
     cg.kill_all(signal.SIGTERM)
     assert p.wait(timeout=10) == -signal.SIGTERM
     assert cg.pids() == []
