@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import posixpath
-import shutil
 import tarfile
 import uuid
 from pathlib import Path
@@ -24,7 +23,7 @@ from pystack.errors import UserError
 
 from . import manifest as mt
 from .errors import ArchiveError
-from .layers import detect_compression, decompressed, _Peek
+from .layers import Limits, _Peek, decompressed, detect_compression
 from .reference import parse
 
 if TYPE_CHECKING:
@@ -45,9 +44,23 @@ class _Source:
             head = f.read(8)
         if detect_compression(head) != "none":  # random access needs a plain tar
             self._tmpfile = tmp / f"load-{uuid.uuid4().hex}.tar"
-            with open(path, "rb") as raw, open(self._tmpfile, "wb") as out:
-                h = raw.read(8)
-                shutil.copyfileobj(decompressed(_Peek(raw, h), h), out, 1 << 20)  # type: ignore[arg-type]
+            limit = Limits().max_bytes  # a gzip bomb must not fill the disk (CVE-2017-14992)
+            try:
+                with open(path, "rb") as raw, open(self._tmpfile, "wb") as out:
+                    h = raw.read(8)
+                    stream = decompressed(_Peek(raw, h), h)  # type: ignore[arg-type]
+                    total = 0
+                    while chunk := stream.read(1 << 20):
+                        total += len(chunk)
+                        if total > limit:
+                            raise ArchiveError(f"{self.path}: larger than {limit} bytes uncompressed")
+                        out.write(chunk)
+            except (OSError, EOFError) as exc:
+                self._tmpfile.unlink(missing_ok=True)
+                raise ArchiveError(f"{self.path}: corrupt compressed archive: {exc}") from None
+            except BaseException:
+                self._tmpfile.unlink(missing_ok=True)
+                raise
             path = self._tmpfile
         try:
             self.tar = tarfile.open(path, "r:")

@@ -82,3 +82,22 @@ def test_saved_archive_layout_matches_docker_save_shape(busybox, store: ImageSto
         manifest = json.load(tf.extractfile("manifest.json"))  # type: ignore[arg-type]
     assert manifest[0]["RepoTags"] == ["busybox:latest"]
     assert {manifest[0]["Config"], *manifest[0]["Layers"], "index.json", "oci-layout"} <= names
+
+
+def test_compressed_archive_and_truncated_one(env, store: ImageStore, busybox, tmp_path: Path) -> None:
+    import gzip
+
+    from .helpers import store_files
+    saved = tmp_path / "bb.tar"
+    store.save(["busybox"], saved)
+    packed = tmp_path / "bb.tar.gz"
+    packed.write_bytes(gzip.compress(saved.read_bytes(), 1))
+    fresh = ImageStore(tmp_path / "fresh")
+    assert fresh.load(packed)[0].id == busybox.id
+    cut = tmp_path / "cut.tar.gz"
+    cut.write_bytes(packed.read_bytes()[: packed.stat().st_size // 2])
+    r = run_cli(["image", "load", "-i", str(cut)], {**env, "PYSTACK_ROOT": str(tmp_path / "other")})
+    err = r.stderr.decode()
+    assert r.returncode != 0 and "corrupt compressed archive" in err and len(err.strip().splitlines()) == 1, err
+    assert store_files(tmp_path / "other" / "images") == {"blobs": [], "layers": [], "images": [], "tmp": [],
+                                                          "refs": []}
