@@ -301,3 +301,14 @@ def test_two_running_containers_see_each_others_writes(runc, store, tmp_path, no
     ping = Path(store.get("pingpong").mountpoint, "ping").read_text()
     assert ping.startswith("ping-") and outs[0] == ping  # pong copied ping's write back; ping read it
     no_leaks()
+
+
+def test_volume_allows_exec_as_docker_does(runc, store, tmp_path, no_leaks) -> None:
+    """Unlike tmpfs mounts, volumes and binds carry no noexec (Docker's defaults)."""
+    import shutil
+
+    rec = store.create("tools")
+    shutil.copy(runc.rootfs / "bin/busybox", Path(rec.mountpoint) / "busybox")
+    out = run_with(runc, store, tmp_path, "c1", "/opt/busybox echo exec-ok", binds=["tools:/opt"]).stdout
+    assert out == "exec-ok\n"
+    no_leaks()
