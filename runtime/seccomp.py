@@ -8,6 +8,7 @@ API:
                                              resolve includes/excludes (caps, arches, minKernel)
                                              as moby's setupSeccomp does -> OCI linux.seccomp
     default_oci(capabilities) -> dict        docker_to_oci(docker_profile(), capabilities)
+    from_security_opt(value, capabilities)   `seccomp=unconfined|builtin|FILE` -> section | None
     validate(section, where="linux.seccomp") raise UserError naming the field on bad input
     available() -> tuple[bool, str]          for `pystack info`: can filters be loaded here?
     f = Filter.compile(section, no_new_privileges=False, cache_dir="auto")
@@ -154,6 +155,28 @@ def docker_to_oci(profile: dict, capabilities: Iterable[str], arch: str | None =
                                "architectures": arches, "syscalls": syscalls}
     if profile.get("defaultErrnoRet") is not None:
         section["defaultErrnoRet"] = profile["defaultErrnoRet"]
+    return section
+
+
+def from_security_opt(value: str, capabilities: Iterable[str]) -> dict | None:
+    """``security_opt: seccomp=...``: ``unconfined`` -> None (no filter), ``builtin`` ->
+    Docker's default, else a JSON profile file in Docker's format (what
+    ``docker run --security-opt seccomp=FILE`` reads) or already an OCI section.
+    Errors name the file."""
+    if value == "unconfined":
+        return None
+    if value == "builtin":
+        return default_oci(capabilities)
+    try:
+        profile = json.loads(Path(value).read_text())
+    except OSError as exc:
+        raise UserError(f"security_opt seccomp={value}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise UserError(f"security_opt seccomp={value}: not valid JSON ({exc})") from None
+    if not isinstance(profile, dict) or "defaultAction" not in profile:
+        raise UserError(f"security_opt seccomp={value}: a seccomp profile needs defaultAction")
+    section = docker_to_oci(profile, capabilities)
+    validate(section, where=f"seccomp profile {value}")
     return section
 
 

@@ -156,3 +156,25 @@ def test_compiled_program_is_cached(tmp_path) -> None:
     other = seccomp.Filter.compile(seccomp.default_oci(list(caps.DOCKER_DEFAULT) + ["CAP_SYS_ADMIN"]),
                                    cache_dir=tmp_path)
     assert other.bpf != a.bpf and len(list(tmp_path.glob("*.json"))) == 2
+
+
+def test_from_security_opt(tmp_path) -> None:
+    assert seccomp.from_security_opt("unconfined", caps.DOCKER_DEFAULT) is None
+    assert seccomp.from_security_opt("builtin", caps.DOCKER_DEFAULT) == seccomp.default_oci(caps.DOCKER_DEFAULT)
+    f = tmp_path / "profile.json"
+    f.write_text(json.dumps({"defaultAction": "SCMP_ACT_ALLOW",
+                             "archMap": [{"architecture": "SCMP_ARCH_X86_64",
+                                          "subArchitectures": ["SCMP_ARCH_X86"]}],
+                             "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO",
+                                           "includes": {"caps": ["CAP_SYS_ADMIN"]}},
+                                          {"names": ["rmdir"], "action": "SCMP_ACT_ERRNO"}]}))
+    sec = seccomp.from_security_opt(str(f), caps.DOCKER_DEFAULT)
+    assert [r["names"] for r in sec["syscalls"]] == [["rmdir"]]
+    f.write_text(json.dumps({"defaultAction": "SCMP_ACT_BOGUS"}))
+    with pytest.raises(UserError, match=r"seccomp profile .*profile\.json\.defaultAction"):
+        seccomp.from_security_opt(str(f), [])
+    f.write_text("{not json")
+    with pytest.raises(UserError, match="not valid JSON"):
+        seccomp.from_security_opt(str(f), [])
+    with pytest.raises(UserError, match="No such file"):
+        seccomp.from_security_opt(str(tmp_path / "missing.json"), [])
