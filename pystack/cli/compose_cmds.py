@@ -27,9 +27,11 @@ def _gopts(ctx: click.Context) -> Any:
 
 
 def _client() -> Any:
+    """The engine client: ``PYSTACK_HOST``, else the default socket (pystackd started on demand)."""
+    from pystack.compose.autostart import engine_socket_path
     from pystack.compose.client import EngineClient
 
-    return EngineClient()
+    return EngineClient(engine_socket_path())
 
 
 def _progress(gopts: Any, title: str = "Running") -> Any:
