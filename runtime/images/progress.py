@@ -87,6 +87,31 @@ class RichProgress(Progress):
         self.rp.stop()
 
 
+class JsonProgress(Progress):
+    """Docker's JSON message stream (``POST /images/create``, ``/images/{name}/push``).
+
+    ``write`` receives one dict per event, e.g. ``{"status": "Downloading", "id": "16eaea717135",
+    "progressDetail": {"current": 1024, "total": 4096}}``; the engine serialises them.
+    """
+
+    def __init__(self, write) -> None:
+        self.write = write
+        self.lock = threading.Lock()
+
+    def layer(self, key: str, status: str, current: int | None = None, total: int | None = None) -> None:
+        detail: dict[str, int] = {}
+        if current is not None:
+            detail["current"] = current
+        if total is not None:
+            detail["total"] = total
+        with self.lock:
+            self.write({"status": status, "id": short(key), "progressDetail": detail})
+
+    def message(self, text: str) -> None:
+        with self.lock:
+            self.write({"status": text})
+
+
 def for_terminal(quiet: bool = False, out: TextIO | None = None) -> Progress:
     if quiet:
         return QuietProgress()

@@ -404,8 +404,10 @@ class ImageStore:
                 if digest not in live_blobs:
                     reclaimed += self.blobs.size(digest)
                     self.blobs.delete(digest)
+            import time
             for f in self.blobs.tmp.iterdir():
-                if not f.name.startswith("partial-"):
+                # partial downloads are kept for a resume, but not for ever
+                if not f.name.startswith("partial-") or f.stat().st_mtime < time.time() - 86400:
                     f.unlink(missing_ok=True)
         return reclaimed
 

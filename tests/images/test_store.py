@@ -149,3 +149,20 @@ def test_import_of_hostile_tarball_leaves_nothing(env, store: ImageStore, tmp_pa
     assert r.returncode != 0 and "import evil:1 layer 1/1" in err and "symlink" in err, err
     assert not (tmp_path / "pwned").exists()
     assert store_files(store.root) == {"blobs": [], "layers": [], "images": [], "tmp": [], "refs": []}
+
+
+def test_leftovers_of_a_killed_process_are_collected(store: ImageStore, busybox, tmp_path: Path) -> None:
+    """SIGKILL mid-unpack leaves layers/.tmp-*, mid-write tmp/w-*: prune removes them."""
+    stale_layer = store.root / "layers" / ".tmp-deadbeef" / "diff"
+    stale_layer.mkdir(parents=True)
+    (stale_layer / "half").write_text("x")
+    (store.blobs.tmp / "w-deadbeef").write_bytes(b"half a blob")
+    partial = store.blobs.partial_path("sha256:" + "a" * 64)
+    partial.write_bytes(b"resumable")
+    old = store.blobs.partial_path("sha256:" + "b" * 64)
+    old.write_bytes(b"stale")
+    os.utime(old, (0, 0))
+    store.prune()
+    assert not stale_layer.parent.exists() and not (store.blobs.tmp / "w-deadbeef").exists()
+    assert partial.exists() and not old.exists()
+    assert store.prepare(busybox)[0].joinpath("bin/busybox").exists()
