@@ -97,6 +97,15 @@ def host_memory() -> int:
     return 0
 
 
+# OCI blockIO throttle keys -> v1 file suffix (blkio.throttle.<x>) / v2 io.max key
+BLKIO_THROTTLE = {"throttleReadBpsDevice": "read_bps_device",
+                  "throttleWriteBpsDevice": "write_bps_device",
+                  "throttleReadIOPSDevice": "read_iops_device",
+                  "throttleWriteIOPSDevice": "write_iops_device"}
+IO_MAX_KEYS = {"throttleReadBpsDevice": "rbps", "throttleWriteBpsDevice": "wbps",
+               "throttleReadIOPSDevice": "riops", "throttleWriteIOPSDevice": "wiops"}
+
+
 def system_cpu_usage() -> int:
     """Host CPU time in nanoseconds (/proc/stat "cpu" line, user..steal), the
     ``system_cpu_usage`` Docker clients divide by to get a container's CPU %."""

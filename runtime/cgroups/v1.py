@@ -151,14 +151,47 @@ class CgroupV1(CgroupMixin):
                   "linux.resources.pids.limit")
         if res.get("devices") is not None:
             self._devices(res["devices"])
-        blk = res.get("blockIO") or {}
-        if blk.get("weight") and self.path("blkio"):
-            d = self.path("blkio")
-            f = d / "blkio.weight" if (d / "blkio.weight").exists() else d / "blkio.bfq.weight"
-            if f.exists():
-                write(f, blk["weight"], "linux.resources.blockIO.weight")
+        self._blkio(res.get("blockIO") or {})
+        self._hugetlb(res.get("hugepageLimits") or [])
+        if res.get("unified"):
+            raise common.UserError("linux.resources.unified: needs cgroup v2 (this host "
+                                   "runs its controllers on cgroup v1)")
+
+    def _blkio(self, blk: dict) -> None:
+        if not blk:
+            return
+        d = self.path("blkio")
+        f = "linux.resources.blockIO."
+        if d is None:
+            self.warnings.append("no blkio cgroup: block I/O limits ignored")
+            return
+        if blk.get("weight"):
+            w = d / "blkio.weight" if (d / "blkio.weight").exists() else d / "blkio.bfq.weight"
+            if w.exists():
+                write(w, blk["weight"], f + "weight")
             else:
                 self.warnings.append("blkio weight not supported by this kernel: ignored")
+        for i, dev in enumerate(blk.get("weightDevice") or []):
+            w = d / "blkio.weight_device"
+            if not w.exists():
+                w = d / "blkio.bfq.weight_device"
+            if not w.exists():
+                self.warnings.append("blkio weight_device not supported by this kernel: ignored")
+                break
+            write(w, f"{dev['major']}:{dev['minor']} {dev.get('weight', 0)}", f"{f}weightDevice[{i}]")
+        for key, fname in common.BLKIO_THROTTLE.items():
+            for i, dev in enumerate(blk.get(key) or []):
+                write(d / f"blkio.throttle.{fname}",
+                      f"{dev['major']}:{dev['minor']} {dev['rate']}", f"{f}{key}[{i}]")
+
+    def _hugetlb(self, limits: list[dict]) -> None:
+        d = self.path("hugetlb")
+        for i, hl in enumerate(limits):
+            field = f"linux.resources.hugepageLimits[{i}]"
+            if d is None:
+                self.warnings.append("no hugetlb cgroup: hugepage limits ignored")
+                return
+            write(d / f"hugetlb.{hl['pageSize']}.limit_in_bytes", hl["limit"], field)
 
     def _memory(self, mem: dict) -> None:
         d = self.path("memory")
@@ -201,6 +234,8 @@ class CgroupV1(CgroupMixin):
                 write(d / "cpu.cfs_period_us", cpu["period"], f + "period")
             if cpu.get("quota") is not None and cpu.get("quota") != 0:
                 write(d / "cpu.cfs_quota_us", cpu["quota"], f + "quota")
+            if cpu.get("burst") is not None:
+                write(d / "cpu.cfs_burst_us", cpu["burst"], f + "burst")
         c = self.path("cpuset")
         if c is not None:
             if cpu.get("cpus"):
@@ -347,6 +382,12 @@ class CgroupV1(CgroupMixin):
             out["memory.limit"] = read_int(m / "memory.limit_in_bytes")
             out["memory.reservation"] = read_int(m / "memory.soft_limit_in_bytes")
             out["memory.swap"] = read_int(m / "memory.memsw.limit_in_bytes")
+        if (b := self.path("blkio")) is not None:
+            for key, fname in common.BLKIO_THROTTLE.items():
+                try:
+                    out[f"blkio.{key}"] = read(b / f"blkio.throttle.{fname}")
+                except OSError:
+                    pass
         if (c := self.path("cpu")) is not None:
             out["cpu.shares"] = read_int(c / "cpu.shares")
             out["cpu.quota"] = read_int(c / "cpu.cfs_quota_us")

@@ -126,6 +126,8 @@ class CgroupV2(CgroupMixin):
         if (quota not in (None, 0)) or period:
             q = "max" if quota in (None, -1, 0) else str(quota)
             self._write("cpu.max", f"{q} {period or 100000}", c + "quota")
+        if cpu.get("burst") is not None:
+            self._write("cpu.max.burst", cpu["burst"], c + "burst")
         if cpu.get("cpus"):
             self._write("cpuset.cpus", cpu["cpus"], c + "cpus")
         if cpu.get("mems"):
@@ -137,9 +139,29 @@ class CgroupV2(CgroupMixin):
                         "linux.resources.pids.limit")
         if res.get("devices") is not None:
             self._devices(res["devices"])
-        blk = res.get("blockIO") or {}
+        self._io(res.get("blockIO") or {})
+        for i, hl in enumerate(res.get("hugepageLimits") or []):
+            self._write(f"hugetlb.{hl['pageSize']}.max", hl["limit"],
+                        f"linux.resources.hugepageLimits[{i}]")
+        for key, value in (res.get("unified") or {}).items():
+            field = f"linux.resources.unified.{key}"
+            if "/" in key or key.startswith(".") or not key:
+                raise common.UserError(f"{field}: not a cgroup file name")
+            self._write(key, value, field)
+
+    def _io(self, blk: dict) -> None:
+        f = "linux.resources.blockIO."
         if blk.get("weight"):
-            self._write("io.weight", f"default {blk['weight']}", "linux.resources.blockIO.weight")
+            self._write("io.weight", f"default {blk['weight']}", f + "weight")
+        for i, dev in enumerate(blk.get("weightDevice") or []):
+            self._write("io.weight", f"{dev['major']}:{dev['minor']} {dev.get('weight', 0)}",
+                        f"{f}weightDevice[{i}]")
+        per_dev: dict[str, list[str]] = {}
+        for key, name in common.IO_MAX_KEYS.items():
+            for dev in blk.get(key) or []:
+                per_dev.setdefault(f"{dev['major']}:{dev['minor']}", []).append(f"{name}={dev['rate']}")
+        for dev, settings in per_dev.items():
+            self._write("io.max", f"{dev} {' '.join(settings)}", f + "throttle")
 
     def _devices(self, rules: list[dict]) -> None:
         """Device rules (plus runc's always-allowed ones) as an eBPF program; where the
@@ -244,6 +266,8 @@ class CgroupV2(CgroupMixin):
             q, p = read(self.dir / "cpu.max").split()
             out["cpu.quota"] = -1 if q == "max" else int(q)
             out["cpu.period"] = int(p)
+        for f in sorted(self.dir.glob("hugetlb.*.max")):
+            out[f.name] = read_int(f, -1)
         for k in ("cpus", "mems"):
             if (self.dir / f"cpuset.{k}").exists():
                 out[f"cpu.{k}"] = read(self.dir / f"cpuset.{k}")

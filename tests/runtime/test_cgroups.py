@@ -336,6 +336,10 @@ def test_same_limits_as_runc(parent, tmp_path, busybox_rootfs) -> None:
     res = {"memory": {"limit": 96 << 20, "reservation": 48 << 20, "swap": 192 << 20},
            "cpu": {"shares": 256, "quota": 30000, "period": 50000, "cpus": "0", "mems": "0"},
            "pids": {"limit": 33}, "devices": DEFAULT_DEVICE_RULES}
+    dev = _a_block_device()
+    if dev is not None:
+        res["blockIO"] = {"throttleReadBpsDevice": [{"major": dev[0], "minor": dev[1], "rate": 1 << 20}],
+                          "throttleWriteIOPSDevice": [{"major": dev[0], "minor": dev[1], "rate": 77}]}
     spec = default_spec(["sleep", "60"], rootfs=str(busybox_rootfs), seccomp=False)
     spec["root"]["readonly"] = True
     spec["linux"]["resources"] = res
@@ -351,6 +355,8 @@ def test_same_limits_as_runc(parent, tmp_path, busybox_rootfs) -> None:
         assert theirs is not None
         ours = Cgroup.create(name, "ours", res)
         assert ours.limits() == theirs.limits()
+        if dev is not None and ours.version == 1:
+            assert ours.limits()["blkio.throttleReadBpsDevice"] == f"{dev[0]}:{dev[1]} {1 << 20}"
         if ours.version == 1:
             dev = lambda cg: sorted(Path(cg.path("devices"), "devices.list").read_text().split("\n"))  # noqa: E731
             assert dev(ours) == dev(theirs)
@@ -398,4 +404,43 @@ def test_v2_device_rules_by_ebpf(parent, tmp_path) -> None:
     cg.apply({"devices": [{"allow": True, "access": "rwm"},
                           {"allow": False, "type": "c", "major": 10, "access": "rw"}]})
     assert run_in(cg) == ["fuse=denied", "zero=0", "null=0", "mknod=0"]
+    cg.destroy()
+
+
+def _a_block_device() -> tuple[int, int] | None:
+    """(major, minor) of a whole disk of this host, for throttle settings (only the
+    cgroup file is written; the device itself is not touched)."""
+    for d in sorted(Path("/sys/block").iterdir()):
+        if d.name.startswith(("loop", "ram", "zram")):
+            continue
+        try:
+            major, minor = (d / "dev").read_text().strip().split(":")
+            return int(major), int(minor)
+        except OSError:
+            continue
+    return None
+
+
+def test_unified_and_hugetlb(parent) -> None:
+    """hugepage limits and raw ``linux.resources.unified`` files on cgroup v2 (this host's
+    cgroup2 has the hugetlb controller); on v1 ``unified`` is refused clearly."""
+    name, _ = parent
+    if V1:
+        with pytest.raises(UserError, match=r"linux\.resources\.unified: needs cgroup v2"):
+            Cgroup.create(name, "u1", {"unified": {"memory.high": "1G"}})
+        assert Cgroup.find(name, "u1") is None
+    mount = v2.unified_mount()
+    if mount is None:
+        return
+    cg = Cgroup.create(name, "h", version=2, mount=mount)
+    if "hugetlb" not in cg.controllers():
+        pytest.skip("no hugetlb controller on cgroup2")
+    cg.apply({"hugepageLimits": [{"pageSize": "2MB", "limit": 8 << 20}],
+              "unified": {"hugetlb.1GB.max": "0"}})
+    assert cg.limits()["hugetlb.2MB.max"] == 8 << 20
+    assert (cg.dir / "hugetlb.1GB.max").read_text().strip() == "0"
+    with pytest.raises(UserError, match=r"linux\.resources\.unified\.\.\.\./x: not a cgroup file name"):
+        cg.apply({"unified": {".../x": "1"}})
+    with pytest.raises(UserError, match=r"linux\.resources\.unified\.memory\.high: the memory controller"):
+        cg.apply({"unified": {"memory.high": "1G"}})
     cg.destroy()
