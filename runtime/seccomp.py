@@ -78,8 +78,6 @@ _MACHINES = {
 _GO_TO_DOCKER = {"386": "x86"}  # Docker's profile names 32-bit x86 "x86"
 
 _SCMP_FLTATR_CTL_NNP = 3
-_SCMP_FLTATR_CTL_LOG = 6
-_SCMP_FLTATR_CTL_SSB = 7
 
 
 # ---------------------------------------------------------------------------------------
