@@ -1,0 +1,159 @@
+"""Docker itself as the oracle: the same mounts made by a real dockerd (Debian's docker.io)
+and by pystack's planner under runc must look the same inside the container.
+
+The dockerd gets its own socket, data root, exec root, pid file and cgroup parent, no
+bridge, no iptables and no ip_forward change, and is stopped in teardown.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from pystack.volumes.planner import plan_mounts
+
+pytestmark = [pytest.mark.oracle, pytest.mark.slow]
+
+
+class Dockerd:
+    def __init__(self, base: Path, run: Path, tag: str) -> None:
+        self.base, self.run, self.tag = base, run, tag
+        self.sock = run / "docker.sock"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.run.mkdir(parents=True)
+        log = open(self.base / "dockerd.log", "w")
+        self.proc = subprocess.Popen(
+            ["dockerd", "--host", f"unix://{self.sock}", "--data-root", str(self.base / "data"),
+             "--exec-root", str(self.run / "exec"), "--pidfile", str(self.run / "pid"),
+             "--iptables=false", "--ip6tables=false", "--ip-forward=false", "--ip-masq=false", "--bridge=none",
+             "--exec-opt", "native.cgroupdriver=cgroupfs", "--cgroup-parent", self.tag,
+             "--containerd-namespace", self.tag, "--containerd-plugins-namespace", f"{self.tag}-p"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"dockerd exited: {(self.base / 'dockerd.log').read_text()[-2000:]}")
+            if self.docker("version", check=False).returncode == 0:
+                return
+            time.sleep(0.2)
+        raise RuntimeError("dockerd did not come up in 60 s")
+
+    def docker(self, *args: str, check: bool = True, input: bytes | None = None) -> subprocess.CompletedProcess:
+        p = subprocess.run(["docker", "-H", f"unix://{self.sock}", *args], capture_output=True, input=input,
+                           timeout=120)
+        if check and p.returncode != 0:
+            raise AssertionError(f"docker {' '.join(args)}: {p.stderr.decode()}")
+        return p
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            for cid in self.docker("ps", "-aq", check=False).stdout.decode().split():
+                self.docker("rm", "-f", "-v", cid, check=False)
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        for ctrl in Path("/sys/fs/cgroup").iterdir():
+            d = ctrl / self.tag
+            if d.is_dir():
+                for sub in sorted(d.rglob("*"), reverse=True):
+                    if sub.is_dir():
+                        sub.rmdir()
+                d.rmdir()
+        shutil.rmtree(self.run, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def dockerd(tmp_path_factory, busybox_rootfs):
+    if shutil.which("dockerd") is None or shutil.which("docker") is None:
+        pytest.skip("docker.io not installed (scripts/install.sh installs it)")
+    tag = f"pstv{uuid.uuid4().hex[:6]}"
+    base = tmp_path_factory.mktemp("dockerd")
+    d = Dockerd(base, Path("/run") / tag, tag)
+    try:
+        d.start()
+        image = base / "image"
+        shutil.copytree(busybox_rootfs, image, symlinks=True)
+        (image / "srv/app/sub").mkdir(parents=True)
+        (image / "srv/app/config.ini").write_text("[app]\n")
+        (image / "srv/app/sub/x").write_text("x\n")
+        os.chown(image / "srv/app", 1000, 1000)
+        os.chmod(image / "srv/app", 0o750)
+        tar = subprocess.run(["tar", "-C", str(image), "-c", "."], capture_output=True, check=True).stdout
+        d.docker("import", "-", f"{tag}:latest", input=tar)
+        d.image, d.image_dir = f"{tag}:latest", image
+        yield d
+    finally:
+        d.stop()
+        leaked = [line.split()[4] for line in open("/proc/self/mountinfo") if str(base) in line or tag in line]
+        assert not leaked, f"dockerd left mounts: {leaked}"
+
+
+def _mount_line(out: str, dest: str) -> tuple[str, set[str]]:
+    for line in out.splitlines():
+        f = line.split()
+        if len(f) >= 4 and f[1] == dest:
+            return f[2], set(f[3].split(","))
+    raise AssertionError(f"{dest} not mounted in: {out}")
+
+
+def docker_run(dockerd, *args: str, script: str) -> str:
+    return dockerd.docker("run", "--rm", "--network", "none", *args, dockerd.image, "sh", "-c", script).stdout.decode()
+
+
+def ours(runc, store, tmp_path, dockerd, script: str, cid: str, **kw) -> str:
+    with plan_mounts(cid, store=store, pin_root=tmp_path / "pins", image_rootfs=dockerd.image_dir, **kw) as plan:
+        return runc.run(list(plan), script, image=dockerd.image_dir).stdout
+
+
+def test_tmpfs_options_match_docker(dockerd, runc, store, tmp_path, no_leaks) -> None:
+    script = "grep -E ' /t[12] ' /proc/mounts; stat -c %a /t1 /t2"
+    theirs = docker_run(dockerd, "--tmpfs", "/t1:size=1m,mode=1770",
+                        "--mount", "type=tmpfs,dst=/t2,tmpfs-size=2097152,tmpfs-mode=1777", script=script)
+    mine = ours(runc, store, tmp_path, dockerd, script, "c1", tmpfs={"/t1": "size=1m,mode=1770"},
+                mounts=[{"Type": "tmpfs", "Target": "/t2", "TmpfsOptions": {"SizeBytes": 2097152, "Mode": 0o1777}}])
+    for dest in ("/t1", "/t2"):
+        assert _mount_line(mine, dest) == _mount_line(theirs, dest)
+    assert mine.splitlines()[-2:] == theirs.splitlines()[-2:]
+    no_leaks()
+
+
+def test_copy_up_nocopy_and_bind_match_docker(dockerd, runc, store, tmp_path, no_leaks) -> None:
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "f").write_text("host\n")
+    script = ("stat -c '%u %g %a' /srv/app; ls -ln /srv/app | awk '{print $1, $3, $4, $5, $NF}';"
+              "ls -A /empty | wc -l; grep ' /h ' /proc/mounts | cut -d' ' -f3; "
+              "grep ' /h ' /proc/mounts | cut -d' ' -f4 | tr , '\\n' | grep -x ro")
+    vol = f"cu{uuid.uuid4().hex[:6]}"
+    theirs = docker_run(dockerd, "-v", f"{vol}:/srv/app", "-v", f"{vol}-nc:/empty:nocopy", "-v", f"{host}:/h:ro",
+                        script="mkdir -p /empty; " + script)
+    mine = ours(runc, store, tmp_path, dockerd, "mkdir -p /empty; " + script, "c1",
+                binds=[f"{vol}:/srv/app", f"{vol}-nc:/empty:nocopy", f"{host}:/h:ro"])
+    assert mine == theirs
+    dockerd.docker("volume", "rm", vol, f"{vol}-nc")
+    no_leaks()
+
+
+def test_missing_bind_source_rules_match_docker(dockerd, tmp_path) -> None:
+    missing = tmp_path / "missing-long"
+    p = dockerd.docker("run", "--rm", "--network", "none", "--mount", f"type=bind,src={missing},dst=/x",
+                       dockerd.image, "true", check=False)
+    assert p.returncode != 0 and b"bind source path does not exist" in p.stderr
+    with pytest.raises(Exception, match="bind source path does not exist"):
+        plan_mounts("c1", mounts=[{"Type": "bind", "Source": str(missing), "Target": "/x"}], pin=False)
+    created = tmp_path / "created-short"
+    docker_run(dockerd, "-v", f"{created}:/x", script="true")
+    assert created.is_dir()
+    created.rmdir()
+    with plan_mounts("c1", binds=[f"{created}:/x"], pin=False):
+        assert created.is_dir()
