@@ -419,6 +419,9 @@ class DNSServer:
         upstreams = table.upstreams.get(client) or self.upstreams
         if upstreams is None:
             upstreams = host_resolvers()
+        if not upstreams:  # nobody to ask: a final answer, so resolvers do not retry
+            reply.header.rcode = RCODE.REFUSED
+            return reply.pack()
         for up in upstreams:
             host, port = parse_upstream(up)
             try:

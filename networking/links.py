@@ -47,8 +47,11 @@ def link_index(ipr, name: str) -> int | None:
 
 def create_bridge(name: str, gateway: str, prefixlen: int, mtu: int) -> None:
     """Create the bridge with its gateway address, up, ready to NAT for 127.0.0.1."""
+    # A fixed MAC: otherwise the bridge takes the lowest MAC of its ports and changes it
+    # when a port joins, and containers lose the gateway until their ARP entry expires.
+    mac = "02:" + ":".join(f"{b:02x}" for b in os.urandom(5))
     with netns.iproute() as ipr:
-        ipr.link("add", ifname=name, kind="bridge", mtu=mtu)
+        ipr.link("add", ifname=name, kind="bridge", mtu=mtu, address=mac)
         try:
             idx = link_index(ipr, name)
             ipr.addr("add", index=idx, address=gateway, prefixlen=prefixlen)

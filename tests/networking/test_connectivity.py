@@ -13,11 +13,18 @@ from nethelpers import (firewall_rules, in_ns, internal_drop_rules, masquerade_o
                         wget)
 
 
+def _mac(ifname: str) -> str:
+    return subprocess.run(["cat", f"/sys/class/net/{ifname}/address"], capture_output=True, text=True).stdout
+
+
 def test_two_namespaces_on_one_network_talk(nm, make_net, procs, tmp_path, unique_name):
     net = make_net()
+    bridge_mac = _mac(net.bridge)
     a, b = nm.create_sandbox(unique_name + "a"), nm.create_sandbox(unique_name + "b")
     ea = nm.connect(unique_name + "a", net.id, EndpointSpec(names=["a"]))
     eb = nm.connect(unique_name + "b", net.id, EndpointSpec(names=["b"]))
+    # the gateway's MAC does not change as ports join (containers' ARP entries stay valid)
+    assert _mac(net.bridge) == bridge_mac
     assert (ea.ifname, eb.ifname) == ("eth0", "eth0")
     assert ea.ip != eb.ip and ea.gateway == net.gateway
     serve_http(procs, b, tmp_path / "www", "hello from b")
