@@ -59,6 +59,22 @@ def _hook(name: str) -> Callable[..., Any] | None:
     return getattr(module, name, None)
 
 
+class _Positions:
+    """A Locator over several files: the mark from the file that spells out most of a path."""
+
+    def __init__(self, locators: list[Locator]) -> None:
+        self.locators = locators
+
+    def mark(self, path: KeyPath) -> Any:
+        path = tuple(path)
+        for depth in range(len(path), -1, -1):
+            for loc in reversed(self.locators):
+                pos = loc.marks.get(path[:depth])
+                if pos is not None:
+                    return loc.mark(path[:depth])
+        return None
+
+
 class _Loader:
     """One load: keeps the environment, the locators and the caches the passes share."""
 
@@ -109,8 +125,6 @@ class _Loader:
                 raise ComposeError("Top-level object must be a mapping", file=display)
             if self.options.interpolate:
                 data = interpolate(data, sub, locator)
-            if self.validate_file is not None:
-                self.validate_file(data, locator, display)
             data = canonical(data, locator.error, raw=not self.options.interpolate)
             out.append((data, locator))
         return out
@@ -145,6 +159,9 @@ class _Loader:
                                   self.include_loader(), locator.file)
                 apply_resets(model, resets)
                 model = merge(model, data)
+                if self.validate_file is not None:
+                    # as compose-go: the schema checks the model merged so far, after each file
+                    self.validate_file(model, _Positions(self.locators), locator.file)
         if not files:
             model = enforce_unicity(model)
         set_defaults(model)
@@ -231,7 +248,8 @@ def load_config(options: LoadOptions) -> LoadedConfig:
     drop_unused_resources(data)
     model = render(data, name, loader.error)
     check = _hook("check_config")
-    if check is not None:
+    if check is not None and options.normalize:
+        # part B's load_checked also skips the semantic checks without normalization
         check(model, loader.locators)
     config = escape_dollars(model) if options.interpolate else model
     return LoadedConfig(config=config, model=model, name=name, working_dir=working_dir,

@@ -264,7 +264,7 @@ services:
     depends_on: {cache: {condition: service_healthy}}
     networks: {back: {aliases: [w]}}
     logging: {options: {max-file: "3"}}
-    ulimits: {nofile: {soft: 15}}
+    ulimits: {nproc: 100}
     healthcheck: {test: ["CMD", "true"]}
   cache:
     image: redis
@@ -522,6 +522,17 @@ def _corpus_options(case_dir: Path) -> tuple[list[str], LoadOptions]:
     return args, opts
 
 
+# Compose runs its consistency checks even with --no-normalize; pystack's load_checked
+# (part B) skips them there, so these rejections are not reproduced.
+UNCHECKED = "semantic checks are skipped with --no-normalize (stack.load.load_checked)"
+NO_NORMALIZE_EXCEPTIONS = {case: UNCHECKED for case in (
+    "compose-e2e/build-test__platforms__service-platform-not-in-build-platforms",
+    "compose-e2e/container_name", "compose-e2e/network-alias", "compose-e2e/network-interface-name",
+    "compose-e2e/publish__oci__override-alone", "compose-go/depends-on-cycle",
+    "compose-go/depends-on-profile-no-cycle", "compose-go/depends-on-self", "compose-go/full-example",
+    "compose-go/with-version")}
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not CORPUS.is_dir(), reason=f"conformance corpus not found at {CORPUS}")
 @pytest.mark.parametrize("flag", ["--no-interpolate", "--no-normalize"])
@@ -529,6 +540,8 @@ def _corpus_options(case_dir: Path) -> tuple[list[str], LoadOptions]:
 def test_corpus_without_interpolation_or_normalization(case: str, flag: str) -> None:
     if flag == "--no-interpolate" and case in RAW_EXCEPTIONS:
         pytest.xfail(RAW_EXCEPTIONS[case])
+    if flag == "--no-normalize" and case in NO_NORMALIZE_EXCEPTIONS:
+        pytest.xfail(NO_NORMALIZE_EXCEPTIONS[case])
     case_dir = (CORPUS / case).resolve()
     args, opts = _corpus_options(case_dir)
     opts.interpolate = flag != "--no-interpolate"
