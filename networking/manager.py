@@ -310,7 +310,10 @@ class NetworkManager:
 
     def remove_sandbox(self, container_id: str) -> None:
         """Undo everything of a container: ports, endpoints, namespace. Idempotent."""
-        self.unpublish(container_id)
+        if container_id in self.state.read()["ports"]:
+            self.unpublish(container_id)
+        else:  # rules a crash left between loading them and recording them
+            self.firewall.set_ports(container_id, [])
         with self.state.transaction() as st:
             # Every host veth end of the container: its endpoints', and any left by a crash
             # mid-connect (found by name). Their peers in the namespace go with them.
