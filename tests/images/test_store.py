@@ -93,7 +93,7 @@ def test_prune_removes_dangling_and_shared_layers_stay(store: ImageStore, tmp_pa
     assert store_files(store.root)["layers"] == []
 
 
-def test_prepared_layers_mount_as_overlay(store: ImageStore, tmp_path: Path, kernel_snapshot) -> None:
+def test_prepared_layers_mount_as_overlay(store: ImageStore, tmp_path: Path) -> None:
     """The runtime's use: overlay of prepare()'s dirs; whiteouts and opaque dirs act."""
     low = make_tar([entry("etc", "dir"), entry("etc/hostname", data=b"old"), entry("etc/keep", data=b"k"),
                     entry("data", "dir"), entry("data/gone", data=b"g")])
@@ -112,7 +112,9 @@ def test_prepared_layers_mount_as_overlay(store: ImageStore, tmp_path: Path, ker
         assert sorted(os.listdir(mnt / "data")) == ["new"]
     finally:
         subprocess.run(["umount", str(mnt)], check=True)
-    kernel_snapshot()
+    # only our own mounts: the host-wide snapshot sees other suites' mounts come and go
+    assert not [line for line in Path("/proc/self/mounts").read_text().splitlines()
+                if str(tmp_path) in line]
 
 
 CONCURRENT = r"""
