@@ -393,11 +393,16 @@ class NetworkManager:
 
     def resolv_conf(self, container_id: str, dns: list[str] | None = None,
                     search: list[str] | None = None, options: list[str] | None = None) -> str:
-        """/etc/resolv.conf: the embedded DNS of the first network, else ``dns`` as given."""
+        """/etc/resolv.conf: the embedded DNS of the first network (``dns`` become its
+        upstreams for this container, see EndpointSpec.dns); without a network
+        (``network_mode: none``/``host``) ``dns`` as given, else the host's nameservers."""
         eps = self.endpoints(container_id)
         if eps:
             return _resolv_conf([eps[0].gateway], search, options)
-        return _resolv_conf(list(dns or []), search, options)
+        if not dns:
+            from .dns import host_resolvers
+            dns = host_resolvers()
+        return _resolv_conf(list(dns), search, options)
 
     def hosts_file(self, container_id: str, hostname: str, domainname: str = "",
                    extra_hosts: list[str] | dict[str, str] | None = None) -> str:
