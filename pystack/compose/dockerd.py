@@ -29,6 +29,7 @@ class Dockerd:
     socket: str
     root: Path
     proc: subprocess.Popen
+    kind: str = "dockerd"
 
     @property
     def host(self) -> str:

@@ -5,7 +5,8 @@ The dockerd runs on its own socket, data root, exec root and pidfile, with
 bridges), no default bridge, and an address pool inside the dockerd-oracle range
 (10.213.0.0/16; these tests use 10.213.192.0/18). It starts its own containerd and is
 stopped by PID at the end of the session; everything under its roots is removed.
-When pystackd can serve the same API, it will join the ``engine`` parameters.
+The same scenarios run against pystackd (the ``engine`` parameter), skipped until it
+serves the container API.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,7 +42,7 @@ def dockerd(busybox_rootfs):
 class Stack:
     """A project directory and a ``pystack`` runner pointed at the test engine."""
 
-    engine: Dockerd
+    engine: Any
     dir: Path
     name: str
     env: dict[str, str] = field(default_factory=dict)
@@ -77,10 +79,91 @@ class Stack:
         return self.client().inspect(name)
 
 
-@pytest.fixture(params=["dockerd"])
-def engine(request, dockerd):
-    """The engine the scenarios run against (pystackd joins when it serves the API)."""
-    return dockerd
+@dataclass
+class Pystackd:
+    """pystack's own engine, on its own root, run dir and socket."""
+
+    socket: str
+    root: Path
+    proc: subprocess.Popen
+    kind: str = "pystackd"
+
+    @property
+    def host(self) -> str:
+        return "unix://" + self.socket
+
+    def client(self):
+        from pystack.compose.client import EngineClient
+
+        return EngineClient(self.socket)
+
+
+@pytest.fixture(scope="session")
+def pystackd(busybox_rootfs, tmp_path_factory):
+    """pystackd with busybox imported; skipped until it serves what the scenarios use."""
+    import shutil
+    import signal
+    import time
+    import uuid
+
+    exe = shutil.which("pystackd") or str(Path(sys.executable).parent / "pystackd")
+    if not Path(exe).exists() or os.geteuid() != 0:
+        pytest.skip("pystackd is not installed or not root")
+    root = tmp_path_factory.mktemp("pystackd")
+    sock = f"/run/pystack-compose-test-{uuid.uuid4().hex[:8]}.sock"
+    log = open(root / "pystackd.log", "wb")
+    proc = subprocess.Popen([exe, "--root", str(root / "state"), "--run", str(root / "run"), "--host", sock],
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    engine = Pystackd(sock, root, proc)
+    try:
+        client = engine.client()
+        deadline = time.monotonic() + 20
+        while True:
+            if proc.poll() is not None:
+                pytest.skip("pystackd exited: " + (root / "pystackd.log").read_text()[-300:])
+            try:
+                client.ping()
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    pytest.skip("pystackd did not answer within 20 s")
+                time.sleep(0.1)
+        try:
+            import io
+            import tarfile
+
+            buf = io.BytesIO()
+            with tarfile.open(fileobj=buf, mode="w") as tar:
+                for entry in sorted(busybox_rootfs.iterdir()):
+                    if entry.name != ".complete":
+                        tar.add(str(entry), arcname=entry.name)
+            client.request("POST", "/images/create", params={"fromSrc": "-", "repo": "busybox", "tag": "latest"},
+                           headers={"Content-Type": "application/x-tar"}, raw_body=buf.getvalue())
+            client.containers(all=True)
+            client.networks()
+            client.volumes()
+        except Exception as exc:  # noqa: BLE001 - an engine still being built
+            pytest.skip(f"pystackd does not serve the container API yet: {exc}")
+        yield engine
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log.close()
+
+
+@pytest.fixture(params=["dockerd", "pystackd"])
+def engine(request):
+    """The engine the scenarios run against: the dockerd oracle and pystack's own engine.
+
+    Both must give the same observable results; each is skipped where it cannot run (and
+    pystackd until it serves containers, networks, volumes and image import).
+    """
+    return request.getfixturevalue(request.param)
 
 
 @pytest.fixture

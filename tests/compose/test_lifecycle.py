@@ -194,25 +194,29 @@ services:
 def kernel_traces(engine, container_ids: list[str], network_ids: list[str]) -> list[str]:
     """What the engine put in the kernel for these containers and networks, if still there.
 
-    Scoped to this engine's own objects (other areas' tests run at the same time): the
-    bridges ``br-<network id>``, mounts naming a container id or under the engine's
-    roots' container dirs, and cgroups named by container id.
+    Scoped to this engine's own objects (other areas' tests run at the same time). dockerd:
+    bridges ``br-<12 of network id>``, cgroups ``<controller>/docker/<id>``; pystackd
+    (docs/contracts.md): bridges ``psbr-<8>``, cgroups ``<controller>/pystack/<id>``,
+    netns ``<run>/netns/<id>``; both: mounts naming a container id. (dockerd's own sandbox
+    netns files are garbage-collected by dockerd a minute later: not checked.)
     """
     from pathlib import Path
 
+    pystackd = getattr(engine, "kind", "dockerd") == "pystackd"
     left = []
     links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
     for nid in network_ids:
-        if f"br-{nid[:12]}" in links:
-            left.append(f"bridge br-{nid[:12]}")
+        bridge = f"psbr-{nid[:8]}" if pystackd else f"br-{nid[:12]}"
+        if bridge in links:
+            left.append(f"bridge {bridge}")
     mounts = Path("/proc/self/mounts").read_text()
+    parent = os.environ.get("PYSTACK_CGROUP_PARENT", "pystack") if pystackd else "docker"
     for cid in container_ids:
         if cid in mounts:
             left.append(f"mount of {cid[:12]}")
-        for cg in Path("/sys/fs/cgroup").glob(f"*/docker/{cid}"):
-            left.append(str(cg))
-    # (dockerd's sandbox netns files are garbage-collected by dockerd itself, a minute
-    # later: not checked here; pystackd's own tests check its namespaces)
+        left += [str(cg) for cg in Path("/sys/fs/cgroup").glob(f"*/{parent}/{cid}")]
+        if pystackd and (engine.root / "run" / "netns" / cid).exists():
+            left.append(f"netns {cid[:12]}")
     return left
 
 
