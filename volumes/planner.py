@@ -369,7 +369,9 @@ def _plan_volume(plan: MountPlan, e: _Entry, cid: str, store: VolumeStore, image
     opts = ["rbind", _propagation(e)] + ([] if e.rw else ["ro"])
     plan.append({"destination": e.destination, "type": "bind", "source": source, "options": opts})
     point = {"Type": "volume", "Name": rec.name, "Source": real, "Destination": e.destination,
-             "Driver": rec.driver, "Mode": e.mode,
+             # dockerd reports "z" for a volume given (Binds or Mounts) without a mode (oracle test)
+             "Driver": rec.driver,
+             "Mode": e.mode or ("z" if e.origin.startswith(("Binds", "Mounts")) else ""),
              "RW": e.rw, "Propagation": ""}
     if e.subpath:
         point["Subpath"] = e.subpath

@@ -157,3 +157,34 @@ def test_missing_bind_source_rules_match_docker(dockerd, tmp_path) -> None:
     created.rmdir()
     with plan_mounts("c1", binds=[f"{created}:/x"], pin=False):
         assert created.is_dir()
+
+
+def test_inspect_mount_points_match_docker(dockerd, store, tmp_path) -> None:
+    import json
+
+    host = tmp_path / "insp"
+    host.mkdir()
+    vol = f"in{uuid.uuid4().hex[:6]}"
+    args = ["-v", f"{vol}:/data", "-v", f"{host}:/h:ro", "--mount", "type=tmpfs,dst=/t",
+            "--mount", f"type=volume,src={vol}-2,dst=/v2,readonly"]
+    cid = dockerd.docker("create", "--network", "none", *args, dockerd.image, "true").stdout.decode().strip()
+    try:
+        theirs = json.loads(dockerd.docker("inspect", cid).stdout)[0]["Mounts"]
+    finally:
+        dockerd.docker("rm", "-v", cid)
+        dockerd.docker("volume", "rm", vol, f"{vol}-2", check=False)
+    with plan_mounts("c1", binds=[f"{vol}:/data", f"{host}:/h:ro"], store=store, pin=False,
+                     mounts=[{"Type": "tmpfs", "Target": "/t"},
+                             {"Type": "volume", "Source": f"{vol}-2", "Target": "/v2", "ReadOnly": True}]) as plan:
+        mine = plan.points
+
+    def norm(points):
+        out = {}
+        for p in points:
+            p = dict(p)
+            if p["Type"] == "volume":
+                p.pop("Source")  # under each engine's own data root
+            out[p["Destination"]] = p
+        return out
+    for dest in sorted(set(norm(mine)) | set(norm(theirs))):
+        assert norm(mine).get(dest) == norm(theirs).get(dest), (dest, norm(mine).get(dest), norm(theirs).get(dest))
