@@ -330,14 +330,18 @@ class NetworkManager:
                          ports: list[PortSpec] | None = None
                          ) -> tuple[Path, list[EndpointRecord], list[PortBinding]]:
         """Everything a starting container needs, all or nothing: a sandbox, its networks
-        (in the order given: see docker_json.connect_order) and its published ports.
+        and its published ports. Networks are joined in Compose's order (highest
+        ``EndpointSpec.priority`` first, then by network name): the first is eth0 and
+        gives the default route.
 
         On any failure the sandbox and whatever was made for it are removed before the
         error propagates, so a container that fails to start leaks nothing.
         """
+        named = [(self.get_network(net_id), spec) for net_id, spec in endpoints]  # NotFound first
+        named.sort(key=lambda item: (-item[1].priority, item[0].name))
         path = self.create_sandbox(container_id)
         try:
-            eps = [self.connect(container_id, net_id, spec) for net_id, spec in endpoints]
+            eps = [self.connect(container_id, net.id, spec) for net, spec in named]
             bindings = self.publish(container_id, ports) if ports else []
         except BaseException:
             self.remove_sandbox(container_id)

@@ -168,11 +168,16 @@ def test_processes_starting_containers_at_once_get_distinct_addresses(nm, make_n
 def test_attach_container_is_all_or_nothing(nm, make_net, unique_name):
     from pystack.networking import PortSpec
 
-    n1, n2 = make_net(), make_net()
+    n1, n2 = make_net(name=unique_name + "_a"), make_net(name=unique_name + "_b")
     path, eps, ports = nm.attach_container(unique_name + "a", [(n1.id, EndpointSpec(names=["a"])),
-                                                              (n2.id, EndpointSpec(names=["a"]))],
+                                                              (n2.id, EndpointSpec(names=["a"], priority=5))],
                                            [PortSpec(container_port=80)])
-    assert [e.ifname for e in eps] == ["eth0", "eth1"] and ports[0].container_ip == eps[0].ip
+    # priority first: n2 is eth0 and carries the default route and the published port
+    assert [(e.network_id, e.ifname) for e in eps] == [(n2.id, "eth0"), (n1.id, "eth1")]
+    assert ports[0].container_ip == eps[0].ip
+    assert f"default via {n2.gateway} dev eth0" in in_ns(path, "ip", "route").stdout
+    path2, eps2, _ = nm.attach_container(unique_name + "c", [(n2.id, EndpointSpec()), (n1.id, EndpointSpec())])
+    assert [e.network_id for e in eps2] == [n1.id, n2.id]  # same priority: by name
     assert in_ns(path, "ip", "-o", "link").stdout.count(": eth") == 2
     taken = ports[0].host_port
     for endpoints, port_specs, error in (
