@@ -53,12 +53,17 @@ def serve(control: socket.socket) -> None:
             stdio = tuple(fds[1:4]) if len(fds) >= 4 else None
             if req.get("op") == "exec":
                 shim.exec_supervisor(req["plan"], stdio or _null3(), reply)
+            # this child becomes the shim itself (no double fork: the helper ignores
+            # SIGCHLD, so it never waits for it, and setsid detaches it from the caller)
+            fd = reply.detach()
             try:
-                out = shim.spawn_shim(req["plan"], stdio)
-            except Exception as exc:  # noqa: BLE001 - sent back to the caller
-                out = {"error": process.describe(exc), "exit_code": getattr(exc, "exit_code", 1)}
-            try:
-                reply.send(json.dumps(out).encode())
+                os.setsid()
+                shim.shim_main(req["plan"], stdio, fd)
+            except BaseException as exc:  # noqa: BLE001 - sent back to the caller
+                try:
+                    os.write(fd, json.dumps({"error": f"shim: {process.describe(exc)}"}).encode())
+                except OSError:
+                    pass
             finally:
                 os._exit(0)
         for fd in fds:

@@ -16,7 +16,7 @@ PROBE = ("hostname; echo ---; echo pid=$$; ps -o comm; echo /proc/[0-9]*; echo -
          "grep ^Cap /proc/self/status; echo ---; ls /dev; echo ---; "
          "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max "
          "/sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null || cat /sys/fs/cgroup/memory.max; "
-         "echo ---; id; ls -l /proc/self/fd/ | wc -l; exit 7")
+         "echo ---; id; ls /proc/self/fd/ 2>/dev/null | wc -l; exit 7")
 
 
 def _limits(spec: dict, cgroup_parent: str, name: str) -> None:
