@@ -194,8 +194,10 @@ class DNSServer:
         udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
+            # REUSEADDR on TCP only (restart while old connections linger); on UDP it
+            # would let a second server bind the same address and split the queries.
+            tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             for s in (udp, tcp):
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 # FREEBIND: a gateway address may be re-added after the socket is bound.
                 s.setsockopt(socket.SOL_IP, 15, 1)  # IP_FREEBIND
                 s.bind((gw, 53))
