@@ -227,7 +227,7 @@ def _volumes_from_entries(volumes_from: Sequence[Any]) -> list[_Entry]:
                 continue
             rw = bool(p.get("RW", True)) if mode == "" else mode == "rw"
             out.append(_Entry(kind, p["Destination"], source=p.get("Name") if kind == "volume" else p["Source"],
-                              rw=rw, propagation=p.get("Propagation") or "", mode=mode,
+                              rw=rw, propagation=p.get("Propagation") or "", mode=p.get("Mode") or "",
                               subpath=p.get("Subpath", ""), nocopy=True, origin=f"VolumesFrom {p['Destination']}"))
     return out
 

@@ -188,3 +188,40 @@ def test_inspect_mount_points_match_docker(dockerd, store, tmp_path) -> None:
         return out
     for dest in sorted(set(norm(mine)) | set(norm(theirs))):
         assert norm(mine).get(dest) == norm(theirs).get(dest), (dest, norm(mine).get(dest), norm(theirs).get(dest))
+
+
+def test_image_volume_and_volumes_from_match_docker(dockerd, runc, store, tmp_path) -> None:
+    """An image VOLUME becomes an anonymous volume filled by copy-up; --volumes-from :ro
+    gives the other container's volume read-only. Same records and content as dockerd."""
+    import json
+
+    tar = subprocess.run(["tar", "-C", str(dockerd.image_dir), "-c", "."], capture_output=True, check=True).stdout
+    img = f"{dockerd.tag}-vol:latest"
+    dockerd.docker("import", "--change", "VOLUME /srv/app", "-", img, input=tar)
+    src = dockerd.docker("create", "--network", "none", img, "true").stdout.decode().strip()
+    side = dockerd.docker("create", "--network", "none", "--volumes-from", f"{src}:ro", img, "true").stdout.decode().strip()
+    try:
+        theirs_src = json.loads(dockerd.docker("inspect", src).stdout)[0]["Mounts"]
+        theirs_side = json.loads(dockerd.docker("inspect", side).stdout)[0]["Mounts"]
+        listing = dockerd.docker("run", "--rm", "--network", "none", "--volumes-from", f"{src}:ro", img, "sh", "-c",
+                                 "ls -ln /srv/app | awk '{print $1, $3, $4, $NF}'; touch /srv/app/x || echo ro"
+                                 ).stdout.decode()
+    finally:
+        dockerd.docker("rm", "-v", side, src, check=False)
+        dockerd.docker("rmi", img, check=False)
+    with plan_mounts("src", store=store, pin_root=tmp_path / "pins", image_rootfs=dockerd.image_dir,
+                     image_volumes=["/srv/app"]) as plan:
+        mine_src = plan.points
+    with plan_mounts("side", store=store, pin_root=tmp_path / "pins", volumes_from=[(mine_src, "ro")]) as plan:
+        mine_side = plan.points
+        out = runc.run(list(plan), "ls -ln /srv/app | awk '{print $1, $3, $4, $NF}'; touch /srv/app/x || echo ro",
+                       image=dockerd.image_dir, check=False).stdout
+
+    def norm(points):
+        keep = ("Type", "Destination", "Driver", "Mode", "RW", "Propagation")
+        return sorted([{k: p.get(k) for k in keep} | {"anon": len(p.get("Name", "")) == 64} for p in points],
+                      key=lambda p: p["Destination"])
+    assert norm(mine_src) == norm(theirs_src)
+    assert norm(mine_side) == norm(theirs_side)
+    assert mine_side[0]["Name"] == mine_src[0]["Name"]
+    assert out == listing
