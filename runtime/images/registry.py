@@ -225,8 +225,8 @@ class RegistryClient:
         attempt = 0
         while True:
             hdrs = dict(headers or {})
-            auth = self._auth_header(scope)
-            if auth:
+            auth = self._auth_header(scope) if urllib.parse.urlsplit(url).netloc == self.host else None
+            if auth:  # credentials go only to the registry's own host (not to upload hosts elsewhere)
                 hdrs["Authorization"] = auth
             resp = self._raw(method, url, hdrs, body)
             if resp.status in _RETRY and method in ("GET", "HEAD") and retries < 3:

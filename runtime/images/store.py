@@ -21,6 +21,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import shutil
 import uuid
 from dataclasses import dataclass, field
@@ -70,8 +71,13 @@ def chain_ids(diff_ids: list[str]) -> list[str]:
     """ChainID(L0)=DiffID(L0); ChainID(L0..n)=sha256(ChainID(L0..n-1) + " " + DiffID(n))."""
     out: list[str] = []
     for d in diff_ids:
+        if not isinstance(d, str) or not _DIGEST_RE.match(d):  # names a directory: never trust it
+            raise LayerError(f"malformed diff_id {d!r} in image config")
         out.append(d if not out else mt.digest_of(f"{out[-1]} {d}".encode()))
     return out
+
+
+_DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
 
 
 def _now() -> str:

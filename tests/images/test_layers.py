@@ -195,3 +195,27 @@ def test_store_load_of_hostile_image_leaves_nothing(tmp_path: Path, arena, case:
 def _reader(data: bytes):
     import io
     return io.BytesIO(data)
+
+
+def test_malformed_diff_id_cannot_name_a_directory(tmp_path: Path) -> None:
+    """ChainID(L0) is the config's DiffID: a crafted one must not become a path."""
+    import json
+
+    from .helpers import OCI_MANIFEST, write_blob
+    layout = tmp_path / "layout"
+    tar = make_tar([entry("a", data=b"x")])
+    cfg = json.dumps({"architecture": "amd64", "os": "linux",
+                      "rootfs": {"type": "layers", "diff_ids": ["sha256:../../../escaped"]}}).encode()
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                           "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                      **write_blob(layout, cfg)},
+                           "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                                       **write_blob(layout, tar)}]}).encode()
+    md = write_blob(layout, manifest)
+    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [
+        {"mediaType": OCI_MANIFEST, **md, "annotations": {"io.containerd.image.name": "bad:1"}}]}))
+    store = ImageStore(tmp_path / "store")
+    with pytest.raises(LayerError, match="malformed diff_id"):
+        store.load(layout)
+    assert not (tmp_path / "escaped").exists()
+    assert store_files(store.root) == {"blobs": [], "layers": [], "images": [], "tmp": [], "refs": []}
