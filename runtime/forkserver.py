@@ -76,6 +76,7 @@ def warm_up() -> None:
     caches programs by content, and the forked children inherit the cache)."""
     from pystack.runtime import process
     try:
+        from pystack.runtime import cgroups, jsonlog  # noqa: F401 - used by every shim
         from pystack.runtime.spec import default_spec
         process.prepare(default_spec(["true"]))
     except Exception:  # noqa: BLE001 - only an optimisation
