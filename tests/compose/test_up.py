@@ -306,3 +306,51 @@ services:
     assert body == b"hello from busybox\n"
     out = stack.run("exec", "-T", "client", "wget", "-q", "-O", "-", "http://web:8080/index.html").stdout
     assert out == "hello from busybox\n"
+
+
+def test_recreated_dependency_restarts_dependents_that_asked(stack):
+    base = """
+services:
+  db:
+    image: busybox
+    command: ["sleep", "300"]
+    environment: {V: "%s"}
+  app:
+    image: busybox
+    command: ["sleep", "300"]
+    depends_on: {db: {condition: service_started, restart: true}}
+  other:
+    image: busybox
+    command: ["sleep", "300"]
+    depends_on: [db]
+"""
+    stack.write(base % "1")
+    stack.run("up", "-d")
+    before = {n: stack.inspect(f"{stack.name}-{n}-1") for n in ("db", "app", "other")}
+    stack.write(base % "2")
+    stack.run("up", "-d")
+    after = {n: stack.inspect(f"{stack.name}-{n}-1") for n in ("db", "app", "other")}
+    assert after["db"]["Id"] != before["db"]["Id"]
+    # app keeps its container but was restarted; other was left alone
+    assert after["app"]["Id"] == before["app"]["Id"]
+    assert after["app"]["State"]["StartedAt"] != before["app"]["State"]["StartedAt"]
+    assert after["other"]["Id"] == before["other"]["Id"]
+    assert after["other"]["State"]["StartedAt"] == before["other"]["State"]["StartedAt"]
+
+
+def test_profiles_and_targets(stack):
+    stack.write("""
+services:
+  db: {image: busybox, command: ["sleep", "300"]}
+  web: {image: busybox, command: ["sleep", "300"], depends_on: [db]}
+  debug: {image: busybox, command: ["sleep", "300"], profiles: [tools]}
+  lone: {image: busybox, command: ["sleep", "300"]}
+""")
+    stack.run("up", "-d", "web")  # a target brings its dependencies, nothing else
+    assert sorted(stack.by_name()) == [f"{stack.name}-db-1", f"{stack.name}-web-1"]
+    stack.run("--profile", "tools", "up", "-d")
+    assert f"{stack.name}-debug-1" in stack.by_name()
+    assert f"{stack.name}-lone-1" in stack.by_name()
+    stack.run("stop", "web")
+    stack.run("up", "-d", "--no-deps", "web")
+    assert stack.by_name()[f"{stack.name}-web-1"]["State"] == "running"
