@@ -42,7 +42,8 @@ GO_ORDER = {
         'pre_stop',
     ),
     '.build': (
-        'context', 'dockerfile', 'entitlements', 'args', 'ssh', 'labels', 'cache_from',
+        'context', 'dockerfile', 'dockerfile_inline', 'entitlements', 'args', 'ssh', 'labels',
+        'cache_from',
         'cache_to', 'no_cache', 'additional_contexts', 'pull', 'extra_hosts', 'isolation',
         'network', 'target', 'secrets', 'shm_size', 'tags', 'ulimits', 'platforms',
         'privileged',

@@ -163,30 +163,46 @@ def _ordered(cfg: dict[str, Any], top: tuple[str, ...] | None) -> dict[str, Any]
             value = {n: go_ordered(s, "", "") for n, s in sorted(value.items())}
         elif isinstance(value, dict) and key in ("networks", "volumes", "secrets", "configs"):
             value = {n: _name_first(v) for n, v in sorted(value.items())}
+        elif key.startswith("x-"):
+            value = go_ordered(value, key, key)  # extensions are Go maps: sorted keys
         out[key] = value
     return out
 
 
+_YAML11_BOOLS = {"y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "on", "On", "ON",
+                 "off", "Off", "OFF"}
 _KEEP_EMPTY = {"volume", "bind", "tmpfs", "image"}  # Go pointers: printed even when empty
 
 
 def _yaml_omitempty(cfg: dict[str, Any]) -> dict[str, Any]:
     """Compose's YAML leaves out what its JSON spells as null or {} (Go ``omitempty``
     on the yaml tags): ``command: null``, ``ipam: {}``. A null *value in a map* (a
-    service's ``networks: {default: null}``) stays."""
+    service's ``networks: {default: null}``) stays, and so does ``services: {}``."""
     def prune(value: Any) -> Any:
         if isinstance(value, dict):
-            return {k: prune(v) for k, v in value.items() if v != {} or k in _KEEP_EMPTY}
+            out = {}
+            for key, item in value.items():
+                item = prune(item)  # children first: {command: null} becomes {}
+                if (item == {} and key not in _KEEP_EMPTY) or (
+                        item is None and key in _NULLABLE_FIELDS):
+                    continue
+                out[key] = item
+            return out
         if isinstance(value, list):
             return [prune(v) for v in value]
         return value
 
     out = prune(cfg)
+    out.setdefault("services", {})
     for svc in (out.get("services") or {}).values():
         if isinstance(svc, dict):
             for key in [k for k, v in svc.items() if v is None]:
                 del svc[key]
     return out
+
+
+# struct fields that JSON prints as null and YAML omits (hooks' and watch execs' too)
+_NULLABLE_FIELDS = {"command", "entrypoint"}
 
 
 def _name_first(resource: Any) -> Any:
@@ -212,10 +228,14 @@ def _render(cfg: dict[str, Any], fmt: str) -> str:
             return super().increase_indent(flow, False)
 
     def _str(dumper: Any, value: str) -> Any:
-        """Double quotes where YAML would read the plain text as another type ("8080")."""
+        """As go-yaml writes strings: double quotes where YAML (1.1 or 1.2) would read the
+        plain text as another type ("8080", "Y"), a literal block for several lines."""
         tag = "tag:yaml.org,2002:str"
-        implicit = dumper.resolve(yaml.ScalarNode, value, (True, False))
-        style = '"' if implicit != tag else None
+        style = None
+        if "\n" in value:
+            style = "|"
+        elif value in _YAML11_BOOLS or dumper.resolve(yaml.ScalarNode, value, (True, False)) != tag:
+            style = '"'
         return dumper.represent_scalar(tag, value, style=style)
 
     _Dumper.add_representer(str, _str)

@@ -350,3 +350,13 @@ def test_switches_match_docker_compose(flag, tmp_path):
     got = _run([PYSTACK, *args], tmp_path, {"TAG": "1.27"})
     assert got.returncode == want.returncode == 0, got.stderr + want.stderr
     assert json.loads(got.stdout) == json.loads(want.stdout)
+
+
+@pytest.mark.parametrize("files", [SWITCH_CASE, FLAG_CASE], ids=["switch-case", "flag-case"])
+def test_yaml_text_matches_docker_compose(files, tmp_path):
+    """Not only the same data: the same text (key order, quoting, block style)."""
+    _write(tmp_path, files)
+    want = _run([COMPOSE, "--profile", "db", "config"], tmp_path, {})
+    got = _run([PYSTACK, "--profile", "db", "config"], tmp_path, {})
+    assert got.returncode == want.returncode == 0, got.stderr + want.stderr
+    assert got.stdout == want.stdout
