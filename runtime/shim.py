@@ -186,7 +186,7 @@ def shim_main(plan: dict, stdio: tuple[int, int, int] | None, reply: int) -> Non
         child_ends += [cout, cerr]
     try:
         pid, master = launch(plan, (cin, cout, cerr))
-    except (LaunchError, OSError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure goes back to the caller
         code = getattr(exc, "exit_code", 1)
         os.write(reply, json.dumps({"error": process.describe(exc), "exit_code": code}).encode()
                  + b"\n")

@@ -133,6 +133,8 @@ class StateDir:
         }
         if rec.get("annotations"):
             out["annotations"] = rec["annotations"]
+        if rec.get("stdin"):
+            out["stdinPath"] = rec["stdin"]  # a FIFO: write to it to feed the container
         started = self.path(cid) / "started"
         out["startedAt"] = started.read_text() if started.exists() else ""
         info = self.exit_info(cid) or {}
