@@ -64,7 +64,7 @@ def _unhook_and_delete(table: str, builtin: str, chain: str) -> None:
         _ipt("-t", table, "-X", chain, check=False)
 
 
-def setup_network(net_id: str, bridge: str, subnet: str, internal: bool) -> None:
+def setup_network(net_id: str, bridge: str, subnet: str, internal: bool, masquerade: bool = True) -> None:
     """Load the network's chains (replacing their rules) and hook them in."""
     c, br = network_chain(net_id), _q(bridge)[1:-1]
     filt = [f"-A {c} -i {br} -o {br} -j ACCEPT"]
@@ -73,7 +73,7 @@ def setup_network(net_id: str, bridge: str, subnet: str, internal: bool) -> None
     filt += [f"-A {c} -o {br} -m conntrack --ctstate DNAT -j ACCEPT",
              f"-A {c} -o {br} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
              f"-A {c} -o {br} -j DROP"]
-    nat = [] if internal else [f"-A {c} -s {subnet} ! -o {br} -j MASQUERADE"]
+    nat = [] if internal or not masquerade else [f"-A {c} -s {subnet} ! -o {br} -j MASQUERADE"]
     nat += [f"-A {c} -o {br} -s 127.0.0.0/8 -j MASQUERADE",
             f"-A {c} -o {br} -s {subnet} -m conntrack --ctstate DNAT -j MASQUERADE"]
     script = "".join(f"*{table}\n:{c} - [0:0]\n" + "".join(r + "\n" for r in rules) + "COMMIT\n"

@@ -26,7 +26,13 @@ log = logging.getLogger(__name__)
 
 OPT_MTU = "com.docker.network.driver.mtu"
 OPT_BRIDGE = "com.docker.network.bridge.name"
-SUPPORTED_OPTS = {OPT_MTU, OPT_BRIDGE, "com.docker.network.bridge.enable_ip_masquerade"}
+OPT_MASQ = "com.docker.network.bridge.enable_ip_masquerade"
+SUPPORTED_OPTS = {OPT_MTU, OPT_BRIDGE, OPT_MASQ}
+
+
+def _masquerade(record: NetworkRecord) -> bool:
+    """Docker's enable_ip_masquerade option (default true): outbound NAT for the subnet."""
+    return str(record.options.get(OPT_MASQ, "true")).lower() not in ("false", "0", "no")
 
 
 class NetworkManager:
@@ -89,7 +95,7 @@ class NetworkManager:
                 st["networks"][spec.id] = {**record.to_dict(), "status": "creating"}
             try:
                 links.create_bridge(bridge, record.gateway, ipaddress.ip_network(record.subnet).prefixlen, mtu)
-                self._fw(record).setup_network(spec.id, bridge, record.subnet, record.internal)
+                self._fw(record).setup_network(spec.id, bridge, record.subnet, record.internal, _masquerade(record))
                 if not record.internal:
                     nat.enable_ip_forward()
             except BaseException:
@@ -470,7 +476,8 @@ class NetworkManager:
             if not links.link_exists(record.bridge):
                 links.create_bridge(record.bridge, record.gateway,
                                     ipaddress.ip_network(record.subnet).prefixlen, record.mtu)
-            self._fw(record).setup_network(record.id, record.bridge, record.subnet, record.internal)
+            self._fw(record).setup_network(record.id, record.bridge, record.subnet, record.internal,
+                                            _masquerade(record))
             if not record.internal:
                 nat.enable_ip_forward()
         st = self.state.read()

@@ -78,7 +78,7 @@ def delete_table(name: str) -> None:
     run_nft(f"table ip {name} {{}}\ndelete table ip {name}\n")
 
 
-def network_ruleset(net_id: str, bridge: str, subnet: str, internal: bool) -> str:
+def network_ruleset(net_id: str, bridge: str, subnet: str, internal: bool, masquerade: bool = True) -> str:
     """The table of one network.
 
     - raw prerouting: packets from the bridge to 127.0.0.0/8 are dropped, because the
@@ -114,7 +114,7 @@ def network_ruleset(net_id: str, bridge: str, subnet: str, internal: bool) -> st
         "  chain postrouting {",
         "    type nat hook postrouting priority srcnat; policy accept;",
     ]
-    if not internal:
+    if not internal and masquerade:
         lines.append(f"    ip saddr {sub} oifname != {br} masquerade")
     lines += [
         f"    oifname {br} ip saddr 127.0.0.0/8 masquerade",
@@ -169,12 +169,13 @@ class Firewall:
             raise UserError(f"PYSTACK_FIREWALL={kind!r}: use nft or iptables")
         self.kind = kind
 
-    def setup_network(self, net_id: str, bridge: str, subnet: str, internal: bool) -> None:
+    def setup_network(self, net_id: str, bridge: str, subnet: str, internal: bool,
+                      masquerade: bool = True) -> None:
         if self.kind == "nft":
-            run_nft(network_ruleset(net_id, bridge, subnet, internal))
+            run_nft(network_ruleset(net_id, bridge, subnet, internal, masquerade))
         else:
             from . import iptables
-            iptables.setup_network(net_id, bridge, subnet, internal)
+            iptables.setup_network(net_id, bridge, subnet, internal, masquerade)
 
     def teardown_network(self, net_id: str) -> None:
         if self.kind == "nft":

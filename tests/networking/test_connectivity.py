@@ -71,6 +71,8 @@ def test_outbound_masquerade_rule_for_normal_network(nm, make_net):
     net = make_net()
     assert masquerade_out_rule(net) in firewall_rules(nm, net)
     assert open("/proc/sys/net/ipv4/ip_forward").read().strip() == "1"
+    plain = make_net(options={"com.docker.network.bridge.enable_ip_masquerade": "false"})
+    assert masquerade_out_rule(plain) not in firewall_rules(nm, plain)
 
 
 def test_disconnect_and_reconnect_a_live_namespace(nm, make_net, procs, tmp_path, unique_name):
