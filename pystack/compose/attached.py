@@ -1,7 +1,8 @@
 """Attached ``up``: stream the logs, end when the containers end or on Ctrl-C.
 
 The first Ctrl-C stops the stack gracefully ("Gracefully stopping... (press Ctrl+C again
-to force)"); a second one kills it. ``--abort-on-container-exit`` stops everything when an
+to force)") and exits 0; a second one kills it and exits 2 (Docker Compose's documented
+codes). ``--abort-on-container-exit`` stops everything when an
 attached container exits; ``--exit-code-from`` returns that service's exit code.
 """
 from __future__ import annotations
@@ -48,7 +49,7 @@ def run_attached(client: Any, project: Any, containers: list[tuple[str, str, str
     thread = threading.Thread(target=follower.run, daemon=True)
     thread.start()
     lc = Lifecycle(client, project.name, project, progress, parallel)
-    interrupted = False
+    interrupted = forced = False
     try:
         printer.notice("Attaching to " + ", ".join(sorted(n[len(project.name) + 1:] for s, n, _ in containers
                                                             if s in shown)))
@@ -67,6 +68,7 @@ def run_attached(client: Any, project: Any, containers: list[tuple[str, str, str
         try:
             lc.stop(list_containers(client, project.name, services=services), timeout)
         except KeyboardInterrupt:
+            forced = True
             running = [c for c in list_containers(client, project.name, services=services) if c.running]
             if running:
                 lc.kill(running, "SIGKILL")
@@ -74,7 +76,7 @@ def run_attached(client: Any, project: Any, containers: list[tuple[str, str, str
         follower.stop.set()
         progress.close()
     if interrupted:
-        return 0
+        return 2 if forced else 0  # Docker Compose's documented codes for one / two Ctrl-C
     if exit_code_from:
         if "code" not in result:
             for c in list_containers(client, project.name, services=(exit_code_from,)):

@@ -361,3 +361,29 @@ def test_top_images_ls_cp_events(stack, tmp_path):
     finally:
         events.terminate()
         events.wait(timeout=10)
+
+
+def test_attached_up_second_ctrl_c_kills(stack):
+    stack.write("""
+services:
+  stubborn:
+    image: busybox
+    command: ["sh", "-c", "trap 'echo not-yet' TERM; echo up-now; while :; do sleep 0.1; done"]
+    stop_grace_period: 60s
+""")
+    proc, master = _spawn_in_pty(stack, "up", "--no-color")
+    try:
+        read_until(master, b"up-now")
+        os.write(master, b"\x03")
+        read_until(master, b"Gracefully stopping")
+        read_until(master, b"not-yet")  # the container got SIGTERM and ignored it
+        os.write(master, b"\x03")       # second Ctrl-C: kill instead of waiting 60 s
+        code = proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    assert code == 2
+    state = stack.inspect(f"{stack.name}-stubborn-1")["State"]
+    assert state["Status"] == "exited" and state["ExitCode"] == 137
