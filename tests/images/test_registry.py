@@ -136,8 +136,10 @@ def test_bearer_token_flow(env, token_registry, busybox, store, tmp_path) -> Non
     assert all(r["query"]["service"] == ["pystack-test"] for r in issuer.requests)
 
 
-def test_multi_platform_index(env, registry, tmp_path) -> None:
-    """An index built by the test (amd64, arm64/v8, arm/v7), pushed with skopeo --all."""
+@pytest.mark.parametrize("fmt", ["oci", "v2s2"])
+def test_multi_platform_index(env, registry, tmp_path, fmt) -> None:
+    """An index built by the test (amd64, arm64/v8, arm/v7), pushed with skopeo --all, as an OCI
+    index or converted by skopeo to a Docker manifest list (v2s2)."""
     layout = tmp_path / "multi-layout"
     layout.mkdir()
     descs = []
@@ -156,12 +158,17 @@ def test_multi_platform_index(env, registry, tmp_path) -> None:
         {"mediaType": OCI_INDEX, "digest": sha(index), "size": len(index),
          "annotations": {"org.opencontainers.image.ref.name": "1"}}]}))
     ref = f"{registry.host}/multi/arch:1"
-    subprocess.run(["skopeo", "copy", "--all", "--dest-tls-verify=false", f"oci:{layout}:1", f"docker://{ref}"],
-                   check=True, capture_output=True)
+    subprocess.run(["skopeo", "copy", "--all", "--dest-tls-verify=false", "--format", fmt, f"oci:{layout}:1",
+                    f"docker://{ref}"], check=True, capture_output=True)
+    status, headers, body = registry.get("/v2/multi/arch/manifests/1", {"Accept": ", ".join(
+        [OCI_INDEX, "application/vnd.docker.distribution.manifest.list.v2+json"])})
+    assert status == 200 and json.loads(body)["mediaType"] == (
+        OCI_INDEX if fmt == "oci" else "application/vnd.docker.distribution.manifest.list.v2+json")
+    top = sha(body)
     store = ImageStore(tmp_path / "s1")
     img = store.pull(ref)
     assert (store.prepare(img)[0] / "arch").read_text() == "amd64"
-    assert img.repo_digests == [f"{registry.host}/multi/arch@{sha(index)}"]
+    assert img.repo_digests == [f"{registry.host}/multi/arch@{top}"]
     arm = store.pull(ref, platform="linux/arm64")
     assert (store.prepare(arm)[0] / "arch").read_text() == "arm64v8"
     armv6 = store.pull(ref, platform="linux/arm/v8")  # a v8 arm machine runs the v7 image
@@ -246,8 +253,12 @@ def test_skopeo_interop(registry, busybox, busybox_rootfs, store, tmp_path) -> N
     ref = f"{registry.host}/skopeo/bb:1"
     subprocess.run(["skopeo", "copy", "--dest-tls-verify=false", f"docker-archive:{saved}", f"docker://{ref}"],
                    check=True, capture_output=True)
+    status, _, body = registry.get("/v2/skopeo/bb/manifests/1", {
+        "Accept": "application/vnd.docker.distribution.manifest.v2+json"})
+    assert json.loads(body)["mediaType"] == "application/vnd.docker.distribution.manifest.v2+json"  # schema 2
     fresh = ImageStore(tmp_path / "fresh")
     img = fresh.pull(ref)
+    assert img.repo_digests == [f"{registry.host}/skopeo/bb@{sha(body)}"]
     _diff(busybox_rootfs, fresh.prepare(img)[0])
     # pystack pushes, skopeo + umoci read
     mine = f"{registry.host}/pystack/bb:2"
