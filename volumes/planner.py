@@ -348,18 +348,16 @@ def _plan_volume(plan: MountPlan, e: _Entry, cid: str, store: VolumeStore, image
         plan.new_users.append(rec.name)
     data_fd = (safepath.open_host_path(rec.data_path, what=f"volume {rec.name}") if rec.options.kind == "bind"
                else safepath.open_dir(rec.data_path))
+    fd = data_fd
     try:
-        fd = data_fd
         if e.subpath:
             fd = safepath.open_beneath(data_fd, e.subpath, what=f"{e.origin}: volume subpath {e.subpath!r}")
             os.close(data_fd)
-        data_fd = -1
         real = safepath.fd_real_path(fd)
         if not e.nocopy and image_rootfs is not None:
             copy_up(image_rootfs, e.destination, f"/proc/self/fd/{fd}", store.root / ".scratch")
     except BaseException:
-        if data_fd >= 0:
-            os.close(data_fd)
+        os.close(fd)  # the subpath's fd, or the volume's when the subpath failed
         raise
     if pin:
         source = plan.pin(fd)

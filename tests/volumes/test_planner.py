@@ -101,8 +101,9 @@ def test_short_bind_creates_missing_source_long_form_refuses(tmp_path: Path) -> 
 
 
 def test_failed_plan_leaves_nothing(tmp_path: Path, store: VolumeStore) -> None:
-    """A subpath that escapes fails the whole plan: nothing mounted, created or recorded."""
+    """A subpath that escapes fails the whole plan: nothing mounted, created, recorded or open."""
     before = _mounts()
+    fds_before = len(os.listdir("/proc/self/fd"))
     store.create("existing")
     host = tmp_path / "host"
     host.mkdir()
@@ -115,6 +116,7 @@ def test_failed_plan_leaves_nothing(tmp_path: Path, store: VolumeStore) -> None:
     assert not store.exists("newvol")
     assert store.users("existing") == []
     assert list((tmp_path / "pins").iterdir()) == []
+    assert len(os.listdir("/proc/self/fd")) == fds_before
 
 
 @pytest.mark.parametrize("subpath", ["../..", "a/../../x", "/etc"])
