@@ -359,23 +359,27 @@ class NetworkManager:
     def publish(self, container_id: str, specs: list[PortSpec]) -> list[PortBinding]:
         """DNAT host ports to the container (added to what it already publishes).
 
-        All or nothing: a clash raises Conflict before any rule is written.
+        All or nothing: a clash raises Conflict before any rule is written. The target is
+        the container's first non-internal endpoint; with none (only internal networks,
+        or none yet) the host ports are reserved and reported but lead nowhere, as with
+        Docker, until the container joins a non-internal network.
         """
         normalized = [ports.normalize(s) for s in specs]
         with self.state.transaction() as st:
+            self._sandbox(st, container_id)
             eps = sorted(st["endpoints"].get(container_id, {}).values(), key=lambda e: int(e["ifname"][3:]))
             usable = [e for e in eps if not st["networks"].get(e["network_id"], {}).get("internal", True)]
+            target = usable[0]["ip"] if usable else ""
             if not usable:
-                raise UserError(f"container {container_id}: ports can only be published on a "
-                                "non-internal network")
-            ep = usable[0]
+                log.warning("container %s has no non-internal network: its published ports "
+                            "are reserved but not reachable", container_id)
             held = [PortBinding.from_dict(b) for bs in st["ports"].values() for b in bs]
             chosen = ports.choose(normalized, held)
-            new = [PortBinding(container_id, spec.host_ip or "0.0.0.0", port, ep["ip"],
+            new = [PortBinding(container_id, spec.host_ip or "0.0.0.0", port, target,
                                spec.container_port, spec.protocol) for spec, port in chosen]
             mine = [PortBinding.from_dict(b) for b in st["ports"].get(container_id, [])] + new
             for b in mine:
-                b.container_ip = ep["ip"]
+                b.container_ip = target
             kind = st.setdefault("ports_firewall", {}).setdefault(container_id, self.firewall.kind)
             self._apply_ports(container_id, mine, kind)
             st["ports"][container_id] = [b.to_dict() for b in mine]

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from pystack.errors import Conflict, UserError
+from pystack.errors import Conflict, NotFound, UserError
 from pystack.networking import EndpointSpec, PortSpec, nat
 from nethelpers import port_rules_exist, serve_http, wait_listening, wget
 
@@ -105,12 +105,18 @@ def test_port_clash_is_refused_and_leaves_nothing(nm, make_net, unique_name):
         nm.publish(b, [PortSpec(container_port=80, host_port=p2, protocol="sctp")])
 
 
-def test_ports_need_a_non_internal_network(nm, make_net, unique_name):
+def test_ports_on_an_internal_only_container_are_reserved_but_lead_nowhere(nm, make_net, procs, tmp_path,
+                                                                          unique_name):
     net = make_net(internal=True)
-    nm.create_sandbox(unique_name)
+    path = nm.create_sandbox(unique_name)
     nm.connect(unique_name, net.id)
-    with pytest.raises(UserError, match="non-internal"):
-        nm.publish(unique_name, [PortSpec(container_port=80, host_port=_free_port())])
+    serve_http(procs, path, tmp_path / "www", "hidden")
+    [b] = nm.publish(unique_name, [PortSpec(container_port=80)])
+    assert b.container_ip == "" and b.host_port > 0
+    assert not port_rules_exist(unique_name)
+    assert wget(None, f"http://127.0.0.1:{b.host_port}/", timeout=1).returncode != 0
+    with pytest.raises(NotFound):
+        nm.publish(unique_name + "nosandbox", [PortSpec(container_port=80)])
 
 
 def test_ports_follow_the_container_across_disconnect_and_connect(nm, make_net, procs, tmp_path, unique_name):
