@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from . import manifest as mt
-from .errors import DigestMismatch, ImageNotFound, RegistryError, RegistryUnreachable
+from .errors import DigestMismatch, ImageNotFound, LayerError, RegistryError, RegistryUnreachable
 from .progress import Progress
 from .reference import Reference, parse
 from .registry import RegistryClient, socket_error_types
@@ -24,6 +24,75 @@ if TYPE_CHECKING:
 
 WORKERS = int(os.environ.get("PYSTACK_PULL_WORKERS", "4"))
 RETRIES = 5
+# unpack while downloading (one pass over the bytes); PYSTACK_PULL_STREAM=0 downloads first
+STREAM = os.environ.get("PYSTACK_PULL_STREAM", "1") != "0"
+
+
+class _Broken(Exception):
+    """The connection broke while streaming: fall back to a resumed download."""
+
+
+class _Tee:
+    """Reads the blob from the response and copies every byte into the blob writer."""
+
+    def __init__(self, resp: Any, writer: Any, progress: Progress, digest: str, size: int | None) -> None:
+        self.resp, self.writer, self.progress, self.digest, self.size = resp, writer, progress, digest, size
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            data = self.resp.read(n)
+        except socket_error_types() as exc:
+            raise _Broken(str(exc)) from None
+        if not data and self.size is not None and self.writer.size < self.size:
+            raise _Broken("connection closed early")
+        self.writer.write(data)
+        self.progress.layer(self.digest, "Downloading", self.writer.size, self.size)
+        return data
+
+
+def _stream_layer(store: "ImageStore", client: RegistryClient, repo: str, desc: dict[str, Any], chain: str,
+                  label: str, progress: Progress) -> bool:
+    """Download and unpack in one pass; False when the caller must use the resumable path."""
+    import fcntl
+    digest = desc["digest"]
+    partial = store.blobs.partial_path(digest)
+    lock_fd = os.open(f"{partial}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)
+        if store.blobs.exists(digest) or partial.exists():
+            return False  # present now, or a partial to resume: the classic path does it
+        resp = client.get_blob(repo, digest)
+        writer = store.blobs.writer(expected=digest, expected_size=desc.get("size"), path=partial)
+        try:
+            store.unpack_layer(desc, chain, label, stream=_Tee(resp, writer, progress, digest, desc.get("size")),
+                               before_publish=writer.commit)
+        except _Broken:
+            writer.abort(keep=True)  # resume from here
+            return False
+        except LayerError as exc:
+            # corrupt in transit, or a bad layer? The rest of the bytes and the digest decide.
+            try:
+                tee = _Tee(resp, writer, Progress(), digest, desc.get("size"))
+                while tee.read(1 << 20):
+                    pass
+                writer.commit()
+            except DigestMismatch as mismatch:
+                raise DigestMismatch(f"{label}: {mismatch}") from None
+            except (_Broken, RegistryError):
+                writer.abort()
+                raise exc from None
+            store.blobs.delete(digest)  # the blob is what the registry serves, and it is hostile
+            raise
+        except BaseException:
+            writer.abort()
+            raise
+        finally:
+            resp.close()
+        return True
+    finally:
+        if store.blobs.exists(digest):
+            os.unlink(f"{partial}.lock")
+        os.close(lock_fd)
 
 
 def endpoints(ref: Reference) -> list[tuple[RegistryClient, bool]]:
@@ -98,13 +167,17 @@ def _pull_from(store: "ImageStore", client: RegistryClient, ref: Reference, want
                 if store.has_layer(chain):
                     progress.layer(key, "Already exists")
                     return
+                layer_label = f"{label} layer {i + 1}/{len(chains)} ({desc['digest'][:19]})"
+                full = {**desc, "diff_id": diff_ids[i]}
                 if not store.blobs.exists(desc["digest"]):
                     progress.layer(key, "Pulling fs layer", 0, desc.get("size"))
+                    if STREAM and _stream_layer(store, client, repo, full, chain, layer_label, progress):
+                        progress.layer(key, "Pull complete")
+                        return
                     _download(store, client, repo, desc, progress)
                     progress.layer(key, "Download complete", desc.get("size"), desc.get("size"))
                 progress.layer(key, "Extracting")
-                store.unpack_layer({**desc, "diff_id": diff_ids[i]}, chain,
-                                   f"{label} layer {i + 1}/{len(chains)} ({desc['digest'][:19]})")
+                store.unpack_layer(full, chain, layer_label)
                 progress.layer(key, "Pull complete")
 
             with ThreadPoolExecutor(max_workers=max(1, WORKERS)) as pool:

@@ -34,7 +34,7 @@ from pystack.errors import Conflict, UserError
 from . import manifest as mt
 from .blobs import BlobStore
 from .errors import ImageNotFound, LayerError
-from .layers import Limits, unpack_file
+from .layers import Limits, unpack, unpack_file
 from .reference import Reference, is_digest, parse
 
 
@@ -219,21 +219,34 @@ class ImageStore:
     def has_layer(self, chain_id: str) -> bool:
         return (self.layer_dir(chain_id) / "layer.json").exists()
 
-    def unpack_layer(self, desc: dict[str, Any], chain_id: str, label: str) -> dict[str, Any]:
-        """Unpack the blob of ``desc`` once into layers/<chain>; returns its layer.json."""
+    def unpack_layer(self, desc: dict[str, Any], chain_id: str, label: str, *, stream: Any = None,
+                     before_publish: Any = None) -> dict[str, Any]:
+        """Unpack the blob of ``desc`` once into layers/<chain>; returns its layer.json.
+
+        With ``stream`` (a reader of the blob still arriving from a registry), the layer is
+        unpacked while it downloads; ``before_publish`` (the blob writer's commit, which
+        verifies the digest) runs before the layer dir becomes visible.
+        """
         final = self.layer_dir(chain_id)
         if (final / "layer.json").exists():
             return json.loads((final / "layer.json").read_text())
         with self.adding():
-            return self._unpack_new(desc, chain_id, label, final)
+            return self._unpack_new(desc, chain_id, label, final, stream, before_publish)
 
-    def _unpack_new(self, desc: dict[str, Any], chain_id: str, label: str, final: Path) -> dict[str, Any]:
+    def _unpack_new(self, desc: dict[str, Any], chain_id: str, label: str, final: Path, stream: Any,
+                    before_publish: Any) -> dict[str, Any]:
         tmp = self.layers_dir / f".tmp-{uuid.uuid4().hex}"
         (tmp / "diff").mkdir(parents=True)
         try:
-            result = unpack_file(self.blobs.path(desc["digest"]), tmp / "diff",
-                                 expected_diff_id=desc.get("diff_id"),  # blob verified when written
-                                 limits=self.limits, label=label)
+            if stream is not None:
+                result = unpack(stream, tmp / "diff", expected_diff_id=desc.get("diff_id"), limits=self.limits,
+                                label=label)
+            else:
+                result = unpack_file(self.blobs.path(desc["digest"]), tmp / "diff",
+                                     expected_diff_id=desc.get("diff_id"),  # blob verified when written
+                                     limits=self.limits, label=label)
+            if before_publish is not None:
+                before_publish()
             meta = {"chain_id": chain_id, "diff_id": result.diff_id, "digest": desc["digest"],
                     "size": result.size, "entries": result.entries}
             (tmp / "layer.json").write_text(json.dumps(meta))

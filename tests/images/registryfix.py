@@ -178,7 +178,8 @@ class Proxy:
     """
 
     def __init__(self, upstream: str, *, cut_first_blob: bool = False, redirect_blobs: bool = False,
-                 corrupt_blobs: bool = False, upstream_auth: str | None = None) -> None:
+                 corrupt_blobs: bool = False, upstream_auth: str | None = None, corrupt_min: int = 0) -> None:
+        self.corrupt_min = corrupt_min
         self.upstream = upstream
         self.cut_first_blob, self.redirect_blobs, self.corrupt_blobs = cut_first_blob, redirect_blobs, corrupt_blobs
         self.upstream_auth = upstream_auth
@@ -224,8 +225,9 @@ class Proxy:
         r = conn.getresponse()
         body = r.read()
         conn.close()
-        if is_blob and r.status == 200 and self.corrupt_blobs and body:
-            body = bytes([body[0] ^ 0xFF]) + body[1:]
+        if is_blob and r.status == 200 and self.corrupt_blobs and len(body) > max(self.corrupt_min, 0):
+            mid = len(body) // 2  # inside the deflate data: gzip may or may not notice first
+            body = body[:mid] + bytes([body[mid] ^ 0xFF]) + body[mid + 1:]
         cut = is_blob and r.status == 200 and self.cut_first_blob and not self.cut_done and len(body) > 1000
         h.send_response(r.status)
         for k, v in r.getheaders():

@@ -234,15 +234,19 @@ def test_errors_are_clear_and_leave_nothing(env, registry, busybox, store, tmp_p
         err = r.stderr.decode()
         assert r.returncode != 0 and text in err and "Traceback" not in err, (args, err)
         assert len(err.strip().splitlines()) == 1, err
-    proxy = Proxy(registry.host, corrupt_blobs=True)
-    try:
-        s = ImageStore(fresh / "images")
-        with pytest.raises(DigestMismatch, match="digest mismatch"):
-            s.pull(f"{proxy.host}/err/bb:1")
-        with pytest.raises(ImageNotFound):
-            s.resolve(f"{proxy.host}/err/bb:1")
-    finally:
-        proxy.stop()
+    for corrupt_min, stream in ((0, "1"), (2000, "1"), (2000, "0")):  # config blob, or only the layer
+        proxy = Proxy(registry.host, corrupt_blobs=True, corrupt_min=corrupt_min)
+        try:
+            import pystack.runtime.images.pull as pull_mod
+            pull_mod.STREAM = stream == "1"
+            s = ImageStore(fresh / "images")
+            with pytest.raises(DigestMismatch, match="digest mismatch"):
+                s.pull(f"{proxy.host}/err/bb:1")
+            with pytest.raises(ImageNotFound):
+                s.resolve(f"{proxy.host}/err/bb:1")
+        finally:
+            pull_mod.STREAM = True
+            proxy.stop()
     assert store_files(fresh / "images") == {"blobs": [], "layers": [], "images": [], "tmp": [], "refs": []}
 
 
@@ -284,3 +288,29 @@ def test_hub_mirror(env, registry, busybox, store, tmp_path) -> None:
     img = fresh.pull("busybox")
     assert img.id == busybox.id and img.repo_tags == ["busybox:latest"]
     assert img.repo_digests == [f"busybox@{busybox.manifest_digest}"]
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["streamed", "download-first"])
+def test_hostile_layer_from_a_registry(registry, tmp_path, stream, monkeypatch) -> None:
+    """A registry serving a layer that writes through a symlink (pushed with skopeo, which
+    does not unpack): the pull fails naming image and layer; the store is left empty."""
+    import pystack.runtime.images.pull as pull_mod
+    from pystack.runtime.images.errors import LayerError
+
+    from .helpers import oci_layout
+    monkeypatch.setattr(pull_mod, "STREAM", stream)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    evil = make_tar([entry("l", "symlink", link=str(outside)), entry("l/pwned", data=b"x" * 5000)])
+    layout = oci_layout(tmp_path / "evil-layout", "evil:1", [(gz(evil), evil)])
+    (layout / "index.json").write_text((layout / "index.json").read_text().replace(
+        '"io.containerd.image.name": "evil:1"', '"org.opencontainers.image.ref.name": "1"'))
+    ref = f"{registry.host}/evil/img:1"
+    subprocess.run(["skopeo", "copy", "--dest-tls-verify=false", f"oci:{layout}:1", f"docker://{ref}"],
+                   check=True, capture_output=True)
+    store = ImageStore(tmp_path / "store")
+    with pytest.raises(LayerError) as exc:
+        store.pull(ref)
+    assert f"image {ref}" in str(exc.value) and "layer 1/1" in str(exc.value) and "symlink" in str(exc.value)
+    assert list(outside.iterdir()) == []
+    assert store_files(store.root) == {"blobs": [], "layers": [], "images": [], "tmp": [], "refs": []}
