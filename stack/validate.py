@@ -431,6 +431,13 @@ class _Checker:
             self.fail("must be greater than or equal to 0", at + ("scale",))
         if replicas is not None and replicas < 0:
             self.fail("must be greater than or equal to 0", at + ("deploy", "replicas"))
+        if scale is not None and isinstance(deploy, dict) and replicas is None:
+            # compose-go's consistency check writes scale into deploy (Go field order)
+            items = list(deploy.items())
+            at_index = 1 if items and items[0][0] == "mode" else 0
+            items.insert(at_index, ("replicas", scale))
+            deploy.clear()
+            deploy.update(items)
         count = scale if scale is not None else (replicas if replicas is not None else 1)
         if count > 1 and svc.get("container_name"):
             attr = "scale" if scale is not None else "deploy.replicas"
@@ -514,6 +521,9 @@ def check_config(config: Mapping[str, Any], locators: Iterable[LocatorLike] | No
     name before profiles were applied; a ``required: false`` dependency on one of them
     that a profile disabled is fine, on a name that exists nowhere it is an error (as in
     Compose). Without it, any ``required: false`` dependency is let through.
+
+    Like compose-go's consistency check, this also completes the project in one place:
+    a service with both ``scale`` and a ``deploy`` section gets ``deploy.replicas``.
     """
     checker = _Checker(config, locators)
     checker.all_services = set(all_services) if all_services is not None else None

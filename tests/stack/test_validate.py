@@ -351,3 +351,12 @@ def test_semantic_error_is_positioned_with_the_locator_of_the_right_file():
     with pytest.raises(ComposeError) as info:
         check_config(project, [base, override])
     assert str(info.value).startswith("override.yaml:5:16: services.web.mem_limit: ")
+
+
+def test_scale_is_copied_into_deploy_as_compose_does():
+    project = _project(web=_svc(scale=2, deploy={"mode": "replicated", "resources": {}}),
+                       db=_svc(scale=3))
+    check_config(project)
+    assert list(project["services"]["web"]["deploy"].items())[:2] == [("mode", "replicated"),
+                                                                      ("replicas", 2)]
+    assert "deploy" not in project["services"]["db"]
