@@ -44,6 +44,7 @@ OPAQUE = ".wh..wh..opq"
 OPAQUE_XATTR = "trusted.overlay.opaque"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _CHUNK = 1 << 20
+_CHUNK_TAR = 1 << 16  # tarfile's stream buffer (larger only copies more per small file)
 
 
 @dataclass
@@ -381,7 +382,7 @@ def unpack(raw: BinaryIO, dest: Path, *, expected_diff_id: str | None = None,
     entries = 0
     try:
         try:
-            with tarfile.open(fileobj=inner, mode="r|", errorlevel=2, bufsize=_CHUNK) as tf:  # type: ignore[call-overload]
+            with tarfile.open(fileobj=inner, mode="r|", errorlevel=2, bufsize=_CHUNK_TAR) as tf:  # type: ignore[call-overload]
                 for m in tf:
                     entries += 1
                     if entries > limits.max_entries:
