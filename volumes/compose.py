@@ -4,10 +4,10 @@ Offered to the compose front (which talks to any engine through the Docker API):
 service and the project in canonical form (the ``docker compose config --format json``
 shape), returns ``HostConfig.Binds``, ``HostConfig.Mounts``, ``HostConfig.Tmpfs`` and the
 secret/config files to write into the container. It mirrors Docker Compose's
-``buildContainerVolumes`` (pkg/compose/create.go): binds and simple named volumes use the
-``Binds`` strings (so that a missing host path is created, moby#43483), anything with an
-option only the Mounts API has (``create_host_path: false``, propagation, subpath, nocopy,
-labels) uses ``Mounts``; ``file:`` secrets and configs are read-only bind mounts;
+``buildContainerVolumes`` (pkg/compose/create.go): binds that need no Mounts-only option
+use the ``Binds`` strings (so that a missing host path is created, moby#43483), binds with
+``create_host_path: false``, propagation or ``recursive`` and every volume and tmpfs use
+``Mounts``; ``file:`` secrets and configs are read-only bind mounts;
 ``environment:``/``content:`` ones become :class:`SecretFile` objects.
 """
 from __future__ import annotations
@@ -35,12 +35,6 @@ def _bind_requires_mount_api(bind: Mapping[str, Any] | None) -> bool:
     if bind is None:
         return False
     return (not bind.get("create_host_path", False)) or bool(bind.get("propagation")) or bool(bind.get("recursive"))
-
-
-def _volume_requires_mount_api(vol: Mapping[str, Any] | None) -> bool:
-    if not vol:
-        return False
-    return bool(vol.get("labels")) or bool(vol.get("subpath")) or bool(vol.get("nocopy"))
 
 
 def _bind_string(source: str, v: Mapping[str, Any]) -> str:
@@ -89,27 +83,21 @@ def service_storage(service_name: str, service: Mapping[str, Any], project: Mapp
                 m["BindOptions"]["NonRecursive"] = True
             out.mounts.append(m)
         elif kind == "volume":
-            source = v.get("source")
-            if not source:  # anonymous
-                out.mounts.append({"Type": "volume", "Source": "", "Target": v["target"],
-                                   "ReadOnly": bool(v.get("read_only")),
-                                   "VolumeOptions": {"NoCopy": bool((v.get("volume") or {}).get("nocopy"))}})
-                continue
-            if source not in top_volumes:
+            # Docker Compose always uses the Mounts API for volumes (buildMount); Binds are only
+            # for binds that need no Mounts-only option
+            source = v.get("source") or ""
+            if source and source not in top_volumes:
                 raise UserError(f"{where}: service \"{service_name}\" refers to undefined volume {source}: "
                                 f"invalid compose project")
-            name = top_volumes[source].get("name") or source
-            vol = v.get("volume") or {}
-            if not _volume_requires_mount_api(vol):
-                out.binds.append(_bind_string(name, v))
-                continue
-            opts: dict[str, Any] = {"NoCopy": bool(vol.get("nocopy"))}
-            if vol.get("subpath"):
-                opts["Subpath"] = vol["subpath"]
-            if vol.get("labels"):
-                opts["Labels"] = dict(vol["labels"])
-            out.mounts.append({"Type": "volume", "Source": name, "Target": v["target"],
-                               "ReadOnly": bool(v.get("read_only")), "VolumeOptions": opts})
+            m = {"Type": "volume", "Source": (top_volumes[source].get("name") or source) if source else "",
+                 "Target": v["target"], "ReadOnly": bool(v.get("read_only"))}
+            if v.get("consistency"):
+                m["Consistency"] = v["consistency"]
+            if v.get("volume") is not None:
+                vol = v["volume"]
+                m["VolumeOptions"] = {k: val for k, val in (("NoCopy", bool(vol.get("nocopy"))),
+                                                             ("Subpath", vol.get("subpath") or "")) if val}
+            out.mounts.append(m)
         elif kind == "tmpfs":
             t = v.get("tmpfs") or {}
             opts = {}

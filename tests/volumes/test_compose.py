@@ -102,10 +102,12 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def test_conversion_matches_docker_compose_rules(project: dict) -> None:
     proj = project["_dir"]
     st = service_storage("web", project["services"]["web"], project, {"TOKEN": "env-token"})
-    assert st.binds == ["demo_data:/data:rw", f"{proj}/src:/src:ro,z"]
+    assert st.binds == [f"{proj}/src:/src:ro,z"]
     by_target = {m["Target"]: m for m in st.mounts}
+    assert by_target["/data"] == {"Type": "volume", "Source": "demo_data", "Target": "/data", "ReadOnly": False,
+                                  "VolumeOptions": {}}
     assert by_target["/anon"] == {"Type": "volume", "Source": "", "Target": "/anon", "ReadOnly": False,
-                                  "VolumeOptions": {"NoCopy": False}}
+                                  "VolumeOptions": {}}
     assert by_target["/conf"]["BindOptions"] == {"CreateMountpoint": False}
     assert by_target["/sub"]["VolumeOptions"] == {"NoCopy": True, "Subpath": "app"}
     assert by_target["/sub"]["Source"] == "demo_data"
