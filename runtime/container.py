@@ -15,12 +15,10 @@ from __future__ import annotations
 import json
 import os
 import select
-import shutil
 import signal
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from pystack.errors import Conflict, NotFound, UserError
@@ -46,18 +44,20 @@ def parse_signal(sig: int | str) -> int:
         raise UserError(f"unknown signal {sig!r}") from None
 
 
-@dataclass
 class ExecProcess:
-    """A process started by ``Runtime.exec``: its host pid, its stdio ends and its exit."""
+    """A process started by ``Runtime.exec``: its host pid, its stdio ends and its exit.
 
-    pid: int
-    _sock: socket.socket
-    stdin: object | None = None
-    stdout: object | None = None
-    stderr: object | None = None
-    pty: int | None = None
-    returncode: int | None = None
-    _extra: list = field(default_factory=list)
+    (A plain class, not a dataclass: ``dataclasses`` imports ``inspect``, which the
+    one-shot ``pystack-runtime`` command would pay for on every run.)"""
+
+    def __init__(self, pid: int, _sock: socket.socket, stdin=None, stdout=None, stderr=None,
+                 pty: int | None = None, _extra: list | None = None) -> None:
+        self.pid = pid
+        self._sock = _sock
+        self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
+        self.pty = pty
+        self.returncode: int | None = None
+        self._extra = list(_extra or ())
 
     def wait(self, timeout: float | None = None) -> int:
         """The exit code (128+n for a signal); TimeoutError after ``timeout`` seconds."""
@@ -226,7 +226,7 @@ class Runtime:
                 cgroup_glue.kill_all(paths)
                 cgroup_glue.remove(paths)
             finally:
-                shutil.rmtree(d, ignore_errors=True)
+                _rmtree(d)
             raise
         return self.state(id)
 
@@ -352,7 +352,7 @@ class Runtime:
             cgroup_glue.kill_all(paths, signal.SIGKILL)
             time.sleep(0.005)
         cgroup_glue.remove(paths)
-        shutil.rmtree(self.states.path(id), ignore_errors=True)
+        _rmtree(self.states.path(id))
 
     # -- exec -----------------------------------------------------------------------------
 
@@ -447,6 +447,11 @@ class Runtime:
         theirs.close()
         threading_reap(pid)
         return mine
+
+
+def _rmtree(path) -> None:
+    import shutil  # lazily: shutil pulls in bz2/lzma, ~10 ms on the CLI's path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _recv_json(sock: socket.socket) -> tuple[dict, list[int]]:

@@ -86,6 +86,8 @@ def prepare(spec: dict, process: dict | None = None, seccomp_cache: str | None =
         flags, joins = ns.split(linux.get("namespaces") or [])
     except ValueError as exc:
         raise SpecError(str(exc)) from None
+    if any((spec.get("hooks") or {}).values()):
+        raise SpecError("hooks: OCI hooks are not supported by pystack-runtime")
     if flags & ns.CLONE_NEWUSER or any(k == "user" for k, _ in joins):
         raise SpecError("linux.namespaces: user namespaces are not supported by pystack-runtime")
     sysctls = dict(linux.get("sysctl") or {})
