@@ -99,3 +99,15 @@ def test_engine_killed_mid_create_then_recovered(tmp_path: Path, no_leaks) -> No
     assert Path(restarted.get("precious").mountpoint, "blob").read_bytes() == payload
     restarted.remove("precious")
     no_leaks()
+
+
+def test_tmpfs_volume_of_dead_containers_unmounted_on_sync(tmp_path: Path, no_leaks) -> None:
+    from pystack.volumes.local_driver import is_mounted
+
+    store = VolumeStore(tmp_path / "volumes")
+    rec = store.create("scratch", driver_opts={"type": "tmpfs", "device": "tmpfs", "o": "size=1m"})
+    store.acquire("scratch", "dead1")
+    assert is_mounted(rec.mountpoint)
+    VolumeStore(tmp_path / "volumes").sync_users(live_container_ids=set())  # the restarted engine
+    assert not is_mounted(rec.mountpoint)
+    no_leaks()
