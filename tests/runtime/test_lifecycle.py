@@ -206,3 +206,20 @@ def test_pause_resume(runtime, make_bundle, overlay):
         assert runtime.stats(cid)["pids_stats"]["current"] == 1
     finally:
         runtime.delete(cid, force=True)
+
+
+def test_killed_shim_leaves_a_deletable_container(runtime, make_bundle, overlay, cgroup_parent):
+    """A SIGKILLed shim (crash) loses the exit code, not the container: it keeps running,
+    reads as stopped once it exits, and delete cleans everything up."""
+    cid = new_id()
+    runtime.create(cid, make_bundle(["sleep", "30"]), **overlay())
+    runtime.start(cid)
+    rec = runtime.states.load(cid)
+    os.kill(rec["shim_pid"], signal.SIGKILL)
+    time.sleep(0.1)
+    assert runtime.state(cid)["status"] == "running"
+    runtime.kill(cid, "KILL")
+    assert runtime.wait(cid, timeout=10) == 255  # nobody recorded the status
+    assert runtime.state(cid)["status"] == "stopped"
+    runtime.delete(cid)
+    assert not any(Path(d, cgroup_parent, cid).exists() for d in Path("/sys/fs/cgroup").iterdir())
