@@ -236,7 +236,7 @@ def pull(name: str, platform: str | None, quiet: bool) -> None:
     ref = parse(name)
     with _progress(quiet) as progress:
         store.pull(name, platform=platform, progress=progress)
-    click.echo(str(ref) if not quiet else str(ref))
+    click.echo(str(ref))  # docker prints the full reference, also with -q
 
 
 @image.command("push")

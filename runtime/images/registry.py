@@ -93,8 +93,9 @@ class RegistryClient:
         self.config = config or load_config()
         self.insecure = self.config.is_insecure(host)
         self.scheme: str | None = None if self.insecure else "https"
+        self.login_name = auth_host or host  # what `pystack login` takes for this registry
         if credentials is True:
-            credentials = get_credentials(auth_host or host)
+            credentials = get_credentials(self.login_name)
         self.credentials = credentials or None
         self._tokens: dict[str, tuple[str, float]] = {}
         self._basic = False
@@ -174,7 +175,7 @@ class RegistryClient:
         scheme, params = parse_challenge(header)
         if scheme == "basic":
             if not self.credentials:
-                raise Unauthorized(f"{self.host}: authentication required: run `pystack login {self.host}`")
+                raise Unauthorized(f"{self.host}: authentication required: run `pystack login {self.login_name}`")
             with self._lock:
                 self._basic = True
             return
@@ -242,8 +243,8 @@ class RegistryClient:
                 resp.close()
                 if self.credentials:
                     raise Unauthorized(f"{self.host}: unauthorized: {text}")
-                raise Unauthorized(f"{self.host}: unauthorized: authentication required "
-                                   f"(run `pystack login {self.host}`)")
+                raise Unauthorized(f"{self.host}: unauthorized: authentication required ({text}; "
+                                   f"the repository may not exist, or run `pystack login {self.login_name}`)")
             self._answer_challenge(resp, scope)
             resp.close()
             attempt += 1

@@ -35,7 +35,7 @@ from . import manifest as mt
 from .blobs import BlobStore
 from .errors import ImageNotFound, LayerError
 from .layers import Limits, unpack, unpack_file
-from .reference import Reference, is_digest, parse
+from .reference import Reference, parse
 
 
 @dataclass

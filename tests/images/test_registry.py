@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pystack.runtime.images.errors import DigestMismatch, ImageNotFound, NoMatchingPlatform, Unauthorized
+from pystack.runtime.images.errors import DigestMismatch, ImageNotFound, Unauthorized
 from pystack.runtime.images.store import ImageStore
 
 from .helpers import OCI_INDEX, OCI_MANIFEST, entry, gz, image_manifest, make_tar, run_cli, sha, store_files
