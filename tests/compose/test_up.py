@@ -372,11 +372,13 @@ services:
     image: busybox
     command: ["sleep", "300"]
     healthcheck: {test: ["CMD", "true"], interval: 300ms}
+    stop_grace_period: 1s  # Docker Compose would wait 10 s for a PID 1 sleep
   web:
     image: busybox
     command: ["sleep", "300"]
     environment: {A: "1"}
     depends_on: {db: {condition: service_healthy}}
+    stop_grace_period: 1s
 """)
     env = dict(stack.env, DOCKER_HOST=stack.engine.host)
 
