@@ -21,8 +21,17 @@ from pystack.volumes.store import VolumeStore
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> VolumeStore:
-    return VolumeStore(tmp_path / "volumes")
+def store(tmp_path: Path):
+    """A volume store under the test's tmp dir. Teardown detaches whatever a failed test left
+    mounted under tmp (tmpfs volumes, staging pins), so one failure never leaks into others."""
+    yield VolumeStore(tmp_path / "volumes")
+    from pystack.volumes import _sys
+
+    for mp in reversed(_mounts_under(str(tmp_path))):
+        try:
+            _sys.umount(mp, _sys.MNT_DETACH)
+        except OSError:
+            pass
 
 
 class Runc:
