@@ -21,42 +21,57 @@ DEFAULT_POOLS: list[tuple[str, int]] = [
 ]
 
 
-def host_networks() -> list[IPv4Net]:
-    """Every IPv4 network the host routes to or has an address in (all routing tables)."""
+def host_networks(family: int = 2) -> list:
+    """Every network (IPv4: family 2, IPv6: 10) the host routes to or has an address in,
+    in all routing tables; link-local and multicast IPv6 ranges are left out."""
     from pyroute2 import IPRoute
 
-    nets: list[IPv4Net] = []
+    nets: list = []
     with IPRoute() as ipr:
-        for route in ipr.get_routes(family=2, table=0):
+        for route in ipr.get_routes(family=family, table=0):
             dst = route.get_attr("RTA_DST")
             if dst is None:
                 continue  # default route: overlaps everything, so it is not a conflict
             nets.append(ipaddress.ip_network(f"{dst}/{route['dst_len']}", strict=False))
-        for addr in ipr.get_addr(family=2):
+        for addr in ipr.get_addr(family=family):
             a = addr.get_attr("IFA_ADDRESS")
             nets.append(ipaddress.ip_network(f"{a}/{addr['prefixlen']}", strict=False))
+    if family == 10:
+        nets = [n for n in nets if not (n.is_link_local or n.is_multicast or n.is_loopback)]
     return nets
 
 
-def parse_net(text: str, what: str) -> IPv4Net:
-    """A user-given subnet, or one clear line saying what is wrong with it."""
+def parse_net(text: str, what: str, version: int = 4):
+    """A user-given subnet of the IP ``version``, or one clear line saying what is wrong."""
     try:
         net = ipaddress.ip_network(text, strict=False)
     except ValueError:
-        raise UserError(f"invalid {what} {text!r}: not an IPv4 network (a.b.c.d/len)") from None
-    if net.version != 4:
-        raise UserError(f"{what} {text}: IPv6 networks are not supported yet")
-    return net  # type: ignore[return-value]
+        raise UserError(f"invalid {what} {text!r}: not an IP network (address/length)") from None
+    if net.version != version:
+        raise UserError(f"{what} {text}: an IPv{version} network is needed here")
+    return net
 
 
-def parse_ip(text: str, what: str) -> ipaddress.IPv4Address:
+def parse_ip(text: str, what: str, version: int = 4):
     try:
         ip = ipaddress.ip_address(text)
     except ValueError:
         raise UserError(f"invalid {what} {text!r}: not an IP address") from None
-    if ip.version != 4:
-        raise UserError(f"{what} {text}: IPv6 addresses are not supported yet")
-    return ip  # type: ignore[return-value]
+    if ip.version != version:
+        raise UserError(f"{what} {text}: an IPv{version} address is needed here")
+    return ip
+
+
+def ula_subnet(seed: str, taken: list) -> ipaddress.IPv6Network:
+    """A /64 unique-local subnet (RFC 4193) derived from ``seed``, avoiding ``taken``."""
+    import hashlib
+
+    for n in range(64):
+        digest = hashlib.sha256(f"{seed}/{n}".encode()).digest()
+        candidate = ipaddress.IPv6Network((b"\xfd" + digest[:7] + bytes(8), 64))
+        if not any(candidate.overlaps(t) for t in taken):
+            return candidate
+    raise Conflict("no free IPv6 subnet found; set an IPv6 ipam.config.subnet")
 
 
 def choose_subnet(pools: Iterable[tuple[str, int]], taken: list[IPv4Net]) -> IPv4Net:
@@ -85,9 +100,9 @@ def allocate(subnet: IPv4Net, ip_range: str | None, reserved: set[str], requeste
     ``reserved`` holds the gateway, aux addresses and every address in use.
     """
     if requested:
-        ip = parse_ip(requested, "ipv4_address")
+        ip = parse_ip(requested, f"ipv{subnet.version}_address", subnet.version)
         if ip not in subnet or ip in (subnet.network_address, subnet.broadcast_address):
-            raise UserError(f"ipv4_address {ip} is not a usable address of subnet {subnet}")
+            raise UserError(f"ipv{subnet.version}_address {ip} is not a usable address of subnet {subnet}")
         if str(ip) in reserved:
             raise Conflict(f"address {ip} is already in use on this network")
         return str(ip)

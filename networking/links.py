@@ -45,8 +45,12 @@ def link_index(ipr, name: str) -> int | None:
     return found[0] if found else None
 
 
-def create_bridge(name: str, gateway: str, prefixlen: int, mtu: int) -> None:
-    """Create the bridge with its gateway address, up, ready to NAT for 127.0.0.1."""
+IFA_F_NODAD = 0x02  # no duplicate address detection: the address is ours by construction
+
+
+def create_bridge(name: str, gateway: str, prefixlen: int, mtu: int,
+                  gateway6: str = "", prefixlen6: int = 0) -> None:
+    """Create the bridge with its gateway address(es), up, ready to NAT for 127.0.0.1."""
     # A fixed MAC: otherwise the bridge takes the lowest MAC of its ports and changes it
     # when a port joins, and containers lose the gateway until their ARP entry expires.
     mac = "02:" + ":".join(f"{b:02x}" for b in os.urandom(5))
@@ -55,15 +59,17 @@ def create_bridge(name: str, gateway: str, prefixlen: int, mtu: int) -> None:
         try:
             idx = link_index(ipr, name)
             ipr.addr("add", index=idx, address=gateway, prefixlen=prefixlen)
+            # Never accept router advertisements (CVE-2020-13401); IPv6 only when asked.
+            write_sysctl(f"net.ipv6.conf.{name}.accept_ra", "0")
+            write_sysctl(f"net.ipv6.conf.{name}.disable_ipv6", "0" if gateway6 else "1")
+            if gateway6:
+                ipr.addr("add", index=idx, address=gateway6, prefixlen=prefixlen6, flags=IFA_F_NODAD)
             ipr.link("set", index=idx, state="up")
         except BaseException:
             ipr.link("del", ifname=name)
             raise
     # route_localnet: 127.0.0.1:<port> DNATed to a container must leave through the bridge.
     write_sysctl(f"net.ipv4.conf.{name}.route_localnet", "1")
-    # No IPv6 on pystack bridges yet; no router advertisements accepted (CVE-2020-13401).
-    write_sysctl(f"net.ipv6.conf.{name}.accept_ra", "0")
-    write_sysctl(f"net.ipv6.conf.{name}.disable_ipv6", "1")
 
 
 def delete_link(name: str) -> bool:
@@ -98,11 +104,12 @@ def host_links(prefix: str) -> list[str]:
 
 
 def attach_veth(sandbox: Path, bridge: str, host_name: str, ifname: str, mac: str,
-                ip: str, prefixlen: int, mtu: int, gateway: str | None) -> None:
+                ip: str, prefixlen: int, mtu: int, gateway: str | None,
+                ip6: str = "", prefixlen6: int = 0, gateway6: str | None = None) -> None:
     """Make a veth pair, plug one end into ``bridge`` and the other into the sandbox.
 
     On any failure the pair is deleted (deleting one end deletes both), so nothing is
-    left half-made. ``gateway`` set: add a default route through it.
+    left half-made. ``gateway``/``gateway6`` set: add a default route through it.
     """
     peer_tmp = "psp" + host_name[3:]
     with netns.iproute() as ipr:
@@ -125,9 +132,13 @@ def attach_veth(sandbox: Path, bridge: str, host_name: str, ifname: str, mac: st
                 idx = link_index(nsr, peer_tmp)
                 nsr.link("set", index=idx, ifname=ifname, address=mac, mtu=mtu)
                 nsr.addr("add", index=idx, address=ip, prefixlen=prefixlen)
+                if ip6:
+                    nsr.addr("add", index=idx, address=ip6, prefixlen=prefixlen6, flags=IFA_F_NODAD)
                 nsr.link("set", index=idx, state="up")
                 if gateway:
                     nsr.route("add", dst="0.0.0.0/0", gateway=gateway, oif=idx)
+                if gateway6:
+                    nsr.route("add", dst="::/0", gateway=gateway6, oif=idx, family=10)
         except BaseException:
             if link_index(ipr, host_name) is not None:
                 ipr.link("del", ifname=host_name)

@@ -19,7 +19,7 @@ from . import ipam, links, nat, netns, ports
 from .resolv import hosts_file as _hosts_file
 from .resolv import resolv_conf as _resolv_conf
 from .state import StateStore, host_lock
-from .types import (EndpointRecord, EndpointSpec, NetworkRecord, NetworkSpec, PortBinding,
+from .types import (EndpointRecord, EndpointSpec, IPAMPool, NetworkRecord, NetworkSpec, PortBinding,
                     PortSpec)
 
 log = logging.getLogger(__name__)
@@ -68,10 +68,11 @@ class NetworkManager:
         if spec.driver not in ("bridge", "", None):
             raise UserError(f"network {spec.name}: driver {spec.driver!r} is not supported "
                             "(only bridge)")
-        if spec.enable_ipv6:
-            raise UserError(f"network {spec.name}: enable_ipv6 is not supported yet")
-        if len(spec.ipam) > 1:
-            raise UserError(f"network {spec.name}: only one ipam.config entry is supported")
+        v4, v6 = self._split_ipam(spec)
+        if v6 and not spec.enable_ipv6:
+            raise UserError(f"network {spec.name}: an IPv6 ipam.config subnet needs enable_ipv6: true")
+        if spec.enable_ipv6 and self.firewall.kind != "nft":
+            raise UserError(f"network {spec.name}: enable_ipv6 needs nftables (the nft command)")
         unknown = set(spec.options) - SUPPORTED_OPTS
         if unknown:
             raise UserError(f"network {spec.name}: driver_opts {', '.join(sorted(unknown))} "
@@ -94,8 +95,9 @@ class NetworkManager:
                 # Intent first: a crash from here on leaves a record recover() can undo.
                 st["networks"][spec.id] = {**record.to_dict(), "status": "creating"}
             try:
-                links.create_bridge(bridge, record.gateway, ipaddress.ip_network(record.subnet).prefixlen, mtu)
-                self._fw(record).setup_network(spec.id, bridge, record.subnet, record.internal, _masquerade(record))
+                self._make_bridge(record)
+                self._fw(record).setup_network(spec.id, bridge, record.subnet, record.internal,
+                                               _masquerade(record), record.subnet6)
                 if not record.internal:
                     nat.enable_ip_forward()
             except BaseException:
@@ -120,11 +122,22 @@ class NetworkManager:
             raise UserError(f"network {spec.name}: MTU {mtu} out of range 68-65535")
         return mtu
 
+    @staticmethod
+    def _split_ipam(spec: NetworkSpec) -> tuple[IPAMPool | None, IPAMPool | None]:
+        """The IPv4 and the IPv6 ``ipam.config`` entries (at most one of each)."""
+        v4: list[IPAMPool] = []
+        v6: list[IPAMPool] = []
+        for pool in spec.ipam:
+            (v6 if pool.subnet and ":" in pool.subnet else v4).append(pool)
+        if len(v4) > 1 or len(v6) > 1:
+            raise UserError(f"network {spec.name}: only one ipam.config entry per IP version is supported")
+        return (v4[0] if v4 else None), (v6[0] if v6 else None)
+
     def _plan_network(self, spec: NetworkSpec, bridge: str, mtu: int, st: dict[str, Any]) -> NetworkRecord:
         """Pick subnet/gateway/range (user-given ones validated) for a new network."""
+        pool, pool6 = self._split_ipam(spec)
         ours = [ipaddress.ip_network(r["subnet"]) for r in st["networks"].values()]
         host = ipam.host_networks()
-        pool = spec.ipam[0] if spec.ipam else None
         if pool and pool.subnet:
             subnet = ipam.parse_net(pool.subnet, "subnet")
             ipam.check_subnet_free(subnet, ours, host)
@@ -132,8 +145,31 @@ class NetworkManager:
             if pool and (pool.gateway or pool.ip_range):
                 raise UserError(f"network {spec.name}: ipam gateway/ip_range need a subnet")
             subnet = ipam.choose_subnet(self.default_pools, ours + host)
+        gateway, ip_range, aux = self._plan_pool(spec, pool, subnet, 4)
+        record = NetworkRecord(id=spec.id, name=spec.name, bridge=bridge, subnet=str(subnet),
+                               gateway=gateway, ip_range=ip_range, internal=spec.internal,
+                               attachable=spec.attachable, labels=dict(spec.labels),
+                               options=dict(spec.options), mtu=mtu, aux_addresses=aux,
+                               driver="bridge", firewall=self.firewall.kind)
+        if spec.enable_ipv6:
+            ours6 = [ipaddress.ip_network(r["subnet6"]) for r in st["networks"].values() if r.get("subnet6")]
+            host6 = ipam.host_networks(10)
+            if pool6 and pool6.subnet:
+                subnet6 = ipam.parse_net(pool6.subnet, "subnet", 6)
+                ipam.check_subnet_free(subnet6, ours6, host6)
+            else:
+                subnet6 = ipam.ula_subnet(spec.id, ours6 + host6)
+            gw6, range6, aux6 = self._plan_pool(spec, pool6, subnet6, 6)
+            record.subnet6, record.gateway6, record.ip_range6 = str(subnet6), gw6, range6
+            record.aux_addresses.update(aux6)
+        return record
+
+    @staticmethod
+    def _plan_pool(spec: NetworkSpec, pool: IPAMPool | None, subnet, version: int
+                   ) -> tuple[str, str | None, dict[str, str]]:
+        """Gateway, ip_range and aux addresses of one ipam entry, checked against its subnet."""
         if pool and pool.gateway:
-            gw = ipam.parse_ip(pool.gateway, "gateway")
+            gw = ipam.parse_ip(pool.gateway, "gateway", version)
             if gw not in subnet:
                 raise UserError(f"network {spec.name}: gateway {gw} is not in subnet {subnet}")
             gateway = str(gw)
@@ -141,21 +177,23 @@ class NetworkManager:
             gateway = str(next(subnet.hosts()))
         ip_range = None
         if pool and pool.ip_range:
-            rng = ipam.parse_net(pool.ip_range, "ip_range")
+            rng = ipam.parse_net(pool.ip_range, "ip_range", version)
             if not rng.subnet_of(subnet):
                 raise UserError(f"network {spec.name}: ip_range {rng} is not inside subnet {subnet}")
             ip_range = str(rng)
         aux = {}
         for name, addr in (pool.aux_addresses if pool else {}).items():
-            ip = ipam.parse_ip(addr, f"aux_addresses.{name}")
+            ip = ipam.parse_ip(addr, f"aux_addresses.{name}", version)
             if ip not in subnet:
                 raise UserError(f"network {spec.name}: aux address {name}={ip} is not in {subnet}")
             aux[name] = str(ip)
-        return NetworkRecord(id=spec.id, name=spec.name, bridge=bridge, subnet=str(subnet),
-                             gateway=gateway, ip_range=ip_range, internal=spec.internal,
-                             attachable=spec.attachable, labels=dict(spec.labels),
-                             options=dict(spec.options), mtu=mtu, aux_addresses=aux,
-                             driver="bridge", firewall=self.firewall.kind)
+        return gateway, ip_range, aux
+
+    @staticmethod
+    def _make_bridge(record: NetworkRecord) -> None:
+        links.create_bridge(record.bridge, record.gateway, ipaddress.ip_network(record.subnet).prefixlen,
+                            record.mtu, record.gateway6,
+                            ipaddress.ip_network(record.subnet6).prefixlen if record.subnet6 else 0)
 
     def _fw(self, record: NetworkRecord) -> "nat.Firewall":
         """The backend that made (or makes) this network's rules."""
@@ -478,10 +516,9 @@ class NetworkManager:
                     tx["networks"].pop(record.id, None)
                 continue
             if not links.link_exists(record.bridge):
-                links.create_bridge(record.bridge, record.gateway,
-                                    ipaddress.ip_network(record.subnet).prefixlen, record.mtu)
+                self._make_bridge(record)
             self._fw(record).setup_network(record.id, record.bridge, record.subnet, record.internal,
-                                            _masquerade(record))
+                                            _masquerade(record), record.subnet6)
             if not record.internal:
                 nat.enable_ip_forward()
         st = self.state.read()

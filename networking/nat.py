@@ -78,6 +78,27 @@ def delete_table(name: str) -> None:
     run_nft(f"table ip {name} {{}}\ndelete table ip {name}\n")
 
 
+def network_ruleset6(net_id: str, bridge: str, subnet6: str, internal: bool, masquerade: bool = True) -> str:
+    """The IPv6 table of a network (``ip6`` family, same name): the same isolation in
+    forward, and masquerade of the subnet's outbound traffic. IPv6 forwarding itself is
+    left to the administrator (``net.ipv6.conf.all.forwarding=1``): switching it on
+    makes every interface of the host stop accepting router advertisements."""
+    br, t = _q(bridge), network_table(net_id)
+    lines = [f"table ip6 {t} {{}}", f"delete table ip6 {t}", f"table ip6 {t} {{",
+             "  chain forward {", "    type filter hook forward priority filter; policy accept;",
+             f"    iifname {br} oifname {br} accept"]
+    if internal:
+        lines += [f"    iifname {br} drop", f"    oifname {br} drop"]
+    lines += [f"    oifname {br} ct status dnat accept",
+              f"    oifname {br} ct state established,related accept",
+              f"    oifname {br} drop", "  }"]
+    if not internal and masquerade:
+        lines += ["  chain postrouting {", "    type nat hook postrouting priority srcnat; policy accept;",
+                  f"    ip6 saddr {subnet6} oifname != {br} masquerade", "  }"]
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
 def network_ruleset(net_id: str, bridge: str, subnet: str, internal: bool, masquerade: bool = True) -> str:
     """The table of one network.
 
@@ -170,9 +191,14 @@ class Firewall:
         self.kind = kind
 
     def setup_network(self, net_id: str, bridge: str, subnet: str, internal: bool,
-                      masquerade: bool = True) -> None:
+                      masquerade: bool = True, subnet6: str = "") -> None:
         if self.kind == "nft":
-            run_nft(network_ruleset(net_id, bridge, subnet, internal, masquerade))
+            script = network_ruleset(net_id, bridge, subnet, internal, masquerade)
+            if subnet6:
+                script += network_ruleset6(net_id, bridge, subnet6, internal, masquerade)
+            run_nft(script)
+        elif subnet6:
+            raise UserError("IPv6 networks need nftables (the nft command)")
         else:
             from . import iptables
             iptables.setup_network(net_id, bridge, subnet, internal, masquerade)
@@ -180,6 +206,7 @@ class Firewall:
     def teardown_network(self, net_id: str) -> None:
         if self.kind == "nft":
             delete_table(network_table(net_id))
+            run_nft(f"table ip6 {network_table(net_id)} {{}}\ndelete table ip6 {network_table(net_id)}\n")
         else:
             from . import iptables
             iptables.teardown_network(net_id)

@@ -62,6 +62,9 @@ class NetworkRecord:
     aux_addresses: dict[str, str] = field(default_factory=dict)
     driver: str = "bridge"
     firewall: str = ""   # "nft" / "iptables": the backend holding its rules
+    subnet6: str = ""    # set when enable_ipv6
+    gateway6: str = ""
+    ip_range6: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -89,6 +92,7 @@ class EndpointSpec:
     priority: int = 0
     links: dict[str, str] = field(default_factory=dict)
     dns: list[str] = field(default_factory=list)
+    ipv6_address: str | None = None
 
 
 @dataclass
@@ -107,6 +111,9 @@ class EndpointRecord:
     aliases: list[str] = field(default_factory=list)
     links: dict[str, str] = field(default_factory=dict)
     dns: list[str] = field(default_factory=list)
+    ip6: str = ""         # on IPv6-enabled networks
+    prefixlen6: int = 0
+    gateway6: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -66,7 +66,8 @@ def test_conflicts_and_bad_input_are_one_line_errors(nm, make_net, subnets, uniq
                                           ipam=[IPAMPool(subnet=host_route[0])]))
     bad = [
         dict(driver="overlay"),
-        dict(enable_ipv6=True),
+        dict(ipam=[IPAMPool(subnet="fd0a:210:99::/64")]),                       # IPv6 without enable_ipv6
+        dict(ipam=[IPAMPool(subnet=subnets.next()), IPAMPool(subnet=subnets.next())]),  # two IPv4 entries
         dict(options={"com.docker.network.driver.mtu": "huge"}),
         dict(options={"com.docker.network.bridge.name": "a-name-far-too-long"}),
         dict(options={"foo": "bar"}),
