@@ -48,12 +48,14 @@ def parse_opts(name: str, opts: dict[str, str] | None) -> LocalOptions:
     device = opts.get("device", "")
     if not opts:
         return LocalOptions("dir")
+    if fstype and not device:  # dockerd: `missing required option: "device"`
+        raise UserError(f"volume {name}: driver_opts type {fstype!r} needs device (e.g. device: tmpfs)")
     if fstype == "tmpfs":
         for item in filter(None, o.split(",")):
             key = item.split("=", 1)[0]
             if key not in TMPFS_KEYS and item not in TMPFS_FLAGS:
                 raise UserError(f"volume {name}: tmpfs option {item!r} not supported")
-        return LocalOptions("tmpfs", o=o, device=device or "tmpfs")
+        return LocalOptions("tmpfs", o=o, device=device)
     if fstype == "none":
         flags = set(filter(None, o.split(",")))
         if not flags & {"bind", "rbind"}:

@@ -36,6 +36,9 @@ _CID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 
 def validate_name(name: str) -> str:
     """Docker's rule for local volume names; a path or '..' can never get through."""
+    if isinstance(name, str) and len(name) == 1 and name.isalnum() and name.isascii():
+        raise UserError(f"create {name}: volume name is too short, names should be at least two "
+                        f"alphanumeric characters")
     if not isinstance(name, str) or not NAME_RE.match(name) or name in (".", ".."):
         raise UserError(f"{name!r} includes invalid characters for a local volume name, only "
                         f"\"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host "
@@ -174,7 +177,9 @@ class VolumeStore:
                 (tmp / "_data").mkdir(mode=0o755)
                 (tmp / "users").mkdir(mode=0o700)
                 meta = {"name": name, "driver": driver, "driver_opts": opts, "labels": labels,
-                        "created_at": datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")}
+                        # RFC 3339 in local time, "Z" for UTC, as dockerd writes it
+                        "created_at": datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
+                        .replace("+00:00", "Z")}
                 (tmp / "volume.json").write_text(json.dumps(meta, indent=1))
                 os.rename(tmp, self.root / name)
             except BaseException:
