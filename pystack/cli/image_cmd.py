@@ -33,11 +33,14 @@ def image() -> None:
 @click.option("--no-trunc", is_flag=True, help="Don't truncate output.")
 @click.option("--digests", is_flag=True, help="Show digests.")
 @click.option("--format", "fmt", help="'table', 'json' or a Go-template subset ({{.Repository}}).")
-def ls(reference: str | None, all_: bool, quiet: bool, no_trunc: bool, digests: bool, fmt: str | None) -> None:
+@click.option("-f", "--filter", "filters", multiple=True,
+              help="dangling=true|false, reference=PATTERN, label=KEY[=VALUE], before=IMAGE, since=IMAGE")
+def ls(reference: str | None, all_: bool, quiet: bool, no_trunc: bool, digests: bool, fmt: str | None,
+       filters: tuple[str, ...]) -> None:
     """List images."""
-    from pystack.runtime.images.display import ls_rows, render
+    from pystack.runtime.images.display import filter_images, ls_rows, render
     store = _store()
-    rows = ls_rows(store.list())
+    rows = ls_rows(filter_images(store, store.list(), filters))
     if reference:
         from fnmatch import fnmatch
         from pystack.runtime.images.reference import parse

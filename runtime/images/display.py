@@ -97,6 +97,41 @@ def render(template: str, obj: dict[str, Any]) -> str:
     return out.replace("\\t", "\t").replace("\\n", "\n")
 
 
+def filter_images(store: ImageStore, images: list[Image], filters: tuple[str, ...] | list[str]) -> list[Image]:
+    """``docker images --filter``: dangling, reference, label, before, since (ANDed by key)."""
+    from fnmatch import fnmatch
+    by_key: dict[str, list[str]] = {}
+    for f in filters:
+        key, sep, value = f.partition("=")
+        if not sep or key not in ("dangling", "reference", "label", "before", "since"):
+            raise UserError(f"invalid filter {f!r} (dangling, reference, label, before, since)")
+        by_key.setdefault(key, []).append(value)
+
+    def keep(img: Image) -> bool:
+        for value in by_key.get("dangling", []):
+            if value not in ("true", "false", "1", "0"):
+                raise UserError(f"invalid filter 'dangling={value}'")
+            if (not img.repo_tags) != (value in ("true", "1")):
+                return False
+        refs = by_key.get("reference")
+        if refs and not any(fnmatch(t, pat) or fnmatch(t.rsplit(":", 1)[0], pat) for t in img.repo_tags
+                            for pat in refs):
+            return False
+        labels = img.container_config.get("Labels") or {}
+        for value in by_key.get("label", []):
+            k, sep, v = value.partition("=")
+            if k not in labels or (sep and labels[k] != v):
+                return False
+        for value in by_key.get("before", []):
+            if not img.created < store.resolve(value).created:
+                return False
+        for value in by_key.get("since", []):
+            if not img.created > store.resolve(value).created:
+                return False
+        return True
+    return [i for i in images if keep(i)]
+
+
 def ls_rows(images: list[Image], *, all_digests: bool = False) -> list[dict[str, Any]]:
     """One row per tag (a ``<none>`` row for an untagged image), as ``docker images``."""
     rows = []

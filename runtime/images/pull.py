@@ -187,6 +187,10 @@ def _pull_from(store: "ImageStore", client: RegistryClient, ref: Reference, want
                 if exc is not None:
                     raise exc
             store.blobs.put(data)
+            try:
+                was_there = store.resolve(str(ref)).id == cfg["digest"]
+            except ImageNotFound:
+                was_there = False
             image = store.register(data, tags=[ref] if ref.tag and not ref.digest else [],
                                    repo_digest=f"{ref.name}@{top_digest}", label=label)
     except Exception:
@@ -194,7 +198,10 @@ def _pull_from(store: "ImageStore", client: RegistryClient, ref: Reference, want
         raise
     store.add_source(image.id, repo)
     progress.message(f"Digest: {top_digest}")
-    progress.message(f"Status: Downloaded newer image for {ref.familiar()}")
+    if was_there:
+        progress.message(f"Status: Image is up to date for {ref.familiar()}")
+    else:
+        progress.message(f"Status: Downloaded newer image for {ref.familiar()}")
     return image
 
 

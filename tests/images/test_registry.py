@@ -68,6 +68,8 @@ def test_push_pull_busybox_and_multilayer_via_cli(env, registry, busybox, busybo
     # pulling again skips what is there; pulling by digest works
     again = run_cli(["image", "pull", f"{registry.host}/test/multi@{multi.manifest_digest}"], env2)
     assert again.returncode == 0 and again.stdout.decode().count("Already exists") == 3, again.stdout
+    same = run_cli(["image", "pull", mref], env2).stdout.decode()
+    assert f"Status: Image is up to date for {mref}" in same, same
 
 
 def test_cross_repository_mount(registry, busybox, store) -> None:

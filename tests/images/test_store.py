@@ -168,3 +168,22 @@ def test_leftovers_of_a_killed_process_are_collected(store: ImageStore, busybox,
     assert not stale_layer.parent.exists() and not (store.blobs.tmp / "w-deadbeef").exists()
     assert partial.exists() and not old.exists()
     assert store.prepare(busybox)[0].joinpath("bin/busybox").exists()
+
+
+def test_ls_filters(env, store: ImageStore, busybox, busybox_rootfs: Path) -> None:
+    store.import_rootfs(busybox_rootfs, "labelled:1", ["LABEL team=core tier=db"])
+    untagged = store.import_rootfs(busybox_rootfs, None, ["LABEL x=y"])
+
+    def ids(*filters: str) -> set[str]:
+        args = ["image", "ls", "-q", "--no-trunc"] + [a for f in filters for a in ("--filter", f)]
+        r = run_cli(args, env)
+        assert r.returncode == 0, r.stderr
+        return set(r.stdout.decode().split())
+    labelled = store.resolve("labelled:1").id
+    assert ids("dangling=true") == {untagged.id}
+    assert ids("label=team=core") == {labelled}
+    assert ids("label=team", "label=tier=db") == {labelled}
+    assert ids("reference=busy*") == {busybox.id}
+    assert ids("dangling=false") == {busybox.id, labelled}
+    r = run_cli(["image", "ls", "--filter", "colour=red"], env)
+    assert r.returncode != 0 and b"invalid filter" in r.stderr
