@@ -48,9 +48,9 @@ def parse_opts(name: str, opts: dict[str, str] | None) -> LocalOptions:
     device = opts.get("device", "")
     if not opts:
         return LocalOptions("dir")
-    if fstype and not device:  # dockerd: `missing required option: "device"`
-        raise UserError(f"volume {name}: driver_opts type {fstype!r} needs device (e.g. device: tmpfs)")
     if fstype == "tmpfs":
+        if not device:  # dockerd: `missing required option: "device"`
+            raise UserError(f"volume {name}: driver_opts type 'tmpfs' needs device (e.g. device: tmpfs)")
         for item in filter(None, o.split(",")):
             key = item.split("=", 1)[0]
             if key not in TMPFS_KEYS and item not in TMPFS_FLAGS:
