@@ -68,7 +68,7 @@ def run_oneoff(client: Any, project: Any, opts: RunOptions, progress: Progress, 
     deps = list((svc.get("depends_on") or {}).keys())
     if deps and not opts.no_deps:
         rec.up(UpOptions(services=deps, remove_orphans=opts.remove_orphans, pull=opts.pull))
-        rec._wait_dependencies(opts.service, svc, set(rec.selected(UpOptions(services=deps))), UpOptions())
+        rec.wait_dependencies(opts.service, svc, set(rec.selected(UpOptions(services=deps))))
     else:
         rec.ensure_networks([opts.service])
         rec.ensure_volumes([opts.service])

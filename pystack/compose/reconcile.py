@@ -327,9 +327,10 @@ class Reconciler:
             starts.append((c.name, c.id))
         for c in plan.restart:
             starts.append((c.name, c.id))
-        for n in plan.create:
-            name = container_name(self.project.name, service, n, svc)
-            starts.append((name, self.create_container(service, n, image_id, name=name)))
+        names = [container_name(self.project.name, service, n, svc) for n in plan.create]
+        created = _each_parallel(lambda nn: self.create_container(service, nn[0], image_id, name=nn[1]),
+                                 list(zip(plan.create, names)))
+        starts += list(zip(names, created))
         # the first container by number answers service:x references
         numbered = sorted(plan.keep + plan.start + plan.restart, key=lambda c: c.number)
         ids = [c.id for c in numbered] + [cid for _, cid in starts]
@@ -350,15 +351,21 @@ class Reconciler:
 
     def _start_service(self, service: str, plan: ServicePlan, opts: UpOptions, selection: set[str]) -> None:
         svc = self.project.service(service)
-        self._wait_dependencies(service, svc, selection, opts)
-        for name, cid in self.to_start.get(service, []):
+        self.wait_dependencies(service, svc, selection)
+        restart = {c.id for c in plan.restart}
+
+        def start_one(item: tuple[str, str]) -> None:
+            name, cid = item
             # a container kept running is restarted when a restart:true dependency was recreated
-            if any(c.id == cid for c in plan.restart):
+            if cid in restart:
                 self.stop_container(cid, name, opts.timeout)
             self.start_container(cid, name)
+
+        _each_parallel(start_one, self.to_start.get(service, []))  # a service's replicas at once
         self.started[service] = self.to_start.get(service, [])
 
-    def _wait_dependencies(self, service: str, svc: dict, selection: set[str], opts: UpOptions) -> None:
+    def wait_dependencies(self, service: str, svc: dict, selection: set[str]) -> None:
+        """Block until each dependency in ``selection`` meets its depends_on condition."""
         for dep, cond in (svc.get("depends_on") or {}).items():
             required = cond.get("required", True)
             if dep not in selection:
@@ -409,3 +416,26 @@ class Reconciler:
                 raise UserError(f"service {s!r}: {exc}") from exc
         if errors:
             raise next(iter(errors.values()))
+
+
+def _each_parallel(fn: Any, items: list) -> list:
+    """``[fn(x) for x in items]`` with one thread per item; the first error is raised."""
+    if len(items) <= 1:
+        return [fn(x) for x in items]
+    results: list = [None] * len(items)
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            results[i] = fn(items[i])
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(items))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results
