@@ -493,7 +493,9 @@ def port_cmd(ctx, service, private_port, protocol, index):
     from pystack.compose.project import load_or_name
     from pystack.compose.state import list_containers
 
-    _, name = load_or_name(_gopts(ctx))
+    project, name = load_or_name(_gopts(ctx))
+    if project is not None:
+        project.service(service)
     client = _client()
     c = _pick(list_containers(client, name, services=(service,)), service, index)
     ports = ((client.inspect(c.id).get("NetworkSettings") or {}).get("Ports") or {})
@@ -636,7 +638,9 @@ def exec_cmd(ctx, service, command, detach, env, user, workdir, no_tty, index, p
     from pystack.compose.state import list_containers
     from pystack.compose.stdio import pump
 
-    _, name = load_or_name(_gopts(ctx))
+    project, name = load_or_name(_gopts(ctx))
+    if project is not None:
+        project.service(service)
     client = _client()
     c = _pick(list_containers(client, name, services=(service,)), service, index or 1)
     tty = not no_tty and sys.stdin.isatty() and sys.stdout.isatty()
