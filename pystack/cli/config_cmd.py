@@ -27,6 +27,8 @@ _YAML_TOP = ("name", "services", "networks", "volumes", "secrets", "configs", "m
 @click.option("--profiles", "list_profiles", is_flag=True, help="Print the profile names, one per line.")
 @click.option("--images", "list_images", is_flag=True, help="Print the image names, one per line.")
 @click.option("--models", "list_models", is_flag=True, help="Print the model names, one per line.")
+@click.option("--variables", "list_variables", is_flag=True,
+              help="Print model variables and default values.")
 @click.option("--environment", "list_environment", is_flag=True,
               help="Print the environment used for interpolation.")
 @click.option("--hash", "hash_of", metavar="SERVICES",
@@ -39,13 +41,16 @@ _YAML_TOP = ("name", "services", "networks", "volumes", "secrets", "configs", "m
 @click.pass_context
 def config(ctx: click.Context, services: tuple[str, ...], fmt: str | None, list_services: bool,
            list_volumes: bool, list_networks: bool, list_profiles: bool, list_images: bool,
-           list_models: bool, list_environment: bool, hash_of: str | None, quiet: bool,
+           list_models: bool, list_variables: bool, list_environment: bool,
+           hash_of: str | None, quiet: bool,
            no_interpolate: bool, no_normalize: bool, no_path_resolution: bool,
            output: str | None) -> None:
     """Parse, resolve and render the compose file in canonical format."""
     from pystack.stack.load import load_checked
 
     options = _load_options(ctx, services, no_interpolate, no_normalize, no_path_resolution)
+    if list_variables:
+        options.interpolate = False  # the variables as written, defaults included
     if hash_of is not None or list_services or list_volumes or list_networks:
         options.services = []  # Compose ignores SERVICE arguments for these
     loaded = load_checked(options)
@@ -71,6 +76,8 @@ def config(ctx: click.Context, services: tuple[str, ...], fmt: str | None, list_
                       for name, svc in sorted((cfg.get("services") or {}).items())], quiet)
     if list_models:
         return _emit(sorted(cfg.get("models") or {}), quiet)
+    if list_variables:
+        return _emit(_variables_report(_variables(cfg), fmt), quiet)
     if list_environment:
         env = getattr(loaded, "environment", None) or {}
         return _emit([f"{k}={v}" for k, v in sorted(env.items())], quiet)
@@ -103,6 +110,95 @@ def _load_options(ctx: click.Context, services: tuple[str, ...], no_interpolate:
         normalize=not no_normalize,
         resolve_paths=not no_path_resolution,
     )
+
+
+def _variables(model: Any) -> dict[str, dict[str, Any]]:
+    """Every ``$VAR``/``${VAR...}`` in the model's values (compose-go
+    ``template.ExtractVariables``): name -> Name, DefaultValue, PresenceValue, Required.
+    Defaults are searched too (``${A:-${B}}`` also names B)."""
+    found: dict[str, dict[str, Any]] = {}
+
+    def scan(text: str) -> None:
+        i = 0
+        while True:
+            i = text.find("$", i)
+            if i < 0 or i + 1 >= len(text):
+                return
+            nxt = text[i + 1]
+            if nxt == "$":
+                i += 2
+                continue
+            if nxt == "{":
+                close, depth, k = -1, 0, i
+                while k < len(text):
+                    if text.startswith("${", k):
+                        depth += 1
+                        k += 2
+                        continue
+                    if text[k] == "}":
+                        depth -= 1
+                        if depth == 0:
+                            close = k
+                            break
+                    k += 1
+                if close < 0:
+                    return
+                body, i = text[i + 2:close], close + 1
+            else:
+                k = i + 1
+                while k < len(text) and (text[k].isalnum() or text[k] == "_"):
+                    k += 1
+                body, i = text[i + 1:k], max(k, i + 1)
+            _record(body)
+
+    def _record(body: str) -> None:
+        k = 0
+        while k < len(body) and (body[k].isalnum() or body[k] == "_"):
+            k += 1
+        name, rest = body[:k], body[k:]
+        if not name or not (name[0].isalpha() or name[0] == "_"):
+            return
+        var = {"Name": name, "DefaultValue": "", "PresenceValue": "", "Required": False}
+        op = rest[1:2] if rest.startswith(":") else rest[:1]
+        arg = rest[2:] if rest.startswith(":") else rest[1:]
+        if op == "?":
+            var["Required"] = True
+        elif op == "-":
+            var["DefaultValue"] = arg
+        elif op == "+":
+            var["PresenceValue"] = arg
+        found[name] = var
+        if var["DefaultValue"]:
+            scan(var["DefaultValue"])
+
+    def walk(value: Any) -> None:
+        if isinstance(value, str):
+            scan(value)
+        elif isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(model)
+    return dict(sorted(found.items()))
+
+
+def _variables_report(variables: dict[str, dict[str, Any]], fmt: str | None) -> list[str]:
+    """As Compose prints ``--variables``: a table, or ``--format json``/``yaml``."""
+    if fmt == "json":
+        import json
+
+        return [json.dumps(variables, indent=4), ""]
+    if fmt == "yaml":
+        lowered = {n: {k.lower(): v for k, v in var.items()} for n, var in variables.items()}
+        return [go_yaml(lowered, indent=4).rstrip("\n")]
+    rows = [("NAME", "REQUIRED", "DEFAULT VALUE", "ALTERNATE VALUE")] + [
+        (v["Name"], "true" if v["Required"] else "false", v["DefaultValue"], v["PresenceValue"])
+        for v in variables.values()]
+    widths = [max(20, max(len(r[c]) for r in rows) + 3) for c in range(3)]
+    return ["".join(r[c].ljust(widths[c]) for c in range(3)) + r[3] for r in rows]
 
 
 def _emit(lines: list[str], quiet: bool) -> None:
@@ -219,17 +315,20 @@ def _render(cfg: dict[str, Any], fmt: str) -> str:
         text = json.dumps(_ordered(cfg, None), indent=2, ensure_ascii=False)
         # Go's encoder is HTML-safe
         return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return go_yaml(_yaml_omitempty(_ordered(cfg, _YAML_TOP)), indent=2)
+
+
+def go_yaml(data: Any, indent: int) -> str:
+    """YAML as go-yaml v3 writes it: lists indented under their key, double quotes where
+    YAML (1.1 or 1.2) would read plain text as another type ("8080", "Y"), literal blocks
+    for several lines, keys in the given order."""
     import yaml
 
     class _Dumper(yaml.SafeDumper):
-        """Indents lists under their key, as Compose's YAML does."""
-
         def increase_indent(self, flow: bool = False, indentless: bool = False) -> Any:
             return super().increase_indent(flow, False)
 
     def _str(dumper: Any, value: str) -> Any:
-        """As go-yaml writes strings: double quotes where YAML (1.1 or 1.2) would read the
-        plain text as another type ("8080", "Y"), a literal block for several lines."""
         tag = "tag:yaml.org,2002:str"
         style = None
         if "\n" in value:
@@ -239,6 +338,5 @@ def _render(cfg: dict[str, Any], fmt: str) -> str:
         return dumper.represent_scalar(tag, value, style=style)
 
     _Dumper.add_representer(str, _str)
-
-    return yaml.dump(_yaml_omitempty(_ordered(cfg, _YAML_TOP)), Dumper=_Dumper, sort_keys=False,
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, indent=indent,
                      default_flow_style=False, allow_unicode=True, width=1 << 16)

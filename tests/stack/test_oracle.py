@@ -417,3 +417,27 @@ def test_differential_plausible_projects(tmp_path_factory):
             assert json.loads(got.stdout) == json.loads(want.stdout)
 
     check()
+
+
+@pytest.mark.parametrize("fmt", ["json", "yaml", None], ids=["json", "yaml", "table"])
+def test_variables_match_docker_compose(fmt, tmp_path):
+    # each variable once: for a repeated one, Compose keeps a random occurrence (map order)
+    _write(tmp_path, {"compose.yaml": """
+        services:
+          a:
+            image: "x:${TAG:-latest}"
+            environment:
+              A: ${REQ:?must}
+              B: ${ALT:+yes}
+              C: $PLAIN and $$ESCAPED
+              D: "${X-dflt} and ${Y:-${Z:-inner}}"
+              E: "${NO_VALUE?}"
+        """})
+    args = ["config", "--variables"] + (["--format", fmt] if fmt else [])
+    want = _run([COMPOSE, *args], tmp_path, {})
+    got = _run([PYSTACK, *args], tmp_path, {})
+    assert got.returncode == want.returncode == 0, got.stderr + want.stderr
+    if fmt:
+        assert got.stdout == want.stdout
+    else:  # Go prints the table rows in map order
+        assert sorted(got.stdout.splitlines()) == sorted(want.stdout.splitlines())
