@@ -25,6 +25,54 @@ class ContainerSpec:
     name: str
     body: dict[str, Any]
     extra_networks: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    # (absolute path, content, mode, uid, gid): secrets/configs written in before start
+    files: list[tuple[str, bytes, int, int, int]] = field(default_factory=list)
+
+
+def _mode(value: Any, default: int) -> int:
+    if value is None or value == "":
+        return default
+    if isinstance(value, int):
+        return value
+    return int(str(value), 8)
+
+
+def secret_and_config_files(project: Any, svc: dict) -> tuple[list[dict], list[tuple[str, bytes, int, int, int]]]:
+    """Compose's non-Swarm secrets and configs: ``file:`` ones as read-only bind mounts,
+    ``environment:``/``content:`` ones as files copied into the container before it starts."""
+    import os
+
+    binds: list[dict] = []
+    files: list[tuple[str, bytes, int, int, int]] = []
+    for kind, default_dir in (("secrets", "/run/secrets/"), ("configs", "/")):
+        top = project.config.get(kind) or {}
+        for ref in svc.get(kind) or []:
+            source = ref["source"]
+            spec = top.get(source)
+            if spec is None:
+                raise UserError(f"{kind[:-1]} {source!r} is not defined at the top level")
+            target = ref.get("target") or default_dir + source
+            if not target.startswith("/"):
+                target = default_dir + target
+            if spec.get("external"):
+                raise UserError(f"{kind[:-1]} {source!r}: external {kind} need Swarm; not supported")
+            if spec.get("file"):
+                binds.append({"Type": "bind", "Source": spec["file"], "Target": target, "ReadOnly": True})
+                continue
+            if "content" in spec:
+                data = str(spec["content"]).encode()
+            elif spec.get("environment"):
+                env = getattr(project, "environment", None) or os.environ
+                value = env.get(spec["environment"], os.environ.get(spec["environment"]))
+                if value is None:
+                    raise UserError(f"{kind[:-1]} {source!r}: environment variable "
+                                    f"{spec['environment']} is not set")
+                data = value.encode()
+            else:
+                raise UserError(f"{kind[:-1]} {source!r} has no file, environment or content")
+            files.append((target, data, _mode(ref.get("mode"), 0o444),
+                          int(ref.get("uid") or 0), int(ref.get("gid") or 0)))
+    return binds, files
 
 
 def container_name(project: str, service: str, number: int, svc: dict | None = None) -> str:
@@ -222,6 +270,8 @@ def build_spec(project: Any, service: str, svc: dict, *, name: str, labels: dict
     cfg = project.config
     exposed, bindings = ports(svc, publish)
     binds, mount_list, tmpfs = mounts(cfg, svc, containers)
+    secret_binds, secret_files = secret_and_config_files(project, svc)
+    mount_list += secret_binds
     env = [f"{k}={v}" for k, v in (svc.get("environment") or {}).items() if v is not None]
     deploy = svc.get("deploy") or {}
     limits = (deploy.get("resources") or {}).get("limits") or {}
@@ -332,7 +382,7 @@ def build_spec(project: Any, service: str, svc: dict, *, name: str, labels: dict
         host.update(host_over)
     body["HostConfig"] = {k: v for k, v in host.items() if v is not None}
     return ContainerSpec(name=name, body={k: v for k, v in body.items() if v is not None},
-                         extra_networks=extra)
+                         extra_networks=extra, files=secret_files)
 
 
 def _volumes_from(svc: dict, containers: dict[str, str]) -> list[str]:

@@ -257,6 +257,8 @@ class Reconciler:
                 raise UserError(f"service {service!r}: {exc}") from None
             for net, ep in spec.extra_networks:
                 self.client.network_connect(net, cid, ep)
+            if spec.files:
+                self.client.put_archive(cid, "/", _tar_files(spec.files))
         self.progress.event("Container", shown, "Created")
         return cid
 
@@ -439,3 +441,19 @@ def _each_parallel(fn: Any, items: list) -> list:
     if errors:
         raise errors[0]
     return results
+
+
+def _tar_files(files: list[tuple[str, bytes, int, int, int]]) -> bytes:
+    """A tar of absolute-path files, for the archive API."""
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        # no directory entries: the engine creates missing parents (0755) and must not
+        # change the mode of existing ones (/tmp)
+        for path, data, mode, uid, gid in files:
+            info = tarfile.TarInfo(path.strip("/"))
+            info.size, info.mode, info.uid, info.gid = len(data), mode, uid, gid
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()

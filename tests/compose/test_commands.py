@@ -158,3 +158,29 @@ services:
             client.image_remove(ref)
         except Exception:
             pass
+
+
+def test_secrets_and_configs_without_swarm(stack):
+    (stack.dir / "pw.txt").write_text("s3cret\n")
+    stack.write("""
+services:
+  app:
+    image: busybox
+    command: ["sleep", "300"]
+    secrets: [pw, {source: tok, target: /opt/new/tok, mode: 0400, uid: "1000"}]
+    configs: [cfg, {source: inline, target: /etc/inline.conf}]
+secrets:
+  pw: {file: ./pw.txt}
+  tok: {environment: H8_TOKEN}
+configs:
+  cfg: {file: ./pw.txt}
+  inline: {content: "hello"}
+""")
+    stack.env["H8_TOKEN"] = "abc"
+    stack.run("up", "-d")
+    out = stack.run("exec", "-T", "app", "sh", "-c",
+                    "cat /run/secrets/pw /opt/new/tok /cfg /etc/inline.conf; echo; "
+                    "stat -c '%a %u' /opt/new/tok /etc/inline.conf").stdout
+    assert out == "s3cret\nabcs3cret\nhello\n400 1000\n444 0\n"
+    # a file secret is a read-only bind mount
+    assert stack.run("exec", "-T", "app", "sh", "-c", "echo x > /run/secrets/pw", check=False).returncode != 0
