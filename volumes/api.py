@@ -5,7 +5,7 @@ For the engine's routes (and any other front): each function takes the decoded r
 project's errors (NotFound -> 404, Conflict -> 409, UserError -> 400), so the HTTP layer
 is a thin shim and docker-py / the docker CLI see Docker's shapes:
 
-    GET    /volumes             list_volumes(store, query)       -> {"Volumes": [...], "Warnings": []}
+    GET    /volumes             list_volumes(store, query)       -> {"Volumes": [...], "Warnings": null}
     POST   /volumes/create      create_volume(store, body)       -> Volume (201)
     GET    /volumes/{name}      inspect_volume(store, name)      -> Volume
     DELETE /volumes/{name}      remove_volume(store, name, query) -> None (204)
@@ -48,14 +48,11 @@ def _truthy(value: Any) -> bool:
 
 def list_volumes(store: VolumeStore, query: Mapping[str, Any] | None = None) -> dict[str, Any]:
     filters = parse_filters((query or {}).get("filters"))
-    return {"Volumes": [r.to_api() for r in store.list(filters)], "Warnings": []}
+    return {"Volumes": [r.to_api() for r in store.list(filters)], "Warnings": None}
 
 
 def create_volume(store: VolumeStore, body: Mapping[str, Any] | None) -> dict[str, Any]:
-    body = dict(body or {})
-    unknown = set(body) - {"Name", "Driver", "DriverOpts", "Labels", "ClusterVolumeSpec"}
-    if unknown:
-        raise UserError(f"unknown field(s) in volume create: {', '.join(sorted(unknown))}")
+    body = dict(body or {})  # unknown fields are ignored, as dockerd's JSON decoding does
     if body.get("ClusterVolumeSpec"):
         raise UserError("cluster volumes need Swarm; pystack has none")
     return store.create(body.get("Name") or None, body.get("Driver") or "local",
@@ -71,7 +68,8 @@ def remove_volume(store: VolumeStore, name: str, query: Mapping[str, Any] | None
 
 
 def prune_volumes(store: VolumeStore, query: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Docker 23+: anonymous unused volumes, or every unused one with the ``all=true`` filter."""
+    """Docker 23+ (API 1.42): anonymous unused volumes, or every unused one with the ``all=true``
+    filter (dockerd 20.10 removes every unused volume)."""
     filters = parse_filters((query or {}).get("filters"))
     all_ = any(_truthy(v) for v in filters.pop("all", []))
     removed, reclaimed = store.prune(all=all_, filters=filters)

@@ -84,7 +84,8 @@ class VolumeRecord:
 
     def to_api(self) -> dict:
         """The Docker Engine API's Volume object."""
-        return {"CreatedAt": self.created_at, "Driver": self.driver, "Labels": dict(self.labels),
+        # empty maps are null, as dockerd (API 1.41) sends them
+        return {"CreatedAt": self.created_at, "Driver": self.driver, "Labels": dict(self.labels) or None,
                 "Mountpoint": self.mountpoint, "Name": self.name,
                 "Options": dict(self.driver_opts) or None, "Scope": "local"}
 

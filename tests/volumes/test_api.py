@@ -15,7 +15,7 @@ def test_create_list_inspect_remove(store) -> None:
     anon = api.create_volume(store, {})
     assert len(anon["Name"]) == 64
     listed = api.list_volumes(store, {"filters": json.dumps({"label": ["a=b"]})})
-    assert [v["Name"] for v in listed["Volumes"]] == ["web_data"] and listed["Warnings"] == []
+    assert [v["Name"] for v in listed["Volumes"]] == ["web_data"] and listed["Warnings"] is None
     old_style = api.list_volumes(store, {"filters": json.dumps({"dangling": {"true": True}})})
     assert len(old_style["Volumes"]) == 2
     assert api.inspect_volume(store, "web_data")["Labels"] == {"a": "b"}
@@ -37,8 +37,7 @@ def test_prune_all_filter(store) -> None:
 
 
 def test_bad_requests(store) -> None:
-    with pytest.raises(UserError, match="unknown field"):
-        api.create_volume(store, {"Name": "x1", "Colour": "red"})
+    assert api.create_volume(store, {"Name": "x1", "Colour": "red"})["Labels"] is None  # ignored, as dockerd
     with pytest.raises(UserError, match="invalid filters"):
         api.list_volumes(store, {"filters": "{not json"})
     with pytest.raises(UserError, match="Swarm"):

@@ -225,3 +225,58 @@ def test_image_volume_and_volumes_from_match_docker(dockerd, runc, store, tmp_pa
     assert norm(mine_side) == norm(theirs_side)
     assert mine_side[0]["Name"] == mine_src[0]["Name"]
     assert out == listing
+
+
+def _api(sock: Path, method: str, path: str, body: dict | None = None):
+    import http.client
+    import json
+    import socket
+
+    class Conn(http.client.HTTPConnection):
+        def connect(self) -> None:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.connect(str(sock))
+
+    conn = Conn("localhost")
+    data = json.dumps(body).encode() if body is not None else None
+    conn.request(method, f"/v1.41{path}", body=data, headers={"Content-Type": "application/json"} if data else {})
+    resp = conn.getresponse()
+    raw = resp.read()
+    conn.close()
+    return resp.status, (json.loads(raw) if raw.strip() else None)
+
+
+def test_volume_api_shapes_match_docker(dockerd, store) -> None:
+    """The same requests to dockerd's /volumes and to volumes.api give the same JSON (modulo
+    paths, times and random names)."""
+    from pystack.errors import NotFound
+    from pystack.volumes import api
+
+    name = f"api{uuid.uuid4().hex[:6]}"
+
+    def norm(vol: dict) -> dict:
+        vol = dict(vol, CreatedAt="T", Mountpoint="M")
+        if len(vol["Name"]) == 64:
+            vol["Name"] = "ANON"
+            # Docker 23+ labels anonymous volumes (as pystack does); this dockerd is 20.10
+            labels = {k: v for k, v in (vol["Labels"] or {}).items() if k != "com.docker.volume.anonymous"}
+            vol["Labels"] = labels or None
+        return vol
+
+    status, theirs = _api(dockerd.sock, "POST", "/volumes/create", {"Name": name, "Labels": {"a": "b"}})
+    assert status == 201 and norm(theirs) == norm(api.create_volume(store, {"Name": name, "Labels": {"a": "b"}}))
+    status, theirs = _api(dockerd.sock, "POST", "/volumes/create", {})
+    anon = theirs["Name"]
+    assert norm(theirs) == norm(api.create_volume(store, {}))
+    status, theirs = _api(dockerd.sock, "GET", f"/volumes/{name}")
+    assert norm(theirs) == norm(api.inspect_volume(store, name))
+    status, theirs = _api(dockerd.sock, "GET", "/volumes")
+    mine = api.list_volumes(store)
+    assert set(theirs) == set(mine) and theirs["Warnings"] == mine["Warnings"]
+    assert sorted(map(str, map(norm, theirs["Volumes"]))) == sorted(map(str, map(norm, mine["Volumes"])))
+    status, theirs = _api(dockerd.sock, "GET", "/volumes/nope-x")
+    assert status == 404
+    with pytest.raises(NotFound):
+        api.inspect_volume(store, "nope-x")
+    _api(dockerd.sock, "DELETE", f"/volumes/{name}")
+    _api(dockerd.sock, "DELETE", f"/volumes/{anon}")
