@@ -39,7 +39,18 @@ def _filters(values: tuple[str, ...]) -> dict[str, list[str]]:
     return out
 
 
-@click.group()
+class _VolumeGroup(click.Group):
+    """Turns a permission problem on the state directory into one line, not a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except PermissionError as exc:
+            raise UserError(f"{exc.filename or 'volume store'}: permission denied (volumes need root, "
+                            f"or a PYSTACK_ROOT you own)") from None
+
+
+@click.group(cls=_VolumeGroup)
 def volume() -> None:
     """Manage volumes."""
 

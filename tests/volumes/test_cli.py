@@ -65,3 +65,18 @@ def test_errors_are_one_line(pystack, args, message) -> None:
     assert p.returncode != 0
     assert p.stderr.strip().splitlines() == [p.stderr.strip()] and message in p.stderr
     assert "Traceback" not in p.stderr
+
+
+def test_permission_problem_is_one_line(tmp_path: Path) -> None:
+    """A non-root user on a root-owned store gets one line, not a traceback."""
+    import shutil as sh
+
+    if sh.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) missing")
+    root = tmp_path / "state"
+    root.mkdir(mode=0o700)
+    env = dict(os.environ, PYSTACK_ROOT=str(root))
+    p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c",
+                        "from pystack.cli import main; main()", "volume", "create", "data1"],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert p.returncode == 1 and "permission denied" in p.stderr and "Traceback" not in p.stderr
