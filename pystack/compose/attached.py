@@ -45,7 +45,7 @@ def run_attached(client: Any, project: Any, containers: list[tuple[str, str, str
             abort.set()
 
     follower = LogFollower(client, project.name, printer, services=tuple(sorted(shown)), follow=True,
-                           since=f"{t0 - 1:.9f}", on_die=on_die)
+                           since=f"{t0 - 1:.9f}", on_die=on_die, show=bool(shown))
     thread = threading.Thread(target=follower.run, daemon=True)
     thread.start()
     lc = Lifecycle(client, project.name, project, progress, parallel)

@@ -72,7 +72,8 @@ class LogFollower:
     def __init__(self, client: Any, project: str, printer: LogPrinter, *, services: tuple[str, ...] = (),
                  follow: bool = False, tail: str | None = None, since: str | None = None,
                  until: str | None = None, index: int | None = None,
-                 on_die: Callable[[Container | None, dict], None] | None = None) -> None:
+                 on_die: Callable[[Container | None, dict], None] | None = None,
+                 show: bool = True) -> None:
         self.client = client
         self.project = project
         self.printer = printer
@@ -83,6 +84,7 @@ class LogFollower:
         self.until = until
         self.index = index
         self.on_die = on_die
+        self.show = show  # False: only watch for exits (attached up with every service detached)
         self.stop = threading.Event()
         self._lock = threading.Lock()
         self._active: set[str] = set()
@@ -90,7 +92,7 @@ class LogFollower:
         self._threads: list[threading.Thread] = []
 
     def _wanted(self, c: Container) -> bool:
-        if c.oneoff:
+        if c.oneoff or not self.show:
             return False
         if self.services and c.service not in self.services:
             return False
@@ -183,7 +185,7 @@ class LogFollower:
                     return
                 cid = ev.get("id") or ev.get("Actor", {}).get("ID")
                 action = ev.get("Action") or ev.get("status")
-                matches = [c for c in list_containers(self.client, self.project, services=self.services)
+                matches = [c for c in list_containers(self.client, self.project, oneoff=None)
                            if c.id == cid]
                 c = matches[0] if matches else None
                 if action == "start" and c is not None and self._wanted(c):

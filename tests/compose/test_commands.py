@@ -81,7 +81,9 @@ services:
     image: busybox
     command: ["sleep", "300"]
 """)
-    proc = stack.run("up", "--abort-on-container-failure", "--no-color", "-t", "1", check=False)
+    # the failing service is not even attached: its exit still aborts the stack
+    proc = stack.run("up", "--abort-on-container-failure", "--no-attach", "bad", "--no-color", "-t", "1",
+                     check=False)
     assert proc.returncode == 2
     assert stack.by_name()[f"{stack.name}-server-1"]["State"] == "exited"
 
