@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 TTL = 600
 FORWARD_TIMEOUT = 2.0
-QTYPE_A, QTYPE_PTR, QTYPE_ANY = 1, 12, 255
+QTYPE_A, QTYPE_PTR, QTYPE_AAAA, QTYPE_ANY = 1, 12, 28, 255
 RCODE_NXDOMAIN, RCODE_REFUSED = 3, 5
 _HEADER = struct.Struct("!HHHHHH")
 
@@ -98,6 +98,8 @@ class _NetTable:
     network: NetworkRecord
     subnet: ipaddress.IPv4Network
     names: dict[str, list[str]] = field(default_factory=dict)   # name -> ips (connect order)
+    names6: dict[str, list[str]] = field(default_factory=dict)  # name -> IPv6 addresses
+    subnet6: ipaddress.IPv6Network | None = None
     ptr: dict[str, str] = field(default_factory=dict)           # ip -> canonical name
     links: dict[str, dict[str, str]] = field(default_factory=dict)  # client ip -> alias -> name
     upstreams: dict[str, list[str]] = field(default_factory=dict)   # client ip -> dns
@@ -113,17 +115,26 @@ class _NetTable:
 
 def build_tables(networks: list[NetworkRecord], endpoints: list[EndpointRecord]) -> dict[str, _NetTable]:
     """Index endpoints by network: names (service, container, aliases) and reverse names."""
-    tables = {n.id: _NetTable(n, ipaddress.ip_network(n.subnet)) for n in networks}
+    tables = {n.id: _NetTable(n, ipaddress.ip_network(n.subnet),
+                              subnet6=ipaddress.ip_network(n.subnet6) if n.subnet6 else None)
+              for n in networks}
     for ep in endpoints:
         table = tables.get(ep.network_id)
         if table is None:
             continue
         for name in [*ep.names, *ep.aliases]:
-            ips = table.names.setdefault(name.lower().rstrip("."), [])
+            key = name.lower().rstrip(".")
+            ips = table.names.setdefault(key, [])
             if ep.ip not in ips:
                 ips.append(ep.ip)
+            if ep.ip6:
+                ips6 = table.names6.setdefault(key, [])
+                if ep.ip6 not in ips6:
+                    ips6.append(ep.ip6)
         if ep.names:
             table.ptr.setdefault(ep.ip, ep.names[0])
+            if ep.ip6:
+                table.ptr.setdefault(ep.ip6, ep.names[0])
         if ep.links:
             table.links[ep.ip] = {k.lower(): v.lower() for k, v in ep.links.items()}
         if ep.dns:
@@ -335,47 +346,69 @@ class DNSServer:
         qid, flags, labels, qtype, end = q
         if table is None:
             return build_reply(qid, flags, data[12:end], RCODE_REFUSED, [])
-        qname = ".".join(labels)
-        if qtype == QTYPE_PTR and qname.endswith(".in-addr.arpa"):
+        result = self.resolve(table, client, ".".join(labels), qtype)
+        if result is None:
+            return None
+        rcode, answers = result
+        wire = [(t, encode_name(v) if t == QTYPE_PTR else
+                 socket.inet_pton(socket.AF_INET6 if t == QTYPE_AAAA else socket.AF_INET, v))
+                for t, v in answers]
+        return build_reply(qid, flags, data[12:end], rcode, wire)
+
+    def resolve(self, table: _NetTable, client: str, qname: str, qtype: int
+                ) -> tuple[int, list[tuple[int, str]]] | None:
+        """(rcode, [(type, value)]) for a lower-case name on a network; None: not ours,
+        forward it. Known names answer A and AAAA (rotated) and nothing else (an empty
+        NOERROR, so resolvers do not go elsewhere); reverse names answer PTR."""
+        if qtype == QTYPE_PTR and (qname.endswith(".in-addr.arpa") or qname.endswith(".ip6.arpa")):
             found = self._ptr(table, qname)
             if found is None:
                 return None
             if found == "":
-                return build_reply(qid, flags, data[12:end], RCODE_NXDOMAIN, [])
-            return build_reply(qid, flags, data[12:end], 0, [(QTYPE_PTR, encode_name(found))])
-        ips = self._lookup(table, client, qname, count=qtype in (QTYPE_A, QTYPE_ANY))
-        if ips is None:
+                return RCODE_NXDOMAIN, []
+            return 0, [(QTYPE_PTR, found)]
+        target = table.links.get(client, {}).get(qname, qname)
+        if target not in table.names and target not in table.names6:
             return None
-        answers = [(QTYPE_A, socket.inet_aton(ip)) for ip in ips] if qtype in (QTYPE_A, QTYPE_ANY) else []
-        return build_reply(qid, flags, data[12:end], 0, answers)
+        answers: list[tuple[int, str]] = []
+        if qtype in (QTYPE_A, QTYPE_ANY):
+            answers += [(QTYPE_A, ip) for ip in self._rotated(table, target, table.names.get(target, []))]
+        if qtype in (QTYPE_AAAA, QTYPE_ANY):
+            answers += [(QTYPE_AAAA, ip) for ip in self._rotated(table, target + "/6", table.names6.get(target, []))]
+        return 0, answers
 
     def _ptr(self, table: _NetTable, qname: str) -> str | None:
-        """Name for a reverse query; "" for an unknown address of this subnet (NXDOMAIN),
+        """Name for a reverse query; "" for an unknown address of this network (NXDOMAIN),
         None for an address elsewhere (forward)."""
-        ip = ".".join(reversed(qname[: -len(".in-addr.arpa")].split(".")))
-        name = table.ptr.get(ip)
-        if name is not None:
-            return name
         try:
-            return "" if ipaddress.ip_address(ip) in table.subnet else None
+            if qname.endswith(".in-addr.arpa"):
+                ip = ipaddress.ip_address(".".join(reversed(qname[: -len(".in-addr.arpa")].split("."))))
+            else:
+                nibbles = "".join(reversed(qname[: -len(".ip6.arpa")].split(".")))
+                if len(nibbles) != 32:
+                    return None
+                ip = ipaddress.ip_address(int(nibbles, 16))
         except ValueError:
             return None
+        name = table.ptr.get(str(ip))
+        if name is not None:
+            return name
+        inside = ip in table.subnet if ip.version == 4 else bool(table.subnet6 and ip in table.subnet6)
+        return "" if inside else None
 
-    def _lookup(self, table: _NetTable, client: str, qname: str, count: bool) -> list[str] | None:
-        """Addresses of a name (links of the client first), rotated per query; None: unknown."""
-        target = table.links.get(client, {}).get(qname, qname)
-        ips = table.names.get(target)
-        if ips is None or not count or len(ips) == 1:
+    def _rotated(self, table: _NetTable, key: str, ips: list[str]) -> list[str]:
+        """All of a name's addresses, starting one further at each query (round robin)."""
+        if len(ips) < 2:
             return ips
-        key = (table.network.id, target)
+        rkey = (table.network.id, key)
         with self._lock:
-            n = self._rotation.get(key, 0)
-            self._rotation[key] = n + 1
+            n = self._rotation.get(rkey, 0)
+            self._rotation[rkey] = n + 1
         k = n % len(ips)
         return ips[k:] + ips[:k]
 
     def _answer_dnslib(self, table: _NetTable | None, client: str, data: bytes) -> bytes | None:
-        from dnslib import A, PTR, QTYPE, RCODE, RR, DNSRecord
+        from dnslib import AAAA, PTR, RR, A, DNSRecord
 
         try:
             query = DNSRecord.parse(data)
@@ -383,27 +416,17 @@ class DNSServer:
             return b""  # not DNS: dropped without a reply
         reply = query.reply()
         if table is None or len(query.questions) != 1:
-            reply.header.rcode = RCODE.REFUSED
+            reply.header.rcode = RCODE_REFUSED
             return reply.pack()
         q = query.q
-        qname = str(q.qname).rstrip(".").lower()
-        if q.qtype == QTYPE.PTR and qname.endswith(".in-addr.arpa"):
-            found = self._ptr(table, qname)
-            if found is None:
-                return None
-            if found == "":
-                reply.header.rcode = RCODE.NXDOMAIN
-            else:
-                reply.add_answer(RR(q.qname, QTYPE.PTR, rdata=PTR(found + "."), ttl=TTL))
-            return reply.pack()
-        want_a = q.qtype in (QTYPE.A, QTYPE.ANY)
-        ips = self._lookup(table, client, qname, count=want_a)
-        if ips is None:
+        result = self.resolve(table, client, str(q.qname).rstrip(".").lower(), q.qtype)
+        if result is None:
             return None
-        if want_a:
-            for ip in ips:
-                reply.add_answer(RR(q.qname, QTYPE.A, rdata=A(ip), ttl=TTL))
-        # other types of a known name (AAAA...): an empty NOERROR, nothing to forward
+        rcode, answers = result
+        reply.header.rcode = rcode
+        make = {QTYPE_A: A, QTYPE_AAAA: AAAA, QTYPE_PTR: lambda v: PTR(v + ".")}
+        for rtype, value in answers:
+            reply.add_answer(RR(q.qname, rtype, rdata=make[rtype](value), ttl=TTL))
         return reply.pack()
 
     def forward(self, gw: str, client: str, data: bytes, tcp: bool) -> bytes:

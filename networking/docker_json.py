@@ -21,15 +21,22 @@ def network_json(net: NetworkRecord, endpoints: list[EndpointRecord],
         config["IPRange"] = net.ip_range
     if net.aux_addresses:
         config["AuxiliaryAddresses"] = dict(net.aux_addresses)
+    configs = [config]
+    if net.subnet6:
+        config6: dict[str, Any] = {"Subnet": net.subnet6, "Gateway": net.gateway6}
+        if net.ip_range6:
+            config6["IPRange"] = net.ip_range6
+        configs.append(config6)
     return {
         "Name": net.name, "Id": net.id, "Created": created, "Scope": "local", "Driver": "bridge",
-        "EnableIPv6": False, "IPAM": {"Driver": "default", "Options": None, "Config": [config]},
+        "EnableIPv6": bool(net.subnet6), "IPAM": {"Driver": "default", "Options": None, "Config": configs},
         "Internal": net.internal, "Attachable": net.attachable, "Ingress": False,
         "ConfigFrom": {"Network": ""}, "ConfigOnly": False,
         "Containers": {
             ep.container_id: {"Name": names.get(ep.container_id, ep.names[0] if ep.names else ""),
                               "EndpointID": endpoint_id(ep), "MacAddress": ep.mac,
-                              "IPv4Address": f"{ep.ip}/{ep.prefixlen}", "IPv6Address": ""}
+                              "IPv4Address": f"{ep.ip}/{ep.prefixlen}",
+                              "IPv6Address": f"{ep.ip6}/{ep.prefixlen6}" if ep.ip6 else ""}
             for ep in endpoints if ep.network_id == net.id},
         "Options": {"com.docker.network.bridge.name": net.bridge,
                     "com.docker.network.driver.mtu": str(net.mtu), **net.options},
@@ -50,8 +57,8 @@ def endpoint_json(ep: EndpointRecord, net: NetworkRecord) -> dict[str, Any]:
         "IPAMConfig": None, "Links": [f"{t}:{a}" for a, t in ep.links.items()] or None,
         "Aliases": list(ep.aliases) or None, "MacAddress": ep.mac, "NetworkID": net.id,
         "EndpointID": endpoint_id(ep), "Gateway": ep.gateway, "IPAddress": ep.ip,
-        "IPPrefixLen": ep.prefixlen, "IPv6Gateway": "", "GlobalIPv6Address": "",
-        "GlobalIPv6PrefixLen": 0, "DriverOpts": None, "DNSNames": list(ep.names) or None,
+        "IPPrefixLen": ep.prefixlen, "IPv6Gateway": ep.gateway6, "GlobalIPv6Address": ep.ip6,
+        "GlobalIPv6PrefixLen": ep.prefixlen6, "DriverOpts": None, "DNSNames": list(ep.names) or None,
     }
 
 
@@ -146,5 +153,6 @@ def endpoint_spec_from_api(cfg: Mapping[str, Any] | None, names: list[str],
     ipam_cfg = cfg.get("IPAMConfig") or {}
     return EndpointSpec(names=list(names), aliases=list(cfg.get("Aliases") or []),
                         ipv4_address=ipam_cfg.get("IPv4Address") or None,
+                        ipv6_address=ipam_cfg.get("IPv6Address") or None,
                         mac_address=cfg.get("MacAddress") or None,
                         priority=int(cfg.get("Priority") or 0), links=links, dns=list(dns or []))

@@ -145,21 +145,22 @@ def attach_veth(sandbox: Path, bridge: str, host_name: str, ifname: str, mac: st
             raise
 
 
-def default_gateway(sandbox: Path) -> str | None:
-    """The sandbox's current IPv4 default gateway, if any."""
+def default_gateway(sandbox: Path, family: int = 2) -> str | None:
+    """The sandbox's current default gateway for ``family`` (2: IPv4, 10: IPv6), if any."""
     with netns.iproute(sandbox) as nsr:
-        for route in nsr.get_routes(family=2, table=254):
-            if route["dst_len"] == 0:
+        for route in nsr.get_routes(family=family, table=254):
+            if route["dst_len"] == 0 and route.get_attr("RTA_GATEWAY"):
                 return route.get_attr("RTA_GATEWAY")
     return None
 
 
-def set_default_route(sandbox: Path, gateway: str | None, ifname: str | None) -> None:
-    """Replace the sandbox's default route (None: remove it)."""
+def set_default_route(sandbox: Path, gateway: str | None, ifname: str | None, family: int = 2) -> None:
+    """Replace the sandbox's default route of ``family`` (None: remove it)."""
+    dst = "::/0" if family == 10 else "0.0.0.0/0"
     with netns.iproute(sandbox) as nsr:
-        for route in nsr.get_routes(family=2, table=254):
-            if route["dst_len"] == 0:
-                nsr.route("del", dst="0.0.0.0/0", gateway=route.get_attr("RTA_GATEWAY"))
+        for route in nsr.get_routes(family=family, table=254):
+            if route["dst_len"] == 0 and route.get_attr("RTA_GATEWAY"):
+                nsr.route("del", dst=dst, gateway=route.get_attr("RTA_GATEWAY"), family=family)
         if gateway and ifname:
             idx = link_index(nsr, ifname)
-            nsr.route("add", dst="0.0.0.0/0", gateway=gateway, oif=idx)
+            nsr.route("add", dst=dst, gateway=gateway, oif=idx, family=family)

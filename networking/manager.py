@@ -283,22 +283,34 @@ class NetworkManager:
                 if net.id in other:
                     reserved.add(other[net.id]["ip"])
             ip = ipam.allocate(subnet, net.ip_range, reserved, spec.ipv4_address)
+            ip6, prefixlen6 = "", 0
+            if net.subnet6:
+                subnet6 = ipaddress.ip_network(net.subnet6)
+                reserved6 = {net.gateway6, *net.aux_addresses.values()}
+                reserved6 |= {o[net.id].get("ip6", "") for o in st["endpoints"].values() if net.id in o}
+                ip6 = ipam.allocate(subnet6, net.ip_range6, reserved6, spec.ipv6_address)
+                prefixlen6 = subnet6.prefixlen
+            elif spec.ipv6_address:
+                raise UserError(f"ipv6_address {spec.ipv6_address}: network {net.name} has no IPv6")
             mac = spec.mac_address or ipam.mac_for(ip)
             used = {int(e["ifname"][3:]) for e in eps.values()}
             index = next(i for i in range(len(used) + 1) if i not in used)
-            has_default = any(not st["networks"][e["network_id"]]["internal"]
-                              for e in eps.values() if e["network_id"] in st["networks"])
-            gateway = None if net.internal or has_default else net.gateway
+            outward = [st["networks"][e["network_id"]] for e in eps.values()
+                       if e["network_id"] in st["networks"] and not st["networks"][e["network_id"]]["internal"]]
+            gateway = None if net.internal or outward else net.gateway
+            has_default6 = any(n.get("subnet6") for n in outward)
+            gateway6 = None if net.internal or has_default6 or not ip6 else net.gateway6
             record = EndpointRecord(
                 container_id=container_id, network_id=net.id, ip=ip,
                 prefixlen=subnet.prefixlen, gateway=net.gateway, mac=mac,
                 ifname=f"eth{index}", host_ifname=links.host_veth_name(container_id, index),
                 names=list(dict.fromkeys(spec.names)), aliases=list(dict.fromkeys(spec.aliases)),
-                links=dict(spec.links), dns=list(spec.dns))
+                links=dict(spec.links), dns=list(spec.dns),
+                ip6=ip6, prefixlen6=prefixlen6, gateway6=net.gateway6 if ip6 else "")
             # The lock is held while the veth is made, so no one else takes this address;
             # on failure the transaction is not written and attach_veth removed the pair.
             links.attach_veth(sandbox, net.bridge, record.host_ifname, record.ifname, mac, ip,
-                              subnet.prefixlen, net.mtu, gateway)
+                              subnet.prefixlen, net.mtu, gateway, ip6, prefixlen6, gateway6)
             eps[net.id] = record.to_dict()
             self._retarget_ports(st, container_id)
         self._sync_dns()
@@ -338,14 +350,23 @@ class NetworkManager:
             del eps[net.id]
             if not eps:
                 st["endpoints"].pop(container_id, None)
-            if not net.internal and netns.is_mounted(sandbox) and links.default_gateway(sandbox) is None:
-                for other in sorted(eps.values(), key=lambda e: int(e["ifname"][3:])):
-                    onet = st["networks"].get(other["network_id"])
-                    if onet and not onet["internal"]:
-                        links.set_default_route(sandbox, onet["gateway"], other["ifname"])
-                        break
+            if not net.internal and netns.is_mounted(sandbox):
+                self._move_default_routes(st, sandbox, eps, v6=bool(ep.get("ip6")))
             self._retarget_ports(st, container_id)
         self._sync_dns()
+
+    @staticmethod
+    def _move_default_routes(st: dict[str, Any], sandbox: Path, eps: dict[str, Any], v6: bool) -> None:
+        """After a disconnect: a default route that went with it moves to the next
+        non-internal endpoint (IPv4, and IPv6 when the network had it)."""
+        for family, gw_key, ip_key in ((2, "gateway", "ip"), (10, "gateway6", "ip6"))[: 2 if v6 else 1]:
+            if links.default_gateway(sandbox, family) is not None:
+                continue
+            for other in sorted(eps.values(), key=lambda e: int(e["ifname"][3:])):
+                onet = st["networks"].get(other["network_id"])
+                if onet and not onet["internal"] and other.get(ip_key) and onet.get(gw_key):
+                    links.set_default_route(sandbox, onet[gw_key], other["ifname"], family)
+                    break
 
     def endpoints(self, container_id: str) -> list[EndpointRecord]:
         """A container's endpoints, in interface order."""
@@ -461,7 +482,8 @@ class NetworkManager:
         """/etc/hosts with the container's addresses; ``host-gateway`` is its first gateway."""
         eps = self.endpoints(container_id)
         gw = eps[0].gateway if eps else None
-        return _hosts_file(hostname, domainname, [e.ip for e in eps], extra_hosts, gw)
+        addresses = [e.ip for e in eps] + [e.ip6 for e in eps if e.ip6]
+        return _hosts_file(hostname, domainname, addresses, extra_hosts, gw)
 
     # -- DNS ------------------------------------------------------------------------
 
