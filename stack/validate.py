@@ -14,14 +14,16 @@ cheap; jsonschema is imported only to word the error when a file is invalid.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import re
-from typing import Any, Iterable, Mapping, Protocol
+from typing import Any, Iterable, Iterator, Mapping, Protocol
 
 from .errors import ComposeError, KeyPath, Mark
 from .schema import is_valid, load_schema
 
-__all__ = ["validate_file", "check_config", "parse_duration", "parse_bytes",
-           "schema_errors"]
+__all__ = ["validate_file", "check_config", "consistency_checks", "parse_duration",
+           "parse_bytes", "schema_errors"]
 
 
 class LocatorLike(Protocol):
@@ -233,6 +235,7 @@ class _Checker:
     """Semantic checks of one normalized project dict; errors carry a key path."""
 
     all_services: set[str] | None = None
+    consistency: bool = True
 
     def __init__(self, config: Mapping[str, Any], locators: Iterable[LocatorLike] | None) -> None:
         self.config = config
@@ -268,13 +271,22 @@ class _Checker:
             if not isinstance(svc, Mapping):
                 self.fail("must be a mapping", ("services", name))
             self.service(name, svc)
-        self.container_names()
         self.top_level()
-        self.cycles()
+        if self.consistency:
+            self.container_names()
+            self.cycles()
 
     # one service ------------------------------------------------------------
     def service(self, name: str, svc: Mapping[str, Any]) -> None:
         at = ("services", name)
+        # values that do not decode: Compose rejects them even with --no-consistency
+        for i, vol in enumerate(svc.get("volumes") or []):
+            self.volume(vol, at + ("volumes", i))
+        self.healthcheck(svc.get("healthcheck"), at + ("healthcheck",))
+        self.ports(svc.get("ports") or [], at + ("ports",))
+        self.values(svc, at)
+        if not self.consistency:
+            return
         build = svc.get("build")
         if not build and not svc.get("image") and not svc.get("provider"):
             self.fail(f'service "{name}" has neither an image nor a build context specified', at)
@@ -286,21 +298,16 @@ class _Checker:
                 self.fail(f'build.platforms must include service.platform "{svc["platform"]}"',
                           at + ("platform",))
             for i, secret in enumerate(build.get("secrets") or []):
-                self._ref("secrets", secret, at + ("build", "secrets", i), f"build secret")
+                self._ref("secrets", secret, at + ("build", "secrets", i), "build secret")
         if svc.get("network_mode") and svc.get("networks"):
             self.fail("`network_mode` and `networks` are mutually exclusive", at + ("network_mode",))
         for net in svc.get("networks") or {}:
             if net not in (self.config.get("networks") or {}):
                 self.fail(f"refers to undefined network {net}", at + ("networks", net))
-        for i, vol in enumerate(svc.get("volumes") or []):
-            self.volume(vol, at + ("volumes", i))
         for kind in ("secrets", "configs"):
             for i, ref in enumerate(svc.get(kind) or []):
                 self._ref(kind, ref, at + (kind, i), kind[:-1])
-        self.healthcheck(svc.get("healthcheck"), at + ("healthcheck",))
         self.references(name, svc, at)
-        self.ports(svc.get("ports") or [], at + ("ports",))
-        self.values(svc, at)
         self.scale(name, svc, at)
         self.mounts(svc, at)
         develop = svc.get("develop") or {}
@@ -319,7 +326,7 @@ class _Checker:
         vtype = vol.get("type")
         if vtype not in ("volume", "bind", "tmpfs", "npipe", "cluster", "image"):
             self.fail(f"invalid volume type {_short(vtype)}", path + ("type",))
-        if vtype == "volume" and vol.get("source"):
+        if vtype == "volume" and vol.get("source") and self.consistency:
             if vol["source"] not in (self.config.get("volumes") or {}):
                 self.fail(f"refers to undefined volume {vol['source']}", path)
         if vtype == "bind" and vol.get("source") is None:  # "" is the project dir
@@ -332,7 +339,8 @@ class _Checker:
         if not isinstance(hc, Mapping):
             return
         test = hc.get("test")
-        if isinstance(test, list) and test and test[0] not in ("CMD", "CMD-SHELL", "NONE"):
+        if (self.consistency and isinstance(test, list) and test
+                and test[0] not in ("CMD", "CMD-SHELL", "NONE")):
             self.fail('test must start either by "CMD", "CMD-SHELL" or "NONE"', path + ("test",))
         for key in _DURATION_KEYS:
             if hc.get(key) is not None:
@@ -527,4 +535,20 @@ def check_config(config: Mapping[str, Any], locators: Iterable[LocatorLike] | No
     """
     checker = _Checker(config, locators)
     checker.all_services = set(all_services) if all_services is not None else None
+    checker.consistency = _CONSISTENCY.get()
     checker.run()
+
+
+_CONSISTENCY: "contextvars.ContextVar[bool]" = contextvars.ContextVar("consistency", default=True)
+
+
+@contextlib.contextmanager
+def consistency_checks(enabled: bool) -> Iterator[None]:
+    """``config --no-consistency``: within this block check_config (called deep inside
+    the loader) skips what compose-go's consistency check does (references, cycles,
+    exclusive options, container names) and keeps only values that do not decode."""
+    token = _CONSISTENCY.set(enabled)
+    try:
+        yield
+    finally:
+        _CONSISTENCY.reset(token)

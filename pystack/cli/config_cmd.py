@@ -37,6 +37,8 @@ _YAML_TOP = ("name", "services", "networks", "volumes", "secrets", "configs", "m
 @click.option("--no-interpolate", is_flag=True, help="Don't interpolate environment variables.")
 @click.option("--no-normalize", is_flag=True, help="Don't normalize the compose model.")
 @click.option("--no-path-resolution", is_flag=True, help="Don't resolve file paths.")
+@click.option("--no-consistency", is_flag=True,
+              help="Don't check model consistency (may print an invalid model).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Save to file (default stdout).")
 @click.pass_context
 def config(ctx: click.Context, services: tuple[str, ...], fmt: str | None, list_services: bool,
@@ -44,7 +46,7 @@ def config(ctx: click.Context, services: tuple[str, ...], fmt: str | None, list_
            list_models: bool, list_variables: bool, list_environment: bool,
            hash_of: str | None, quiet: bool,
            no_interpolate: bool, no_normalize: bool, no_path_resolution: bool,
-           output: str | None) -> None:
+           no_consistency: bool, output: str | None) -> None:
     """Parse, resolve and render the compose file in canonical format."""
     from pystack.stack.load import load_checked
 
@@ -53,7 +55,10 @@ def config(ctx: click.Context, services: tuple[str, ...], fmt: str | None, list_
         options.interpolate = False  # the variables as written, defaults included
     if hash_of is not None or list_services or list_volumes or list_networks:
         options.services = []  # Compose ignores SERVICE arguments for these
-    loaded = load_checked(options)
+    from pystack.stack.validate import consistency_checks
+
+    with consistency_checks(not no_consistency):
+        loaded = load_checked(options)
     cfg: dict[str, Any] = loaded.config  # what Compose prints: "$" doubled
 
     if list_services:
@@ -68,7 +73,8 @@ def config(ctx: click.Context, services: tuple[str, ...], fmt: str | None, list_
         # every service's profiles, enabled or not (Compose's AllServices): load again
         # with all profiles on, now that the load as asked has passed its checks
         options.profiles, options.services = ["*"], []
-        every = load_checked(options).config.get("services") or {}
+        with consistency_checks(not no_consistency):
+            every = load_checked(options).config.get("services") or {}
         found = {p for svc in every.values() for p in svc.get("profiles") or []}
         return _emit(sorted(found), quiet)
     if list_images:

@@ -441,3 +441,19 @@ def test_variables_match_docker_compose(fmt, tmp_path):
         assert got.stdout == want.stdout
     else:  # Go prints the table rows in map order
         assert sorted(got.stdout.splitlines()) == sorted(want.stdout.splitlines())
+
+
+@pytest.mark.parametrize("service", [
+    "depends_on: [nope]", "networks: [nope]", "healthcheck: {test: [RUN]}",
+    "network_mode: host\n    networks: [default]", "scale: 2\n    deploy: {replicas: 3}",
+    "volumes: [{type: bind, target: /x}]", "stop_grace_period: 1y",
+], ids=lambda s: s.split(":")[0])
+def test_no_consistency_matches_docker_compose(service, tmp_path):
+    (tmp_path / "compose.yaml").write_text(f"services:\n  a:\n    image: x\n    {service}\n")
+    args = ["config", "--no-consistency", "--format", "json"]
+    want = _run([COMPOSE, *args], tmp_path, {})
+    got = _run([PYSTACK, *args], tmp_path, {})
+    assert "Traceback" not in got.stderr
+    assert (got.returncode == 0) == (want.returncode == 0), (want.stderr, got.stderr)
+    if want.returncode == 0:
+        assert json.loads(got.stdout) == json.loads(want.stdout)

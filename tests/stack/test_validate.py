@@ -360,3 +360,17 @@ def test_scale_is_copied_into_deploy_as_compose_does():
     assert list(project["services"]["web"]["deploy"].items())[:2] == [("mode", "replicated"),
                                                                       ("replicas", 2)]
     assert "deploy" not in project["services"]["db"]
+
+
+def test_no_consistency_keeps_only_decoding_errors():
+    from pystack.stack.validate import consistency_checks
+
+    cyclic = _project(web=_svc(depends_on={"db": {"condition": "service_started"}},
+                               networks={"nowhere": None}),
+                      db=_svc(depends_on={"web": {"condition": "service_started"}}))
+    with consistency_checks(False):
+        check_config(copy.deepcopy(cyclic))
+        with pytest.raises(ComposeError, match="invalid duration"):
+            check_config(_project(web=_svc(stop_grace_period="1y")))
+    with pytest.raises(ComposeError):
+        check_config(cyclic)  # the switch does not outlive its block
