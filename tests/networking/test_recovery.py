@@ -87,3 +87,22 @@ def test_sandbox_gone_after_reboot_releases_its_endpoints(nm, make_net, unique_n
     nm.recover()
     assert nm.endpoints(unique_name) == [] and nm.port_bindings(unique_name) == []
     nm.remove_network(net.id)
+
+
+def test_cleanup_all_leaves_no_kernel_objects(tmp_path, subnets, unique_name, kernel_snapshot):
+    """The shared kernel_snapshot check (every link, netns and mount on the host) around a
+    full set-up torn down by cleanup_all. (It sees the whole host: run alone, as CI does.)"""
+    nm = NetworkManager(tmp_path / "s", tmp_path / "r", dns_upstreams=[])
+    nets = [nm.create_network(NetworkSpec(id=f"{unique_name}{i}", name=f"{unique_name}{i}", internal=i == 1,
+                                          ipam=[IPAMPool(subnet=subnets.next())])) for i in range(2)]
+    for i in range(3):
+        cid = f"{unique_name}c{i}"
+        nm.create_sandbox(cid)
+        for net in nets:
+            nm.connect(cid, net.id, EndpointSpec(names=[cid]))
+        nm.publish(cid, [PortSpec(container_port=80)])
+    owned = owned_objects(nm)
+    nm.cleanup_all()
+    kernel_snapshot()
+    assert_gone(owned)
+    assert NetworkManager(tmp_path / "s", tmp_path / "r", dns=False).list_networks() == []
