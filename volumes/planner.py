@@ -95,7 +95,14 @@ class MountPlan(list):
         self.close()
 
 
+def _no_nul(value: str, origin: str) -> str:
+    if "\x00" in value:
+        raise UserError(f"{origin}: a path cannot contain a NUL byte")
+    return value
+
+
 def _destination(raw: str, origin: str) -> str:
+    _no_nul(raw or "", origin)
     if not raw or not raw.startswith("/"):
         raise UserError(f"{origin}: invalid mount target {raw!r}: must be an absolute path")
     dest = posixpath.normpath(raw)
@@ -111,7 +118,7 @@ def _destination(raw: str, origin: str) -> str:
 def parse_bind(spec: str, index: int = 0) -> _Entry:
     """One ``HostConfig.Binds`` string: ``SRC:DST[:MODE]`` (SRC a host path or volume name)."""
     origin = f"Binds[{index}] {spec!r}"
-    parts = spec.split(":")
+    parts = _no_nul(spec, origin).split(":")
     if len(parts) == 1:
         return _Entry("volume", _destination(parts[0], origin), origin=origin)
     if len(parts) > 3 or not parts[0]:
@@ -147,7 +154,7 @@ def parse_mount(m: Mapping[str, Any], index: int = 0) -> _Entry:
     if kind not in ("bind", "volume", "tmpfs"):
         raise UserError(f"{origin}: mount type {kind!r} is not supported (bind, volume, tmpfs)")
     entry = _Entry(kind, _destination(m.get("Target") or m.get("Destination") or "", origin),
-                   source=m.get("Source") or "", rw=not m.get("ReadOnly", False), origin=origin)
+                   source=_no_nul(m.get("Source") or "", origin), rw=not m.get("ReadOnly", False), origin=origin)
     bind_o, vol_o, tmp_o = m.get("BindOptions"), m.get("VolumeOptions"), m.get("TmpfsOptions")
     if bind_o and kind != "bind":
         raise UserError(f"{origin}: BindOptions given for a {kind} mount")

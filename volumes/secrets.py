@@ -60,7 +60,7 @@ def default_target(kind: str, name: str, target: str | None = None) -> str:
     if not target.startswith("/"):
         target = ("/run/secrets/" if kind == "secret" else "/") + target
     clean = posixpath.normpath(target)
-    if clean in ("/", "//") or any(p == ".." for p in target.split("/")):
+    if clean in ("/", "//") or any(p == ".." for p in target.split("/")) or "\x00" in target:
         raise UserError(f"{kind} {name}: invalid target {target!r}")
     return clean
 

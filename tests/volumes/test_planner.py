@@ -186,3 +186,29 @@ def test_container_id_cannot_name_a_path(cid: str, store: VolumeStore, tmp_path:
     with pytest.raises(UserError, match="invalid container id"):
         plan_mounts(cid, binds=[f"{tmp_path}:/h"], store=store, pin_root=tmp_path / "pins")
     assert not (tmp_path / "pins").exists() and not (tmp_path / "x").exists()
+
+
+def test_fuzz_binds_and_names_never_crash() -> None:
+    """Any Binds string or volume name gives an entry or one UserError, never another exception,
+    and an accepted destination is absolute and normalized."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from pystack.volumes.store import validate_name
+
+    alphabet = st.sampled_from(list("ab/.:,-_ ~zZroswh\x00") + ["..", "rw", "ro", "nocopy", "rshared"])
+
+    @settings(max_examples=400, deadline=None)
+    @given(st.lists(alphabet, max_size=12).map("".join))
+    def check(spec: str) -> None:
+        try:
+            e = parse_bind(spec)
+        except UserError:
+            return
+        assert e.destination.startswith("/") and os.path.normpath(e.destination) == e.destination
+        assert "\x00" not in e.source
+        if e.type == "volume" and e.source:
+            validate_name(e.source)
+            assert "/" not in e.source and ".." != e.source
+
+    check()
