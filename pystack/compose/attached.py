@@ -48,6 +48,8 @@ def run_attached(client: Any, project: Any, containers: list[tuple[str, str, str
                            since=f"{t0 - 1:.9f}", on_die=on_die, show=bool(shown))
     thread = threading.Thread(target=follower.run, daemon=True)
     thread.start()
+    # log lines now share the terminal: the stop phase prints plain lines, never redraws
+    progress.restart("Stopping", "plain" if progress.mode == "tty" else None)
     lc = Lifecycle(client, project.name, project, progress, parallel)
     interrupted = forced = False
     try:

@@ -95,6 +95,17 @@ class Progress:
         self.stream.flush()
         self._drawn = len(lines)
 
+    def restart(self, title: str, mode: str | None = None) -> None:
+        """Start a new block (e.g. stopping after attached logs): nothing is redrawn over
+        what was printed in between, and elapsed times start again."""
+        with self._lock:
+            self.title = title
+            self._order.clear()
+            self._rows.clear()
+            self._drawn = 0
+            if mode is not None:
+                self.mode = mode
+
     def close(self) -> None:
         with self._lock:
             if self.mode == "tty" and self._order:
