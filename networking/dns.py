@@ -113,6 +113,19 @@ class _NetTable:
         return int(self.subnet.network_address)
 
 
+def build_peers(endpoints: list[EndpointRecord]) -> dict[tuple[str, str], list[str]]:
+    """(network id, endpoint address) -> the other networks of the same container.
+
+    A container on several networks asks one resolver (its first network's) and must
+    get the names of all of them, as with Docker's 127.0.0.11.
+    """
+    by_container: dict[str, list[str]] = {}
+    for ep in endpoints:
+        by_container.setdefault(ep.container_id, []).append(ep.network_id)
+    return {(ep.network_id, ep.ip): [n for n in by_container[ep.container_id] if n != ep.network_id]
+            for ep in endpoints if len(by_container[ep.container_id]) > 1}
+
+
 def build_tables(networks: list[NetworkRecord], endpoints: list[EndpointRecord]) -> dict[str, _NetTable]:
     """Index endpoints by network: names (service, container, aliases) and reverse names."""
     tables = {n.id: _NetTable(n, ipaddress.ip_network(n.subnet),
@@ -168,6 +181,7 @@ class DNSServer:
         self.upstreams = upstreams
         self._tables: dict[str, _NetTable] = {}
         self._by_gateway: dict[str, _NetTable] = {}
+        self._peers: dict[tuple[str, str], list[str]] = {}
         self._lock = threading.Lock()
         self._rotation: dict[tuple[str, str], int] = {}
         self._sel = selectors.DefaultSelector()
@@ -186,9 +200,11 @@ class DNSServer:
     def update(self, networks: list[NetworkRecord], endpoints: list[EndpointRecord]) -> None:
         """Swap in new tables and (un)bind the gateways that came or went."""
         tables = build_tables(networks, endpoints)
+        peers = build_peers(endpoints)
         wanted = {t.network.gateway: net_id for net_id, t in tables.items()}
         with self._lock:
             self._tables = tables
+            self._peers = peers
             self._by_gateway = {t.network.gateway: t for t in tables.values()}
             for gw in list(self._socks):
                 if gw not in wanted:
@@ -360,15 +376,22 @@ class DNSServer:
         """(rcode, [(type, value)]) for a lower-case name on a network; None: not ours,
         forward it. Known names answer A and AAAA (rotated) and nothing else (an empty
         NOERROR, so resolvers do not go elsewhere); reverse names answer PTR."""
+        tables, peers = self._tables, self._peers
+        candidates = [table] + [tables[n] for n in peers.get((table.network.id, client), []) if n in tables]
         if qtype == QTYPE_PTR and (qname.endswith(".in-addr.arpa") or qname.endswith(".ip6.arpa")):
-            found = self._ptr(table, qname)
-            if found is None:
-                return None
-            if found == "":
+            found = [self._ptr(t, qname) for t in candidates]
+            names = [f for f in found if f]
+            if names:
+                return 0, [(QTYPE_PTR, names[0])]
+            if "" in found:
                 return RCODE_NXDOMAIN, []
-            return 0, [(QTYPE_PTR, found)]
+            return None
         target = table.links.get(client, {}).get(qname, qname)
-        if target not in table.names and target not in table.names6:
+        for t in candidates:  # the network asked first, then the container's others
+            if target in t.names or target in t.names6:
+                table = t
+                break
+        else:
             return None
         answers: list[tuple[int, str]] = []
         if qtype in (QTYPE_A, QTYPE_ANY):
