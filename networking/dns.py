@@ -391,6 +391,11 @@ class DNSServer:
             if target in t.names or target in t.names6:
                 table = t
                 break
+            suffix = "." + t.network.name.lower()  # Docker also answers <name>.<network>
+            if target.endswith(suffix) and (target[: -len(suffix)] in t.names
+                                            or target[: -len(suffix)] in t.names6):
+                table, target = t, target[: -len(suffix)]
+                break
         else:
             return None
         answers: list[tuple[int, str]] = []

@@ -30,6 +30,7 @@ def test_service_container_alias_names_and_rotation(nm, make_net, unique_name):
     assert addresses_of(nslookup(client, "proj-web-2", net.gateway).stdout) == [w2.ip]
     assert addresses_of(nslookup(client, "FrontEnd", net.gateway).stdout) == [w1.ip]
     assert addresses_of(nslookup(client, "proj-client-1", net.gateway).stdout) == [c.ip]
+    assert addresses_of(nslookup(client, f"proj-web-2.{net.name}", net.gateway).stdout) == [w2.ip]
     # reverse lookup gives the container name
     ptr = nslookup(client, w1.ip, net.gateway).stdout
     assert "proj-web-1" in ptr
