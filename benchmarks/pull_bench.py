@@ -57,6 +57,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--mb", type=int, default=200)
     ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     from pystack.runtime.images.store import ImageStore
     tmp = Path(tempfile.mkdtemp(prefix="pull-bench-"))
@@ -97,7 +98,7 @@ def main() -> None:
         uncompressed = None
 
         rounds = []
-        for r in range(2):
+        for r in range(args.rounds):
             dest = tmp / f"pystack-{r}"
             t_py = timed(lambda: ImageStore(dest).pull(ref))
             oci = tmp / f"skopeo-{r}"
@@ -128,6 +129,8 @@ def main() -> None:
         for i, (t_py, t_sk) in enumerate(rounds):
             print(f"round {i + 1}: pystack pull (download+verify+unpack) {t_py:.2f}s | "
                   f"skopeo copy (download+verify) {t_sk:.2f}s | ratio skopeo/pystack {t_sk / t_py:.2f}")
+        best_py, best_sk = min(r[0] for r in rounds), min(r[1] for r in rounds)
+        print(f"best: pystack {best_py:.2f}s, skopeo {best_sk:.2f}s, ratio skopeo/pystack {best_sk / best_py:.2f}")
         print(f"unpack: pystack {mb_unc / t_ours:.0f} MB/s ({t_ours:.2f}s) | umoci unpack {mb_unc / t_umoci:.0f} MB/s "
               f"({t_umoci:.2f}s) | ratio umoci/pystack time {t_umoci / t_ours:.2f}")
         del src_store

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,8 @@ WORKERS = int(os.environ.get("PYSTACK_PULL_WORKERS", "4"))
 RETRIES = 5
 # unpack while downloading (one pass over the bytes); PYSTACK_PULL_STREAM=0 downloads first
 STREAM = os.environ.get("PYSTACK_PULL_STREAM", "1") != "0"
+# unpack in helper processes (parallel across cores); PYSTACK_UNPACK_HELPER=0 uses threads
+HELPER = os.environ.get("PYSTACK_UNPACK_HELPER", "1") != "0"
 
 
 class _Broken(Exception):
@@ -64,8 +67,21 @@ def _stream_layer(store: "ImageStore", client: RegistryClient, repo: str, desc: 
         resp = client.get_blob(repo, digest)
         writer = store.blobs.writer(expected=digest, expected_size=desc.get("size"), path=partial)
         try:
-            store.unpack_layer(desc, chain, label, stream=_Tee(resp, writer, progress, digest, desc.get("size")),
-                               before_publish=writer.commit)
+            tee = _Tee(resp, writer, progress, digest, desc.get("size"))
+            if HELPER:
+                def runner(dest: Path) -> Any:
+                    from .unpacker import HelperUnpack
+                    helper = HelperUnpack(dest, expected_diff_id=desc.get("diff_id"), limits=store.limits, label=label)
+                    try:
+                        while data := tee.read(1 << 20):
+                            helper.write(data)
+                    except BaseException:
+                        helper.kill()
+                        raise
+                    return helper.finish()
+                store.unpack_layer(desc, chain, label, runner=runner, before_publish=writer.commit)
+            else:
+                store.unpack_layer(desc, chain, label, stream=tee, before_publish=writer.commit)
         except _Broken:
             writer.abort(keep=True)  # resume from here
             return False
@@ -177,7 +193,7 @@ def _pull_from(store: "ImageStore", client: RegistryClient, ref: Reference, want
                     _download(store, client, repo, desc, progress)
                     progress.layer(key, "Download complete", desc.get("size"), desc.get("size"))
                 progress.layer(key, "Extracting")
-                store.unpack_layer(full, chain, layer_label)
+                store.unpack_layer(full, chain, layer_label, helper=HELPER)
                 progress.layer(key, "Pull complete")
 
             with ThreadPoolExecutor(max_workers=max(1, WORKERS)) as pool:

@@ -220,31 +220,42 @@ class ImageStore:
         return (self.layer_dir(chain_id) / "layer.json").exists()
 
     def unpack_layer(self, desc: dict[str, Any], chain_id: str, label: str, *, stream: Any = None,
-                     before_publish: Any = None) -> dict[str, Any]:
+                     before_publish: Any = None, runner: Any = None, helper: bool = False) -> dict[str, Any]:
         """Unpack the blob of ``desc`` once into layers/<chain>; returns its layer.json.
 
-        With ``stream`` (a reader of the blob still arriving from a registry), the layer is
-        unpacked while it downloads; ``before_publish`` (the blob writer's commit, which
-        verifies the digest) runs before the layer dir becomes visible.
+        By default the blob file is unpacked in this process (``helper``: in a helper
+        process). ``stream`` (a reader of the blob still arriving from a registry) or
+        ``runner`` (``runner(dest) -> UnpackResult``) unpack while downloading;
+        ``before_publish`` (the blob writer's commit, which verifies the digest) runs before
+        the layer dir becomes visible.
         """
         final = self.layer_dir(chain_id)
         if (final / "layer.json").exists():
             return json.loads((final / "layer.json").read_text())
+        if runner is None:
+            if stream is not None:
+                def runner(dest: Path) -> Any:
+                    return unpack(stream, dest, expected_diff_id=desc.get("diff_id"), limits=self.limits,
+                                  label=label)
+            elif helper:
+                def runner(dest: Path) -> Any:
+                    from .unpacker import HelperUnpack
+                    return HelperUnpack(dest, expected_diff_id=desc.get("diff_id"), limits=self.limits, label=label,
+                                        src=self.blobs.path(desc["digest"])).finish()
+            else:
+                def runner(dest: Path) -> Any:
+                    return unpack_file(self.blobs.path(desc["digest"]), dest,
+                                       expected_diff_id=desc.get("diff_id"),  # blob verified when written
+                                       limits=self.limits, label=label)
         with self.adding():
-            return self._unpack_new(desc, chain_id, label, final, stream, before_publish)
+            return self._unpack_new(desc, chain_id, final, runner, before_publish)
 
-    def _unpack_new(self, desc: dict[str, Any], chain_id: str, label: str, final: Path, stream: Any,
+    def _unpack_new(self, desc: dict[str, Any], chain_id: str, final: Path, runner: Any,
                     before_publish: Any) -> dict[str, Any]:
         tmp = self.layers_dir / f".tmp-{uuid.uuid4().hex}"
         (tmp / "diff").mkdir(parents=True)
         try:
-            if stream is not None:
-                result = unpack(stream, tmp / "diff", expected_diff_id=desc.get("diff_id"), limits=self.limits,
-                                label=label)
-            else:
-                result = unpack_file(self.blobs.path(desc["digest"]), tmp / "diff",
-                                     expected_diff_id=desc.get("diff_id"),  # blob verified when written
-                                     limits=self.limits, label=label)
+            result = runner(tmp / "diff")
             if before_publish is not None:
                 before_publish()
             meta = {"chain_id": chain_id, "diff_id": result.diff_id, "digest": desc["digest"],
