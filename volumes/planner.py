@@ -148,7 +148,16 @@ def parse_bind(spec: str, index: int = 0) -> _Entry:
 
 
 def parse_mount(m: Mapping[str, Any], index: int = 0) -> _Entry:
-    """One ``HostConfig.Mounts`` object (Type bind|volume|tmpfs)."""
+    """One ``HostConfig.Mounts`` object (Type bind|volume|tmpfs); malformed JSON is a UserError."""
+    if not isinstance(m, Mapping):
+        raise UserError(f"Mounts[{index}]: expected an object, got {type(m).__name__}")
+    try:
+        return _parse_mount(m, index)
+    except (TypeError, ValueError, AttributeError) as exc:  # wrong JSON types in a field
+        raise UserError(f"Mounts[{index}]: malformed mount ({exc})") from None
+
+
+def _parse_mount(m: Mapping[str, Any], index: int) -> _Entry:
     kind = m.get("Type") or ""
     origin = f"Mounts[{index}] ({kind} {m.get('Target', '')})"
     if kind not in ("bind", "volume", "tmpfs"):
@@ -197,7 +206,18 @@ def parse_mount(m: Mapping[str, Any], index: int = 0) -> _Entry:
             entry.tmpfs_options.append(f"mode={int(tmp_o['Mode']) & 0o7777:o}")
         for opt in tmp_o.get("Options") or []:
             entry.tmpfs_options.append("=".join(str(x) for x in opt) if isinstance(opt, (list, tuple)) else str(opt))
+    if entry.subpath:
+        _no_nul(entry.subpath, origin)
+    if kind == "tmpfs":
+        _checked_tmpfs(entry.tmpfs_options, origin)
     return entry
+
+
+def _checked_tmpfs(options: list[str], origin: str) -> None:
+    try:
+        tmpfs_options(options)
+    except UserError as exc:
+        raise UserError(f"{origin}: {exc}") from None
 
 
 def _size(n: int) -> str:
@@ -207,14 +227,27 @@ def _size(n: int) -> str:
     return str(n)
 
 
+TMPFS_KEYS = {"size", "mode", "uid", "gid", "nr_inodes", "nr_blocks", "huge", "mpol"}
+TMPFS_FLAGS = {"exec", "noexec", "suid", "nosuid", "dev", "nodev", "ro", "rw", "atime", "noatime", "relatime",
+               "norelatime", "strictatime", "nostrictatime", "diratime", "nodiratime", "sync", "async",
+               "dirsync", "mand", "nomand"} | PROPAGATIONS
+
+
 def tmpfs_options(data: Iterable[str], read_only: bool = False) -> list[str]:
-    """Docker's defaults (noexec,nosuid,nodev) merged with the user's, later wins."""
+    """Docker's defaults (noexec,nosuid,nodev) merged with the user's, later wins.
+
+    Each option is checked: one known flag or ``key=value`` per item, so an item such as
+    ``size=1m,exec`` cannot smuggle a second option into the kernel's comma-separated data.
+    """
     merged: dict[str, str] = {}
     for opt in [*TMPFS_DEFAULTS, *data, *(["ro"] if read_only else [])]:
         opt = opt.strip()
         if not opt:
             continue
         key = opt.split("=", 1)[0]
+        if "," in opt or "\x00" in opt or ("=" in opt and key not in TMPFS_KEYS) or \
+                ("=" not in opt and opt not in TMPFS_FLAGS):
+            raise UserError(f"invalid tmpfs option {opt!r}")
         base = next((b for b, neg in _NEGATIONS.items() if key in (b, neg)), key)
         merged.pop(base, None)
         merged[base] = opt
@@ -258,6 +291,7 @@ def collect(binds: Sequence[str] | None, mounts: Sequence[Mapping[str, Any]] | N
         origin = f"Tmpfs {dst}"
         e = _Entry("tmpfs", _destination(dst, origin), tmpfs_options=[o for o in (data or "").split(",") if o],
                    origin=origin)
+        _checked_tmpfs(e.tmpfs_options, origin)
         if e.destination in explicit:
             raise UserError(f"{origin}: duplicate mount point: {e.destination}")
         explicit[e.destination] = e

@@ -212,3 +212,20 @@ def test_fuzz_binds_and_names_never_crash() -> None:
             assert "/" not in e.source and ".." != e.source
 
     check()
+
+
+@pytest.mark.parametrize("mount,msg", [
+    ({"Type": "tmpfs", "Target": "/t", "TmpfsOptions": {"Options": [["size", "1m,exec"]]}}, "invalid tmpfs option"),
+    ({"Type": "tmpfs", "Target": "/t", "TmpfsOptions": {"Options": [["bogus", "1"]]}}, "invalid tmpfs option"),
+    ({"Type": "tmpfs", "Target": "/t", "TmpfsOptions": {"SizeBytes": "lots"}}, "malformed mount"),
+    ({"Type": "bind", "Source": 42, "Target": "/t"}, "malformed mount"),
+    ({"Type": "volume", "Target": ["/t"]}, "malformed mount"),
+    ({"Type": "volume", "Source": "v1", "Target": "/t", "VolumeOptions": "nocopy"}, "malformed mount"),
+])
+def test_malformed_mounts_are_one_line(mount, msg) -> None:
+    with pytest.raises(UserError, match=msg):
+        collect(None, [mount], None, None, None)
+    with pytest.raises(UserError, match="Tmpfs /t: invalid tmpfs option 'bogus=2'"):
+        collect(None, None, {"/t": "size=1m,bogus=2"}, None, None)
+    with pytest.raises(UserError, match="Mounts\\[0\\]: expected an object"):
+        collect(None, ["type=bind"], None, None, None)
