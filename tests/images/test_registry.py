@@ -292,8 +292,9 @@ def test_hub_mirror(env, registry, busybox, store, tmp_path) -> None:
     assert img.repo_digests == [f"busybox@{busybox.manifest_digest}"]
 
 
+@pytest.mark.parametrize("helper", [True, False], ids=["helper-process", "in-process"])
 @pytest.mark.parametrize("stream", [True, False], ids=["streamed", "download-first"])
-def test_hostile_layer_from_a_registry(registry, tmp_path, stream, monkeypatch) -> None:
+def test_hostile_layer_from_a_registry(registry, tmp_path, stream, helper, monkeypatch) -> None:
     """A registry serving a layer that writes through a symlink (pushed with skopeo, which
     does not unpack): the pull fails naming image and layer; the store is left empty."""
     import pystack.runtime.images.pull as pull_mod
@@ -301,6 +302,7 @@ def test_hostile_layer_from_a_registry(registry, tmp_path, stream, monkeypatch) 
 
     from .helpers import oci_layout
     monkeypatch.setattr(pull_mod, "STREAM", stream)
+    monkeypatch.setattr(pull_mod, "HELPER", helper)
     outside = tmp_path / "outside"
     outside.mkdir()
     evil = make_tar([entry("l", "symlink", link=str(outside)), entry("l/pwned", data=b"x" * 5000)])
