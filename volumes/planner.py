@@ -254,6 +254,20 @@ def tmpfs_options(data: Iterable[str], read_only: bool = False) -> list[str]:
     return list(merged.values())
 
 
+def parse_volumes_from(spec: str) -> tuple[str, str]:
+    """One ``HostConfig.VolumesFrom`` string, ``container[:ro|rw]`` -> (container, mode).
+
+    The engine resolves the container and passes its recorded mount points to
+    :func:`plan_mounts` as ``volumes_from=[(points, mode)]``.
+    """
+    name, _, mode = spec.partition(":")
+    if not name:
+        raise UserError(f"VolumesFrom {spec!r}: a container name is needed")
+    if mode not in ("", "ro", "rw"):
+        raise UserError(f"VolumesFrom {spec!r}: invalid mode {mode!r} (ro or rw)")
+    return name, mode
+
+
 def _volumes_from_entries(volumes_from: Sequence[Any]) -> list[_Entry]:
     """Entries copied from other containers' inspect ``Mounts`` (volumes and binds, not tmpfs)."""
     out = []

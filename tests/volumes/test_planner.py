@@ -229,3 +229,14 @@ def test_malformed_mounts_are_one_line(mount, msg) -> None:
         collect(None, None, {"/t": "size=1m,bogus=2"}, None, None)
     with pytest.raises(UserError, match="Mounts\\[0\\]: expected an object"):
         collect(None, ["type=bind"], None, None, None)
+
+
+def test_parse_volumes_from() -> None:
+    from pystack.volumes.planner import parse_volumes_from
+
+    assert parse_volumes_from("db") == ("db", "")
+    assert parse_volumes_from("proj-db-1:ro") == ("proj-db-1", "ro")
+    with pytest.raises(UserError, match="invalid mode 'rx'"):
+        parse_volumes_from("db:rx")
+    with pytest.raises(UserError, match="container name is needed"):
+        parse_volumes_from(":ro")
