@@ -31,9 +31,8 @@ class RegistryConfig:
     mirrors: dict[str, list[str]] = field(default_factory=dict)
 
     def is_insecure(self, host: str) -> bool:
-        name = host.rsplit(":", 1)[0].strip("[]") if not host.startswith("[") or "]:" in host else host.strip("[]")
-        if host.startswith("[") and "]" in host:
-            name = host[1:host.index("]")]
+        """Plain HTTP allowed: loopback (as Docker), or listed (``host[:port]`` or ``host``)."""
+        name = _hostname(host)
         if name == "localhost":
             return True
         try:
@@ -45,6 +44,15 @@ class RegistryConfig:
 
     def mirrors_for(self, registry: str) -> list[str]:
         return list(self.mirrors.get(registry, []))
+
+
+def _hostname(host: str) -> str:
+    """``[::1]:5000`` -> ``::1``; ``127.0.0.1:5000`` -> ``127.0.0.1``; ``name`` -> ``name``."""
+    if host.startswith("["):
+        return host[1:host.index("]")] if "]" in host else host
+    if host.count(":") == 1:
+        return host.split(":", 1)[0]
+    return host
 
 
 def load_config() -> RegistryConfig:
