@@ -160,3 +160,28 @@ def test_rm_v_removes_only_unshared_anonymous_volumes(store: VolumeStore) -> Non
     assert not store.exists(anon)
     assert store.exists(shared_anon) and store.users(shared_anon) == ["c2"]
     assert store.exists("named")
+
+
+def _worker(root: str, n: int, seed: int) -> list[str]:
+    """Creates anonymous volumes and holds them, while others prune: none may vanish."""
+    from pystack.volumes.store import VolumeStore as VS
+
+    store, held = VS(root), []
+    for i in range(n):
+        rec, _ = store.acquire_or_create(None, f"w{seed}-{i}")
+        held.append(rec.name)
+        store.prune()
+    return [name for name in held if not store.exists(name)]
+
+
+def test_concurrent_processes_never_lose_a_used_volume(store: VolumeStore) -> None:
+    """create+acquire is one locked step: a prune in another process can never remove a fresh
+    volume in between (the race an unlocked create-then-acquire would have)."""
+    import multiprocessing
+
+    store.create("warmup")
+    ctx = multiprocessing.get_context("spawn")  # no fork of a threaded pytest
+    with ctx.Pool(4) as pool:
+        lost = pool.starmap(_worker, [(str(store.root), 20, s) for s in range(4)])
+    assert lost == [[], [], [], []]
+    assert len([r for r in store.list() if r.anonymous]) == 80
