@@ -20,12 +20,19 @@ __all__ = ["load_checked", "load_project", "LoadOptions"]
 
 def load_checked(options: LoadOptions) -> Any:
     """Part A's ``load_config``, which runs :func:`stack.validate.validate_file` on every
-    file and :func:`stack.validate.check_config` on the normalized result; returns its
-    ``LoadedConfig`` (``config``: what ``config`` prints, ``$`` doubled; ``model``: the
-    real values)."""
+    file and :func:`stack.validate.check_config` on the normalized result (here too on
+    the unnormalized one, as Compose does); returns its ``LoadedConfig`` (``config``: what
+    ``config`` prints, ``$`` doubled; ``model``: the real values)."""
     from .pipeline import load_config
 
-    return load_config(options)
+    loaded = load_config(options)
+    if not options.normalize:
+        # the loader checks only the normalized form; Compose checks consistency with
+        # --no-normalize too (a service on the "default" network nobody declared...)
+        from .validate import check_config
+
+        check_config(getattr(loaded, "model", loaded.config), loaded.locators)
+    return loaded
 
 
 def load_project(options: LoadOptions) -> "Project":

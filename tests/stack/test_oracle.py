@@ -457,3 +457,21 @@ def test_no_consistency_matches_docker_compose(service, tmp_path):
     assert (got.returncode == 0) == (want.returncode == 0), (want.stderr, got.stderr)
     if want.returncode == 0:
         assert json.loads(got.stdout) == json.loads(want.stdout)
+
+
+@pytest.mark.parametrize("service", [
+    "networks: [front, default]",           # default is only added by normalization
+    "depends_on: [a]",                       # a cycle
+    "network_mode: host\n    networks: [front]",
+    "volumes: ['/data']",                    # fine
+], ids=["undeclared-default", "cycle", "network_mode", "valid"])
+def test_no_normalize_still_checks_consistency_as_compose(service, tmp_path):
+    (tmp_path / "compose.yaml").write_text(
+        f"networks:\n  front: {{}}\nservices:\n  a:\n    image: x\n    {service}\n")
+    args = ["config", "--no-normalize", "--format", "json"]
+    want = _run([COMPOSE, *args], tmp_path, {})
+    got = _run([PYSTACK, *args], tmp_path, {})
+    assert "Traceback" not in got.stderr
+    assert (got.returncode == 0) == (want.returncode == 0), (want.stderr, got.stderr)
+    if want.returncode == 0:
+        assert json.loads(got.stdout) == json.loads(want.stdout)
