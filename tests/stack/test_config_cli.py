@@ -108,7 +108,8 @@ def test_no_interpolate_keeps_variables(project):
 
 
 def test_no_normalize_keeps_short_syntax(project):
-    cfg = json.loads(ok(run(project, "config", "--no-normalize", "--format", "json")))
+    cfg = json.loads(ok(run(project, "--profile", "db", "config", "--no-normalize",
+                            "--format", "json")))
     assert cfg["services"]["web"].get("depends_on") is not None
     assert "networks" not in cfg["services"]["web"]  # no default network added
 
