@@ -91,7 +91,15 @@ def ls(quiet: bool, filters: tuple[str, ...], fmt: str | None) -> None:
 def inspect(names: tuple[str, ...]) -> None:
     """Show volumes as JSON (the Engine API's Volume objects)."""
     store = _store()
-    click.echo(json.dumps([store.get(n).to_api() for n in names], indent=4))
+    found, missing = [], []
+    for n in names:  # like docker: print what exists, then fail for what does not
+        try:
+            found.append(store.get(n).to_api())
+        except UserError as exc:
+            missing.append(str(exc))
+    click.echo(json.dumps(found, indent=4))
+    if missing:
+        raise UserError("; ".join(missing))
 
 
 @volume.command("rm")

@@ -80,3 +80,10 @@ def test_permission_problem_is_one_line(tmp_path: Path) -> None:
                         "from pystack.cli import main; main()", "volume", "create", "data1"],
                        capture_output=True, text=True, env=env, timeout=60)
     assert p.returncode == 1 and "permission denied" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_inspect_prints_found_then_fails_for_missing(pystack) -> None:
+    pystack("volume", "create", "here")
+    p = pystack("volume", "inspect", "here", "ghost", ok=False)
+    assert p.returncode == 1 and [v["Name"] for v in json.loads(p.stdout)] == ["here"]
+    assert "no such volume: ghost" in p.stderr
