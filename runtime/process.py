@@ -309,6 +309,19 @@ def describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+def place_in_cgroups(pid: int, paths: dict) -> None:
+    """Move process ``pid`` (host pid) into each of the container's cgroups."""
+    for path in (paths or {}).values():
+        try:
+            fd = os.open(os.path.join(path, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue
+        try:
+            os.write(fd, str(pid).encode())
+        finally:
+            os.close(fd)
+
+
 def join_cgroups(paths: dict) -> None:
     """Move ourselves ("0" = the writer) into each of the container's cgroups, before
     unsharing the cgroup namespace so that its root is the container's cgroup."""
@@ -329,9 +342,24 @@ def container_main(plan: dict, prep: Prepared, sync: socket.socket, fifo_path: s
         reset_signals()
         os.setsid()
         prctl(PR_SET_DUMPABLE, 0)
-        join_cgroups(plan.get("cgroup_paths"))
-        ns.join(ns.open_joins(prep.joins), skip=("pid", "time"))
-        ns.unshare(prep.unshare_flags & ~(ns.CLONE_NEWPID | ns.CLONE_NEWTIME))
+        joins = ns.open_joins(prep.joins)
+        ns.join(joins, skip=("pid", "time", "cgroup"))
+        # the launcher moves us into our cgroups meanwhile (a cgroup v1 migration waits
+        # for an RCU grace period, ~10 ms): everything up to the cgroup mount overlaps it
+        ns.unshare(prep.unshare_flags & ~(ns.CLONE_NEWPID | ns.CLONE_NEWTIME | ns.CLONE_NEWCGROUP))
+        placed = False
+
+        def await_placement() -> None:
+            nonlocal placed
+            if placed:
+                return
+            if sync.recv(16) != b"C":
+                raise OSError(errno.EIO, "the launcher could not place the container in its cgroups")
+            # the cgroup namespace's root is the cgroup we are in now
+            ns.join([j for j in joins if j[0] == "cgroup"])
+            ns.unshare(prep.unshare_flags & ns.CLONE_NEWCGROUP)
+            placed = True
+
         fifo = os.open(fifo_path, os.O_PATH | os.O_CLOEXEC)
         own_dev = any((m.get("destination") or "").rstrip("/") == "/dev"
                       for m in spec.get("mounts") or ())
@@ -345,8 +373,11 @@ def container_main(plan: dict, prep: Prepared, sync: socket.socket, fifo_path: s
             k == "cgroup" for k, _ in prep.joins)
         try:
             for m in spec.get("mounts") or ():
+                if m.get("type") == "cgroup":
+                    await_placement()
                 rootfs.mount_one(rootfd, root, m, plan["bundle"], plan.get("cgroup_paths") or {},
                                  cgroupns)
+            await_placement()
             if own_dev:
                 rootfs.create_devices(rootfd, linux.get("devices") or [], prep.terminal)
         finally:

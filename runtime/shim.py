@@ -66,6 +66,18 @@ def launch(plan: dict, stdio: tuple[int, int, int]) -> tuple[int, int | None]:
             os._exit(1)
     child.close()
     try:
+        process.place_in_cgroups(pid, plan.get("cgroup_paths"))
+        parent.send(b"C")
+    except OSError as exc:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        parent.close()
+        try:
+            os.unlink(fifo_path)
+        except FileNotFoundError:
+            pass
+        raise LaunchError(f"placing the container in its cgroups: {process.describe(exc)}") from None
+    try:
         msg, fds = process.recv(parent)
     finally:
         parent.close()
