@@ -77,6 +77,9 @@ def test_exec_exit_codes_env_user_workdir(stack):
     out = stack.run("exec", "-T", "-e", "A=1", "-u", "app", "-w", "/tmp", "web",
                     "sh", "-c", 'echo "$A $(id -u) $(pwd)"').stdout
     assert out == "1 1000 /tmp\n"
+    assert stack.run("exec", "-T", "web", "cat", input="via stdin\n").stdout == "via stdin\n"
+    assert stack.run("run", "--rm", "-T", "web", "sh", "-c", "cat; exit 9", input="piped\n",
+                     check=False).stdout == "piped\n"
     err = stack.run("exec", "-T", "web", "sh", "-c", "echo oops >&2; exit 1", check=False)
     assert err.returncode == 1 and "oops" in err.stderr
     missing = stack.run("exec", "-T", "web", "no-such-binary", check=False)
