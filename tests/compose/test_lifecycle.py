@@ -117,6 +117,10 @@ services:
     assert len([line for line in logs if line.startswith("boot-")]) == 2
     tail = stack.run("logs", "--no-log-prefix", "--tail", "1", "talker").stdout.split()
     assert tail == [logs[-1]]
+    assert stack.run("logs", "--no-log-prefix", "--since", "1h", "talker").stdout.split() == logs
+    assert stack.run("logs", "--no-log-prefix", "--until", "2000-01-01T00:00:00Z", "talker").stdout == ""
+    stamped = stack.run("logs", "-t", "--no-color", "talker").stdout.splitlines()
+    assert stamped[0].startswith("talker-1  | 20") and "Z boot-" in stamped[0]
 
 
 def _spawn_in_pty(stack, *args):
