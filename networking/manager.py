@@ -58,6 +58,7 @@ class NetworkManager:
         self.default_pools = default_pools or ipam.DEFAULT_POOLS
         self._dns_enabled = dns
         self.firewall = nat.firewall(firewall)
+        self._reservations = ports.Reservations()
         self._dns = None
         self._dns_lock = threading.Lock()
 
@@ -440,7 +441,15 @@ class NetworkManager:
             for b in mine:
                 b.container_ip = target
             kind = st.setdefault("ports_firewall", {}).setdefault(container_id, self.firewall.kind)
-            self._apply_ports(container_id, mine, kind)
+            self._reservations.reserve(container_id, new)
+            try:
+                self._apply_ports(container_id, mine, kind)
+            except BaseException:
+                self._reservations.release(container_id)
+                if st["ports"].get(container_id):  # keep holding what was published before
+                    self._reservations.reserve(container_id, [PortBinding.from_dict(b)
+                                                              for b in st["ports"][container_id]])
+                raise
             st["ports"][container_id] = [b.to_dict() for b in mine]
         return new
 
@@ -457,6 +466,7 @@ class NetworkManager:
                 kind = st.get("ports_firewall", {}).pop(container_id, None)
                 self._apply_ports(container_id, [], kind)
                 del st["ports"][container_id]
+            self._reservations.release(container_id)
 
     def port_bindings(self, container_id: str) -> list[PortBinding]:
         """What ``pystack port`` / inspect report for a container."""
@@ -508,7 +518,9 @@ class NetworkManager:
                 log.warning("embedded DNS cannot listen on a gateway: %s", exc)
 
     def close(self) -> None:
-        """Stop the DNS thread; kernel objects and state stay (the engine is stopping)."""
+        """Stop the DNS thread and let go of the host-port reservations; kernel objects
+        and state stay (the engine is stopping; ``recover()`` takes them up again)."""
+        self._reservations.release_all()
         with self._dns_lock:
             if self._dns is not None:
                 self._dns.close()
@@ -556,8 +568,13 @@ class NetworkManager:
                     continue
                 links.enslave(ep["host_ifname"], net["bridge"])  # bridge re-made above
             if cid in st["ports"]:
-                self._apply_ports(cid, [PortBinding.from_dict(b) for b in st["ports"][cid]],
-                                  st.get("ports_firewall", {}).get(cid))
+                bindings = [PortBinding.from_dict(b) for b in st["ports"][cid]]
+                self._apply_ports(cid, bindings, st.get("ports_firewall", {}).get(cid))
+                self._reservations.release(cid)
+                try:
+                    self._reservations.reserve(cid, bindings)
+                except Conflict as exc:  # someone took it meanwhile: DNAT still wins
+                    log.warning("container %s: %s", cid, exc)
         self._sync_dns()
 
     def cleanup_all(self) -> None:

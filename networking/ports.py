@@ -112,3 +112,46 @@ def choose(specs: Iterable[PortSpec], held: list[PortBinding]) -> list[tuple[Por
         taken.append((spec.host_ip, port, spec.protocol))
         out.append((spec, port))
     return out
+
+
+class Reservations:
+    """Host ports held open (bound, never listening) for as long as they are published.
+
+    DNAT takes the traffic before any socket could, so these sockets never see a packet;
+    they exist so that a host program binding a published port later fails with
+    "address in use" instead of silently never receiving anything (what Docker does too).
+    Held by the process that owns the manager; ``recover()`` takes them again.
+    """
+
+    def __init__(self) -> None:
+        self._held: dict[str, list[socket.socket]] = {}
+
+    def reserve(self, container_id: str, bindings: Iterable[PortBinding]) -> None:
+        """Bind every binding's host port, or none of them (Conflict on the first failure)."""
+        made: list[socket.socket] = []
+        try:
+            for b in bindings:
+                kind = socket.SOCK_STREAM if b.protocol == "tcp" else socket.SOCK_DGRAM
+                s = socket.socket(socket.AF_INET, kind)
+                made.append(s)
+                try:
+                    s.bind((b.host_ip if b.host_ip not in ANY else "0.0.0.0", b.host_port))
+                except OSError as exc:
+                    raise Conflict(f"bind for {b.host_ip}:{b.host_port}/{b.protocol} failed: "
+                                   f"port is already in use ({exc.strerror})") from None
+        except BaseException:
+            for s in made:
+                s.close()
+            raise
+        self._held.setdefault(container_id, []).extend(made)
+
+    def release(self, container_id: str) -> None:
+        for s in self._held.pop(container_id, []):
+            s.close()
+
+    def release_all(self) -> None:
+        for cid in list(self._held):
+            self.release(cid)
+
+    def held(self, container_id: str) -> int:
+        return len(self._held.get(container_id, []))

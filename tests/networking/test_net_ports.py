@@ -42,8 +42,14 @@ def test_tcp_port_reachable_from_host_and_other_namespaces(nm, make_net, procs, 
     assert wget(nm.sandbox_path(sib), f"http://{n1.gateway}:{port}/").stdout == "published!"
     # but direct access across networks stays blocked
     assert wget(nm.sandbox_path(cli), f"http://{ep.ip}/", timeout=1).returncode != 0
+    # the host port is held: a host program cannot bind it while it is published
+    with socket.socket() as s:
+        with pytest.raises(OSError):
+            s.bind(("0.0.0.0", port))
     nm.unpublish(web)
     assert wget(None, f"http://127.0.0.1:{port}/", timeout=1).returncode != 0
+    with socket.socket() as s:
+        s.bind(("0.0.0.0", port))  # released with the rules
 
 
 def test_host_ip_ephemeral_and_udp(nm, make_net, procs, tmp_path, unique_name):
