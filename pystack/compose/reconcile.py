@@ -87,6 +87,7 @@ class Reconciler:
         current = by_service(actual)
         plans = make_plan(self.project, services, current, images, opts)
         if opts.dry_run:
+            self._describe_resources(services)
             for s in services:
                 for line in plans[s].describe(self.project.name):
                     self.progress.event("Container", line[0], line[1])
@@ -122,6 +123,19 @@ class Reconciler:
                 self.progress.warn(f"Found orphan containers ([{names}]) for this project. If you "
                                    "removed or renamed this service in your compose file, you can run "
                                    "this command with the --remove-orphans flag to clean it up.")
+
+    def _describe_resources(self, services: list[str]) -> None:
+        """--dry-run: the networks and volumes that ``up`` would create."""
+        for key in self.used_networks(services):
+            name = network_name(self.project.config, key)
+            if not any(n.get("Name") == name for n in self.client.networks(names=[name])):
+                self.progress.event("Network", name, "Create")
+        for key, spec in self.project.volumes.items():
+            name = (spec or {}).get("name") or f"{self.project.name}_{key}"
+            try:
+                self.client.volume_inspect(name)
+            except NotFound:
+                self.progress.event("Volume", name, "Create")
 
     def used_networks(self, services: list[str]) -> list[str]:
         keys: list[str] = []

@@ -231,6 +231,7 @@ services:
 """)
     proc = stack.run("--dry-run", "up", "-d")
     assert f"Container {stack.name}-web-1  Create" in proc.stderr
+    assert f"Network {stack.name}_default  Create" in proc.stderr
     assert stack.containers() == []
     assert stack.client().networks(labels=[f"com.docker.compose.project={stack.name}"]) == []
 
