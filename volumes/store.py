@@ -298,6 +298,50 @@ class VolumeStore:
                     pass  # still used by another container (volumes_from): Docker keeps it too
         return [rec.name for rec in used]
 
+    def recover(self) -> list[str]:
+        """After a crash (engine or CLI killed mid-operation): finish or undo what was half
+        done, so no volume is left without its data. Returns one line per repair. Call it
+        at engine start, before serving (it also sweeps copy-up overlays in progress).
+
+        Every change is a rename of a complete directory, so there is always a consistent
+        side to go back to: an interrupted create or remove leaves ``.new-*``/``.rm-*`` (gone
+        with), an interrupted restore leaves ``_data.old-*`` (put back when ``_data`` is
+        missing, deleted when the swap had finished) and ``_data.restore-*`` (deleted).
+        """
+        from pystack.volumes.pins import cleanup_pins
+
+        repairs: list[str] = []
+        if not self.root.is_dir():
+            return repairs
+        with self._lock():
+            cleanup_pins(self.root / ".scratch")  # copy-up overlays of a killed planner
+            for entry in sorted(self.root.iterdir()):
+                if entry.name.startswith((".new-", ".rm-")):
+                    shutil.rmtree(entry, ignore_errors=True)
+                    repairs.append(f"removed unfinished {entry.name}")
+                elif NAME_RE.match(entry.name) and entry.is_dir():
+                    repairs += self._recover_volume(entry)
+            snaps = self.root / "_snapshots"
+            if snaps.is_dir():
+                for vdir in snaps.iterdir():
+                    for tdir in vdir.iterdir() if vdir.is_dir() else []:
+                        if tdir.name.startswith((".new-", ".rm-")):
+                            shutil.rmtree(tdir, ignore_errors=True)
+                            repairs.append(f"removed unfinished snapshot {vdir.name}/{tdir.name}")
+        return repairs
+
+    def _recover_volume(self, vdir: Path) -> list[str]:
+        repairs = []
+        data = vdir / "_data"
+        olds = sorted(vdir.glob("_data.old-*"))
+        if not data.exists() and olds:
+            os.rename(olds.pop(0), data)
+            repairs.append(f"volume {vdir.name}: interrupted restore rolled back")
+        for leftover in [*olds, *vdir.glob("_data.restore-*")]:
+            shutil.rmtree(leftover, ignore_errors=True)
+            repairs.append(f"volume {vdir.name}: removed {leftover.name}")
+        return repairs
+
     def sync_users(self, live_container_ids: set[str]) -> None:
         """After an engine restart: drop user records of containers that no longer exist."""
         for rec in self.list():

@@ -111,3 +111,46 @@ def test_tmpfs_volume_of_dead_containers_unmounted_on_sync(tmp_path: Path, no_le
     VolumeStore(tmp_path / "volumes").sync_users(live_container_ids=set())  # the restarted engine
     assert not is_mounted(rec.mountpoint)
     no_leaks()
+
+
+def test_restore_killed_mid_swap_is_rolled_back(tmp_path: Path) -> None:
+    """SIGKILL right after the old data was moved aside (the worst moment of a restore):
+    recover() puts the volume back exactly as it was before the restore started."""
+    root = tmp_path / "volumes"
+    store = VolumeStore(root)
+    data = Path(store.create("db").mountpoint)
+    (data / "table").write_bytes(b"snapshot state")
+    store.snapshot("db", "t1")
+    current = os.urandom(50_000)
+    (data / "table").write_bytes(current)
+    (data / "new-file").write_text("written after the snapshot")
+    child = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
+        import os, signal
+        from pystack.volumes.store import VolumeStore
+        real_rename = os.rename
+        def rename(src, dst, *a, **kw):
+            real_rename(src, dst, *a, **kw)
+            if "_data.old-" in str(dst):
+                os.kill(os.getpid(), signal.SIGKILL)
+        os.rename = rename
+        VolumeStore("{root}").restore("db", "t1")
+    """)])
+    assert child.returncode == -signal.SIGKILL
+    assert not data.exists()  # the volume is broken until recovered
+    repairs = VolumeStore(root).recover()
+    assert "volume db: interrupted restore rolled back" in repairs
+    assert (data / "table").read_bytes() == current and (data / "new-file").exists()
+    assert sorted(p.name for p in data.parent.iterdir()) == ["_data", "users", "volume.json"]
+    # and a restore after recovery works
+    VolumeStore(root).restore("db", "t1")
+    assert (data / "table").read_bytes() == b"snapshot state" and not (data / "new-file").exists()
+
+
+def test_recover_removes_unfinished_creates_and_removes(tmp_path: Path) -> None:
+    store = VolumeStore(tmp_path / "volumes")
+    store.create("keep")
+    (store.root / ".new-half-abcd").mkdir()
+    (store.root / ".rm-gone-abcd" / "_data").mkdir(parents=True)
+    assert sorted(store.recover()) == ["removed unfinished .new-half-abcd", "removed unfinished .rm-gone-abcd"]
+    assert sorted(p.name for p in store.root.iterdir()) == [".lock", "keep"]
+    assert store.recover() == []
