@@ -6,8 +6,6 @@ import socket
 import struct
 from pathlib import Path
 
-import pytest
-
 from pystack.networking import EndpointSpec, NetworkManager
 from nethelpers import assert_gone, owned_objects, TinyResolver, addresses_of, nslookup
 
@@ -114,8 +112,9 @@ def test_tcp_queries_are_answered(nm, make_net, unique_name):
     web = _join(nm, net, unique_name + "w", names=["web"])
     # The host itself is not inside the subnet, so it is refused; a query from inside is
     # answered. Use a TCP socket opened inside the namespace.
-    from pystack.networking.netns import netlink_socket  # noqa: F401  (same setns trick)
-    import threading, ctypes, os
+    import ctypes
+    import os
+    import threading
 
     libc = ctypes.CDLL(None, use_errno=True)
     result: dict = {}

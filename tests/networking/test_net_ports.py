@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from pystack.errors import Conflict, NotFound, UserError
-from pystack.networking import EndpointSpec, PortSpec, nat
+from pystack.networking import EndpointSpec, PortSpec
 from nethelpers import port_rules_exist, serve_http, wait_listening, wget
 
 
