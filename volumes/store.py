@@ -340,6 +340,13 @@ class VolumeStore:
         for leftover in [*olds, *vdir.glob("_data.restore-*")]:
             shutil.rmtree(leftover, ignore_errors=True)
             repairs.append(f"volume {vdir.name}: removed {leftover.name}")
+        try:
+            rec = self._read(vdir.name)
+            if rec.options.needs_host_mount and not rec.users and local_driver.is_mounted(rec.mountpoint):
+                local_driver.unmount(rec.mountpoint)  # mounted, then killed before the user was recorded
+                repairs.append(f"volume {vdir.name}: unused tmpfs unmounted")
+        except (NotFound, UserError, ValueError, KeyError):
+            pass
         return repairs
 
     def sync_users(self, live_container_ids: set[str]) -> None:

@@ -154,3 +154,13 @@ def test_recover_removes_unfinished_creates_and_removes(tmp_path: Path) -> None:
     assert sorted(store.recover()) == ["removed unfinished .new-half-abcd", "removed unfinished .rm-gone-abcd"]
     assert sorted(p.name for p in store.root.iterdir()) == [".lock", "keep"]
     assert store.recover() == []
+
+
+def test_recover_unmounts_an_unused_tmpfs_volume(tmp_path: Path, no_leaks) -> None:
+    from pystack.volumes import local_driver
+
+    store = VolumeStore(tmp_path / "volumes")
+    rec = store.create("ram", driver_opts={"type": "tmpfs", "device": "tmpfs"})
+    local_driver.mount_tmpfs(rec.options, rec.mountpoint)  # as if killed before the user record
+    assert store.recover() == ["volume ram: unused tmpfs unmounted"]
+    no_leaks()
