@@ -70,6 +70,11 @@ _STATVFS_TO_MS = ((os.ST_NOSUID, MS_NOSUID), (os.ST_NODEV, MS_NODEV), (os.ST_NOE
                   (getattr(os, "ST_NODIRATIME", 2048), MS_NODIRATIME),
                   (getattr(os, "ST_RELATIME", 4096), MS_RELATIME), (os.ST_RDONLY, MS_RDONLY))
 
+# the only /proc files a bind mount may cover (runc's checkProcMount, lxcfs)
+PROC_BIND_ALLOWED = frozenset({"/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat",
+                               "/proc/swaps", "/proc/uptime", "/proc/loadavg", "/proc/slabinfo",
+                               "/proc/net/dev", "/proc/sys/kernel/ns_last_pid"})
+
 # runtime-spec default devices (config-linux.md#default-devices): name, major, minor
 DEFAULT_DEVICES = (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8),
                    ("urandom", 1, 9), ("tty", 5, 0))
@@ -133,7 +138,8 @@ def fd_path(fd: int) -> str:
 # ---------------------------------------------------------------------------------------
 # resolving paths inside the root without leaving it
 
-def open_in_root(rootfd: int, path: str, create: str | None = None, mode: int = 0o755) -> int:
+def open_in_root(rootfd: int, path: str, create: str | None = None, mode: int = 0o755,
+                 nofollow_last: bool = False) -> int:
     """An ``O_PATH`` fd for ``path`` resolved inside the tree of ``rootfd``.
 
     Symlinks are followed by hand, with absolute targets and ``..`` clamped at the root,
@@ -167,6 +173,9 @@ def open_in_root(rootfd: int, path: str, create: str | None = None, mode: int = 
                         pass
                 fd = os.open(comp, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=cur)
             st = os.fstat(fd)
+            if stat.S_ISLNK(st.st_mode) and last and nofollow_last:
+                os.close(fd)
+                raise OSError(errno.ELOOP, f"{path} is a symlink")
             if stat.S_ISLNK(st.st_mode):
                 links += 1
                 if links > 40:
@@ -237,8 +246,10 @@ def mount_one(rootfd: int, root: str, m: dict, bundle: str, cgroup_paths: dict,
     flags, prop, data = parse_options(options)
     source = m.get("source") or kind
     if dest.rstrip("/") == "/proc" or dest.startswith("/proc/"):
-        if kind != "proc" and not (dest.startswith("/proc/") and flags & MS_BIND):
-            raise ValueError(f"mount of type {kind!r} on {dest} is not allowed")
+        # runc's checkProcMount: procfs on /proc, binds only over lxcfs-style files
+        if not (kind == "proc" and dest.rstrip("/") == "/proc") and not (
+                flags & MS_BIND and dest in PROC_BIND_ALLOWED):
+            raise ValueError(f"mount of type {kind or 'bind'!r} on {dest} is not allowed")
     if flags & MS_BIND:
         src = source if os.path.isabs(source) else os.path.join(bundle, source)
         try:
@@ -270,7 +281,8 @@ def mount_one(rootfd: int, root: str, m: dict, bundle: str, cgroup_paths: dict,
     if kind == "cgroup":
         _mount_cgroup_v1(rootfd, dest, flags, cgroup_paths, cgroupns)
         return
-    tfd = open_in_root(rootfd, dest, "dir")
+    # procfs/sysfs never go onto a symlink planted in the image (CVE-2019-19921 class)
+    tfd = open_in_root(rootfd, dest, "dir", nofollow_last=kind in ("proc", "sysfs"))
     try:
         mount(source, fd_path(tfd), kind, flags & ~MS_REMOUNT, data or None, dest)
     finally:

@@ -138,3 +138,33 @@ def test_private_network_namespace_join_by_path(runtime, make_bundle, overlay, t
         assert out.strip() == os.readlink(netns)
     finally:
         runtime.delete(cid, force=True)
+
+
+def test_proc_mount_rules(runtime, make_bundle, overlay, tmp_path):
+    """Nothing but procfs goes on /proc, binds only over runc's allow-list of files, and
+    procfs is never mounted through a symlink planted in the image."""
+    from pystack.errors import UserError
+    import pytest
+    src = tmp_path / "fake"
+    src.mkdir()
+
+    def bind_over_proc_sys(spec):
+        spec["mounts"].append({"destination": "/proc/sys", "type": "bind", "source": str(src),
+                               "options": ["rbind"]})
+    with pytest.raises(UserError, match="/proc/sys"):
+        runtime.create(new_id(), make_bundle(["true"], edit=bind_over_proc_sys), **overlay())
+    (tmp_path / "meminfo").write_text("MemTotal: 1 kB\n")
+
+    def lxcfs_style(spec):
+        spec["mounts"].append({"destination": "/proc/meminfo", "type": "bind",
+                               "source": str(tmp_path / "meminfo"), "options": ["rbind", "ro"]})
+    code, out = run_container(runtime, make_bundle(["cat", "/proc/meminfo"], edit=lxcfs_style),
+                              overlay())
+    assert (code, out) == (0, "MemTotal: 1 kB\n")
+    kw = overlay()
+    os.makedirs(kw["rootfs_upper"] / "fakeproc")
+    os.rmdir(kw["rootfs_upper"] / "proc") if (kw["rootfs_upper"] / "proc").exists() else None
+    os.symlink("/fakeproc", kw["rootfs_upper"] / "proc")
+    with pytest.raises(UserError, match="symlink"):
+        runtime.create(new_id(), make_bundle(["true"]), **kw)
+    assert runtime.list() == []
