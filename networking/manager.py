@@ -332,11 +332,23 @@ class NetworkManager:
         bindings = [PortBinding.from_dict(b) for b in st["ports"][container_id]]
         if target is not None and all(b.container_ip == target for b in bindings):
             return
+        stale = [(b.container_ip, b.container_port) for b in bindings
+                 if b.protocol == "udp" and b.container_ip and b.container_ip != target]
         for b in bindings:
             b.container_ip = target or ""
         kind = st.get("ports_firewall", {}).get(container_id)
         self._apply_ports(container_id, bindings if target else [], kind)
         st["ports"][container_id] = [b.to_dict() for b in bindings]
+        self._forget_udp(stale)
+
+    @staticmethod
+    def _forget_udp(flows: list[tuple[str, int]]) -> None:
+        """Drop conntrack entries of UDP flows to addresses a port no longer leads to."""
+        by_ip: dict[str, list[int]] = {}
+        for ip, port in flows:
+            by_ip.setdefault(ip, []).append(port)
+        for ip, port_list in by_ip.items():
+            nat.forget_udp_flows(ip, port_list)
 
     def disconnect(self, container_id: str, network_id: str) -> None:
         """Unplug a container from a network; its names leave that network's DNS at once."""
@@ -465,7 +477,9 @@ class NetworkManager:
             if container_id in st["ports"]:
                 kind = st.get("ports_firewall", {}).pop(container_id, None)
                 self._apply_ports(container_id, [], kind)
-                del st["ports"][container_id]
+                gone = [PortBinding.from_dict(b) for b in st["ports"].pop(container_id)]
+                self._forget_udp([(b.container_ip, b.container_port) for b in gone
+                                  if b.protocol == "udp" and b.container_ip])
             self._reservations.release(container_id)
 
     def port_bindings(self, container_id: str) -> list[PortBinding]:

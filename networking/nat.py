@@ -225,3 +225,34 @@ def firewall(kind: str | None = None) -> Firewall:
 
     kind = kind or os.environ.get("PYSTACK_FIREWALL") or ("nft" if shutil.which("nft") else "iptables")
     return Firewall(kind)
+
+
+def forget_udp_flows(container_ip: str, ports: list[int]) -> int:
+    """Drop the conntrack entries of UDP flows DNATed to ``container_ip`` on ``ports``.
+
+    A UDP "connection" is just a 5-tuple: while its conntrack entry lives, every new
+    datagram of the same client keeps the old translation, even after the rules moved
+    the port elsewhere (the classic stale-UDP-mapping problem, which Docker solves the
+    same way). TCP needs nothing: a moved port gets new connections. Returns how many
+    entries went; without the conntrack netlink interface, 0.
+    """
+    if not container_ip or not ports:
+        return 0
+    import socket as _socket
+
+    try:
+        from pyroute2 import Conntrack
+        from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
+    except ImportError:
+        return 0
+    removed = 0
+    try:
+        with Conntrack() as ct:
+            flt = NFCTAttrTuple(saddr=container_ip, proto=_socket.IPPROTO_UDP)
+            for entry in list(ct.dump_entries(tuple_reply=flt)):
+                if entry.tuple_reply.sport in ports:
+                    ct.delete(entry)
+                    removed += 1
+    except OSError:
+        return removed
+    return removed

@@ -148,3 +148,30 @@ def test_ports_follow_the_container_across_disconnect_and_connect(nm, make_net, 
         nm.publish(other, [PortSpec(container_port=80, host_port=b.host_port)])
     nm.connect(cid, n2.id)
     assert wget(None, url).stdout == "moving"
+
+
+def test_udp_flow_follows_a_moved_port(nm, make_net, unique_name):
+    """Same client socket (same 5-tuple) before and after the port moves to the
+    container's other address: the stale conntrack entry must not keep the old target."""
+    n1, n2 = make_net(), make_net()
+    cid = unique_name
+    path = nm.create_sandbox(cid)
+    nm.connect(cid, n1.id)
+    e2 = nm.connect(cid, n2.id)
+    echo = ("import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+            "s.bind(('0.0.0.0', 7000))\nwhile True:\n d, a = s.recvfrom(512); s.sendto(d.upper(), a)")
+    server = subprocess.Popen(["nsenter", f"--net={path}", sys.executable, "-c", echo])
+    try:
+        wait_listening(path, 7000, "udp")
+        [b] = nm.publish(cid, [PortSpec(container_port=7000, protocol="udp")])
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(3)
+            s.sendto(b"one", ("127.0.0.1", b.host_port))
+            assert s.recvfrom(512)[0] == b"ONE"
+            nm.disconnect(cid, n1.id)
+            assert nm.port_bindings(cid)[0].container_ip == e2.ip
+            s.sendto(b"two", ("127.0.0.1", b.host_port))
+            assert s.recvfrom(512)[0] == b"TWO"
+    finally:
+        server.kill()
+        server.wait()
