@@ -20,7 +20,7 @@ import re
 from typing import Any, Iterable, Iterator, Mapping, Protocol
 
 from .errors import ComposeError, KeyPath, Mark
-from .schema import is_valid, load_schema
+from .schema import is_valid, load_schema, subschema_checker
 
 __all__ = ["validate_file", "check_config", "consistency_checks", "parse_duration",
            "parse_bytes", "schema_errors"]
@@ -66,8 +66,9 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _describe(error: Any) -> tuple[str, KeyPath]:
-    """One line for a jsonschema error, and the key path it is about (for the mark)."""
+def _describe(error: Any) -> tuple[str, KeyPath, KeyPath]:
+    """One line for a jsonschema error, the key path it names, and the key path to
+    position it at (an extra property's own key, else the same)."""
     path: KeyPath = tuple(error.absolute_path)
     kind = error.validator
     schema = error.schema
@@ -79,33 +80,60 @@ def _describe(error: Any) -> tuple[str, KeyPath]:
         if extra:
             names = ", ".join(f"'{k}'" for k in extra)
             verb = "property" if len(extra) == 1 else "properties"
-            return f"additional {verb} {names} not allowed", path + (extra[0],)
+            return f"additional {verb} {names} not allowed", path, path + (extra[0],)
     if kind == "type":
         names = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
         words = " or ".join(_TYPE_WORDS.get(n, n) for n in names)
-        return f"must be {words}, not {_short(inst)}", path
+        return f"must be {words}, not {_short(inst)}", path, path
     if kind == "required":
-        return f"{error.message.split(' is a required')[0]} is required", path
+        return f"{error.message.split(' is a required')[0]} is required", path, path
     if kind == "enum":
         options = ", ".join(_short(o) for o in schema["enum"])
-        return f"must be one of {options}, not {_short(inst)}", path
+        return f"must be one of {options}, not {_short(inst)}", path, path
     if kind == "pattern":
-        return f"{_short(inst)} does not match pattern {schema['pattern']}", path
+        return f"{_short(inst)} does not match pattern {schema['pattern']}", path, path
     if kind in ("minimum", "maximum"):
         op = ">=" if kind == "minimum" else "<="
-        return f"must be {op} {schema[kind]}, not {_short(inst)}", path
+        return f"must be {op} {schema[kind]}, not {_short(inst)}", path, path
     if kind == "uniqueItems":
-        return "has duplicate items", path
+        return "has duplicate items", path, path
     if kind == "oneOf":
-        matching = [i for i, s in enumerate(schema["oneOf"])
-                    if _jsonschema_validator().evolve(schema=s).is_valid(inst)]
+        matching = [alt for alt in schema["oneOf"] if subschema_checker(alt)(inst)]
         if len(matching) > 1:
-            return f"{_short(inst)} is ambiguous (matches several allowed forms)", path
-        kinds = _alternative_types(schema["oneOf"])
+            return f"{_short(inst)} is ambiguous (matches several allowed forms)", path, path
+        inner = _error_in_matching_form(error)
+        if inner is not None:
+            return _describe(inner)
+        kinds = " or ".join(_TYPE_WORDS.get(k, k) for k in _alternative_types(schema["oneOf"]))
         if kinds:
-            return f"must be {' or '.join(_TYPE_WORDS.get(k, k) for k in kinds)}, not {_short(inst)}", path
-        return f"{_short(inst)} is not a valid value here", path
-    return error.message, path
+            return f"must be {kinds}, not {_short(inst)}", path, path
+        return f"{_short(inst)} is not a valid value here", path, path
+    return error.message, path, path
+
+
+def _error_in_matching_form(error: Any) -> Any:
+    """For a failed oneOf whose instance has the type of exactly one alternative (a
+    mapping where "a list or a mapping" is allowed), that alternative's most relevant
+    error: it says what is wrong inside, not that no form matched."""
+    from jsonschema.exceptions import best_match
+
+    alternatives = error.schema["oneOf"]
+    kinds = [_alternative_types([alt]) for alt in alternatives]
+    fitting = [i for i, names in enumerate(kinds)
+               if any(_TYPE_CHECKS[n](error.instance) for n in names if n in _TYPE_CHECKS)]
+    if len(fitting) != 1:
+        return None
+    inner = [e for e in error.context if e.schema_path and e.schema_path[0] == fitting[0]]
+    return best_match(inner) if inner else None
+
+
+_TYPE_CHECKS = {
+    "object": lambda v: isinstance(v, dict), "array": lambda v: isinstance(v, list),
+    "string": lambda v: isinstance(v, str), "boolean": lambda v: isinstance(v, bool),
+    "null": lambda v: v is None,
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+}
 
 
 def _alternative_types(alternatives: list) -> list[str]:
@@ -128,7 +156,8 @@ def schema_errors(data: Any) -> list[tuple[str, KeyPath]]:
     if is_valid(data):
         return []
     validator = _jsonschema_validator()
-    return [_describe(e) for e in validator.iter_errors(_string_keys(data))]
+    return [(message, mark_path) for message, _path, mark_path in
+            (_describe(e) for e in validator.iter_errors(_string_keys(data)))]
 
 
 def validate_file(data: Any, locator: LocatorLike | None, filename: str) -> None:
@@ -149,10 +178,9 @@ def validate_file(data: Any, locator: LocatorLike | None, filename: str) -> None
     error = best_match(_jsonschema_validator().iter_errors(_string_keys(data)))
     if error is None:  # pragma: no cover - the fast checker and jsonschema disagree
         return
-    message, path = _describe(error)
-    mark = locator.mark(path) if locator is not None else None
-    report_path = tuple(error.absolute_path)
-    raise ComposeError(message, path=report_path or None, mark=mark, file=filename)
+    message, path, mark_path = _describe(error)
+    mark = locator.mark(mark_path) if locator is not None else None
+    raise ComposeError(message, path=path or None, mark=mark, file=filename)
 
 
 # ------------------------------------------------------------------ value parsers

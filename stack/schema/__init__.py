@@ -217,6 +217,11 @@ def compiled_checker() -> Check:
     return _Compiler(root).compile(root)
 
 
+def subschema_checker(node: Any) -> Check:
+    """``instance -> bool`` for a node of the schema (its ``$ref``s resolved in the root)."""
+    return _Compiler(load_schema()).compile(node)
+
+
 def is_valid(instance: Any) -> bool:
     """True when ``instance`` (one parsed, interpolated compose file) satisfies the schema."""
     return compiled_checker()(instance)

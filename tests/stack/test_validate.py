@@ -3,7 +3,6 @@ semantic checks of stack.validate, on real corpus files and hand-written mistake
 from __future__ import annotations
 
 import copy
-import glob
 import json
 import os
 from pathlib import Path
@@ -135,6 +134,15 @@ def test_type_error_names_the_key_path():
     with pytest.raises(ComposeError) as info:
         validate_file(data, loc, "c.yaml")
     assert str(info.value).startswith("c.yaml:7:9: services.web.ports[0]")
+
+
+def test_error_inside_the_form_that_fits_is_named_precisely():
+    data = {"services": {"web": {"image": "x", "depends_on": {"db": {"condition": 5}}}}}
+    loc = DictLocator("c.yaml", {("services", "web", "depends_on", "db", "condition"): (6, 20)})
+    with pytest.raises(ComposeError) as info:
+        validate_file(data, loc, "c.yaml")
+    assert str(info.value) == ("c.yaml:6:20: services.web.depends_on.db.condition: "
+                               "must be a string, not 5")
 
 
 def test_service_that_is_not_a_mapping():
