@@ -69,13 +69,25 @@ def launch(plan: dict, stdio: tuple[int, int, int]) -> tuple[int, int | None]:
         process.place_in_cgroups(pid, plan.get("cgroup_paths"))
         parent.send(b"C")
     except OSError as exc:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
+        # the init may have failed first (and closed its end): its message says why
+        parent.settimeout(1.0)
+        try:
+            early, _ = process.recv(parent)
+        except OSError:
+            early = b""
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        _, status = os.waitpid(pid, 0)
         parent.close()
         try:
             os.unlink(fifo_path)
         except FileNotFoundError:
             pass
+        if early.startswith(b"E"):
+            code = os.waitstatus_to_exitcode(status)
+            raise LaunchError(early[1:].decode(errors="replace"), code if code > 0 else 1) from None
         raise LaunchError(f"placing the container in its cgroups: {process.describe(exc)}") from None
     try:
         msg, fds = process.recv(parent)
