@@ -378,13 +378,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pystack-runtime: {exc}", file=sys.stderr)
         _log_error(args, str(exc))
         code = exc.exit_code
+    except BrokenPipeError:  # stdout closed early (`| head`): not an error to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except (OSError, ValueError) as exc:
         from pystack.runtime.process import describe
         msg = describe(exc)
         print(f"pystack-runtime: {msg}", file=sys.stderr)
         _log_error(args, msg)
         code = 1
-    sys.stdout.flush()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return code
 
 
