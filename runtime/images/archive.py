@@ -149,7 +149,7 @@ def load(store: "ImageStore", path: Path, progress: Any = None) -> list["Image"]
                                "nor an OCI layout (index.json)")
     except BaseException:
         src.close()
-        store.gc()  # drop blobs of an image that did not make it
+        store.gc(wait=False)  # drop blobs of an image that did not make it
         raise
     finally:
         src.close()

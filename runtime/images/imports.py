@@ -128,7 +128,7 @@ def import_rootfs(store: "ImageStore", src: Path, ref: str | None, changes: list
     try:
         return _import(store, src, st, target, ref, changes, message, plat)
     except Exception:
-        store.gc()  # the layer blob of a failed import is not an image
+        store.gc(wait=False)  # the layer blob of a failed import is not an image
         raise
 
 

@@ -106,9 +106,7 @@ def _stream_layer(store: "ImageStore", client: RegistryClient, repo: str, desc: 
             resp.close()
         return True
     finally:
-        if store.blobs.exists(digest):
-            os.unlink(f"{partial}.lock")
-        os.close(lock_fd)
+        os.close(lock_fd)  # lock files are removed by gc, which no puller runs beside
 
 
 def endpoints(ref: Reference) -> list[tuple[RegistryClient, bool]]:
@@ -125,8 +123,8 @@ def endpoints(ref: Reference) -> list[tuple[RegistryClient, bool]]:
     return out
 
 
-def pull(store: "ImageStore", text: str, *, platform: str | None = None, progress: Progress | None = None,
-         all_tags: bool = False) -> "Image":
+def pull(store: "ImageStore", text: str, *, platform: str | None = None,
+         progress: Progress | None = None) -> "Image":
     ref = parse(text)
     progress = progress or Progress()
     want = mt.parse_platform(platform)
@@ -210,7 +208,7 @@ def _pull_from(store: "ImageStore", client: RegistryClient, ref: Reference, want
             image = store.register(data, tags=[ref] if ref.tag and not ref.digest else [],
                                    repo_digest=f"{ref.name}@{top_digest}", label=label)
     except Exception:
-        store.gc()  # verified blobs of a failed pull are not an image: drop them
+        store.gc(wait=False)  # verified blobs of a failed pull are not an image: drop them
         raise
     store.add_source(image.id, repo)
     progress.message(f"Digest: {top_digest}")
@@ -232,7 +230,6 @@ def _download(store: "ImageStore", client: RegistryClient, repo: str, desc: dict
         if not store.blobs.exists(digest):
             _download_locked(store, client, repo, desc, progress)
     finally:
-        os.unlink(f"{store.blobs.partial_path(digest)}.lock") if store.blobs.exists(digest) else None
         os.close(lock_fd)
 
 

@@ -416,29 +416,49 @@ class ImageStore:
         reclaimed = self.gc()
         return {"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
 
-    def gc(self) -> int:
-        """Remove layer dirs and blobs no image references; returns bytes reclaimed."""
+    def gc(self, wait: bool = True) -> int:
+        """Remove layer dirs and blobs no image references; returns bytes reclaimed.
+
+        ``wait=False`` (cleanup after a failed operation) gives up at once when another
+        process is adding content: its blobs would look unreferenced; a later prune collects.
+        """
         reclaimed = 0
-        with self._flock("gc.lock", fcntl.LOCK_EX), self.locked():
-            records = self._records().values()
-            live_chains = {l["chain_id"].split(":", 1)[1] for r in records for l in r["layers"]}
-            live_blobs = {b for r in records for b in (r["id"], r["manifest"], *(l["digest"] for l in r["layers"]))}
-            for d in self.layers_dir.iterdir():
-                if d.name not in live_chains:
-                    try:
-                        reclaimed += json.loads((d / "layer.json").read_text()).get("size", 0)
-                    except (OSError, ValueError):
-                        pass
-                    shutil.rmtree(d, ignore_errors=True)
-            for digest in list(self.blobs.all()):
-                if digest not in live_blobs:
-                    reclaimed += self.blobs.size(digest)
-                    self.blobs.delete(digest)
-            import time
-            for f in self.blobs.tmp.iterdir():
-                # partial downloads are kept for a resume, but not for ever
-                if not f.name.startswith("partial-") or f.stat().st_mtime < time.time() - 86400:
-                    f.unlink(missing_ok=True)
+        try:
+            gc_lock = self._flock("gc.lock", fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            gc_lock.__enter__()
+        except BlockingIOError:
+            return 0
+        try:
+            with self.locked():
+                reclaimed = self._collect()
+        finally:
+            gc_lock.__exit__(None, None, None)
+        return reclaimed
+
+    def _collect(self) -> int:
+        """Under both locks: delete what no image record references."""
+        import time
+        reclaimed = 0
+        records = self._records().values()
+        live_chains = {l["chain_id"].split(":", 1)[1] for r in records for l in r["layers"]}
+        live_blobs = {b for r in records for b in (r["id"], r["manifest"], *(l["digest"] for l in r["layers"]))}
+        for d in self.layers_dir.iterdir():
+            if d.name not in live_chains:
+                try:
+                    reclaimed += json.loads((d / "layer.json").read_text()).get("size", 0)
+                except (OSError, ValueError):
+                    pass
+                shutil.rmtree(d, ignore_errors=True)
+        for digest in list(self.blobs.all()):
+            if digest not in live_blobs:
+                reclaimed += self.blobs.size(digest)
+                self.blobs.delete(digest)
+        for f in self.blobs.tmp.iterdir():
+            # partial downloads are kept for a resume, but not for ever; no puller runs
+            # beside gc, so their lock files can go
+            if not f.name.startswith("partial-") or f.name.endswith(".lock") or \
+                    f.stat().st_mtime < time.time() - 86400:
+                f.unlink(missing_ok=True)
         return reclaimed
 
     def pull(self, ref: str, platform: str | None = None, progress: Any = None, **kw: Any) -> Image:

@@ -318,3 +318,31 @@ def test_hostile_layer_from_a_registry(registry, tmp_path, stream, helper, monke
     assert f"image {ref}" in str(exc.value) and "layer 1/1" in str(exc.value) and "symlink" in str(exc.value)
     assert list(outside.iterdir()) == []
     assert store_files(store.root) == {"blobs": [], "layers": [], "images": [], "tmp": [], "refs": []}
+
+
+CONCURRENT_PULL = r"""
+import sys
+from pathlib import Path
+from pystack.runtime.images.store import ImageStore
+img = ImageStore(Path(sys.argv[1])).pull(sys.argv[2])
+print(img.id)
+"""
+
+
+def test_concurrent_pulls_into_one_store(registry, store, tmp_path) -> None:
+    """Three processes pull the same multi-layer image at once: one copy of each blob and
+    layer, every process gets the image, nothing is left in tmp/."""
+    import sys
+    multi = _multilayer(store, tmp_path)
+    ref = f"{registry.host}/conc/multi:1"
+    store.tag("multi:1", ref)
+    store.push(ref)
+    shared = tmp_path / "shared"
+    procs = [subprocess.Popen([sys.executable, "-c", CONCURRENT_PULL, str(shared), ref], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE) for _ in range(3)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], [o[1].decode()[-500:] for o in outs]
+    assert {o[0].decode().strip() for o in outs} == {multi.id}
+    files = store_files(shared)
+    assert len(files["layers"]) == 3 and len(files["images"]) == 1 and files["tmp"] == []
+    assert len(files["blobs"]) == 5  # 3 layers, config, manifest
