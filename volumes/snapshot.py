@@ -12,6 +12,7 @@ Stored under ``<volumes root>/_snapshots/<volume>/<tag>/`` (``data/`` and ``snap
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -120,7 +121,12 @@ def take(store: "VolumeStore", rec: "VolumeRecord", tag: str) -> SnapshotInfo:
                             _note(method, str(tmp), stats.bytes))
         meta = info.to_dict() | {"driver": rec.driver, "driver_opts": rec.driver_opts, "labels": rec.labels}
         (tmp / "snapshot.json").write_text(json.dumps(meta, indent=1))
-        os.rename(tmp, dest)
+        try:
+            os.rename(tmp, dest)
+        except OSError as exc:  # another snapshot of the same tag finished first
+            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                raise Conflict(f"snapshot {tag} of volume {rec.name} already exists") from None
+            raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -135,34 +141,49 @@ def read_meta(store: "VolumeStore", name: str, tag: str) -> dict:
         raise NotFound(f"no snapshot {tag} of volume {name}") from None
 
 
+def _in_use(rec: "VolumeRecord") -> Conflict:
+    return Conflict(f"restore {rec.name}: volume is in use - [{', '.join(rec.users)}] (stop and remove "
+                    f"its containers first)")
+
+
 def restore(store: "VolumeStore", name: str, tag: str) -> SnapshotInfo:
-    """Replace the volume's data with the snapshot's. The caller holds the store lock and has
-    made sure the volume exists."""
+    """Replace the volume's data with the snapshot's (the caller made sure the volume exists).
+
+    A plain volume's new data is copied beside the old without the store lock, then, under
+    the lock and only if no container uses the volume by then, swapped in by two renames
+    (``recover()`` rolls back a crash between them)."""
     meta = read_meta(store, name, tag)
     rec = store._read(name)
     _refuse_tmpfs(rec)
     if rec.users:
-        raise Conflict(f"restore {name}: volume is in use - [{', '.join(rec.users)}] (stop and remove "
-                       f"its containers first)")
+        raise _in_use(rec)
     src = str(snapshot_dir(store, name, tag) / "data")
     if rec.options.kind == "bind":
         # the data is a user's host directory: it cannot be swapped, only emptied and refilled
-        method = "reflink" if reflink_supported(rec.data_path) else "copy"
-        clear_dir(rec.data_path)
-        stats = copy_tree(src, rec.data_path, reflink=method == "reflink")
+        with store._lock():
+            rec = store._read(name)
+            if rec.users:
+                raise _in_use(rec)
+            method = "reflink" if reflink_supported(rec.data_path) else "copy"
+            clear_dir(rec.data_path)
+            stats = copy_tree(src, rec.data_path, reflink=method == "reflink")
     else:
         vdir = Path(rec.mountpoint).parent
         staging = vdir / f"_data.restore-{secrets.token_hex(4)}"
         staging.mkdir(mode=0o755)
+        old = vdir / f"_data.old-{secrets.token_hex(4)}"
         try:
             method = "reflink" if reflink_supported(str(staging)) else "copy"
             stats = copy_tree(src, str(staging), reflink=method == "reflink")
+            with store._lock():
+                rec = store._read(name)
+                if rec.users:  # a container started meanwhile: its data stays as it is
+                    raise _in_use(rec)
+                os.rename(rec.mountpoint, old)
+                os.rename(staging, rec.mountpoint)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        old = vdir / f"_data.old-{secrets.token_hex(4)}"
-        os.rename(rec.mountpoint, old)
-        os.rename(staging, rec.mountpoint)
         shutil.rmtree(old, ignore_errors=True)
     return SnapshotInfo(name, tag, method, stats.files, stats.bytes, meta.get("created_at", ""),
                         _note(method, rec.data_path, stats.bytes))

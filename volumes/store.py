@@ -362,11 +362,13 @@ class VolumeStore:
     # -- snapshots --------------------------------------------------------------------------
 
     def snapshot(self, name: str, tag: str):
-        """Freeze a copy of the volume's data under ``tag`` (reflink where possible); see snapshot.py."""
+        """Freeze a copy of the volume's data under ``tag`` (reflink where possible); see snapshot.py.
+
+        The store lock is not held while copying (a full copy can take seconds and must not
+        stop containers from starting); the snapshot appears atomically when complete."""
         from pystack.volumes import snapshot
 
-        with self._lock():
-            return snapshot.take(self, self._read(name), tag)
+        return snapshot.take(self, self._read(name), tag)
 
     def restore(self, name: str, tag: str):
         """Put the volume's data back as it was at ``snapshot(name, tag)``; refused while in use."""
@@ -375,8 +377,7 @@ class VolumeStore:
         meta = snapshot.read_meta(self, name, tag)
         if not self.exists(name):  # restoring a removed volume brings it back as it was
             self.create(name, meta.get("driver", "local"), meta.get("driver_opts"), meta.get("labels"))
-        with self._lock():
-            return snapshot.restore(self, name, tag)
+        return snapshot.restore(self, name, tag)  # takes the store lock only for the swap
 
     def snapshots(self, name: str | None = None):
         from pystack.volumes import snapshot
