@@ -253,6 +253,6 @@ def forget_udp_flows(container_ip: str, ports: list[int]) -> int:
                 if entry.tuple_reply.sport in ports:
                     ct.delete(entry)
                     removed += 1
-    except OSError:
+    except Exception:  # noqa: BLE001 - no conntrack netlink (module missing): nothing to drop
         return removed
     return removed
