@@ -47,14 +47,15 @@ def run_attached(client: Any, project: Any, containers: list[tuple[str, str, str
     follower = LogFollower(client, project.name, printer, services=tuple(sorted(shown)), follow=True,
                            since=f"{t0 - 1:.9f}", on_die=on_die, show=bool(shown))
     thread = threading.Thread(target=follower.run, daemon=True)
-    thread.start()
     # log lines now share the terminal: the stop phase prints plain lines, never redraws
     progress.restart("Stopping", "plain" if progress.mode == "tty" else None)
     lc = Lifecycle(client, project.name, project, progress, parallel)
     interrupted = forced = False
     try:
+        # Ctrl-C may come as soon as the first line shows: everything from here is covered
         printer.notice("Attaching to " + ", ".join(sorted(n[len(project.name) + 1:] for s, n, _ in containers
                                                             if s in shown)))
+        thread.start()
         while not abort.is_set():
             current = [c for c in list_containers(client, project.name, services=services) if c.id in ids]
             if not any(c.running for c in current):

@@ -1,8 +1,8 @@
-"""A small Docker Engine API client on ``http.client`` over a UNIX socket.
+"""A small Docker Engine API client: HTTP/1.1 over a UNIX socket (``wire.py``).
 
 The compose front talks to an engine only through this client, so the same code drives
-pystackd and a real dockerd. docker-py costs ~0.14 s to import; this module imports only
-the standard library, so ``pystack ps`` stays fast.
+pystackd and a real dockerd. docker-py costs ~0.14 s to import and even ``http.client``
+20-50 ms (email, ssl); this module needs only sockets, so ``pystack ps`` stays fast.
 
 Streams: ``logs`` and non-TTY ``attach``/``exec`` use Docker's multiplexed framing (an
 8-byte header: stream id, 3 zero bytes, big-endian length); TTY streams are raw bytes.
@@ -11,7 +11,6 @@ socket so stdin can be written to it.
 """
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import socket
@@ -21,6 +20,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any, Iterator
 
+from pystack.compose.wire import Connection, Response, WireError
 from pystack.errors import Conflict, EngineUnavailable, NotFound, UserError
 
 API_VERSION = "1.41"
@@ -35,25 +35,16 @@ class EngineError(UserError):
         self.status = status
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    """An HTTPConnection whose transport is a UNIX stream socket."""
-
-    def __init__(self, path: str, timeout: float | None = None) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.unix_path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        if self.timeout is not None:
-            sock.settimeout(self.timeout)
-        try:
-            sock.connect(self.unix_path)
-        except OSError as exc:
-            sock.close()
-            raise EngineUnavailable(
-                f"cannot reach the engine at {self.unix_path}: {exc.strerror or exc} "
-                "(start pystackd, or point PYSTACK_HOST at a running engine)") from None
-        self.sock = sock
+def _open(path: str, timeout: float | None = None) -> Connection:
+    """A connected wire.Connection, or one clear line saying the engine is not there."""
+    conn = Connection(path, timeout)
+    try:
+        conn.connect()
+    except OSError as exc:
+        raise EngineUnavailable(
+            f"cannot reach the engine at {path}: {exc.strerror or exc} "
+            "(start pystackd, or point PYSTACK_HOST at a running engine)") from None
+    return conn
 
 
 def default_socket() -> str:
@@ -127,10 +118,10 @@ class EngineClient:
         self._local = threading.local()
 
     # -- transport ---------------------------------------------------------------------
-    def _conn(self) -> _UnixConnection:
+    def _conn(self) -> Connection:
         conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = _UnixConnection(self.socket_path)
+        if conn is None or conn.sock is None:
+            conn = self._local.conn = _open(self.socket_path)
         return conn
 
     def _url(self, path: str, params: dict[str, Any] | None) -> str:
@@ -160,23 +151,24 @@ class EngineClient:
         url = self._url(path, params)
         for attempt in (0, 1):
             conn = self._conn()
+            fresh, conn.fresh = conn.fresh, False
             try:
-                conn.request(method, url, body=data, headers=hdrs)
-                resp = conn.getresponse()
+                conn.send(method, url, hdrs, data)
+                resp = conn.response(method)
                 payload = resp.read()
+                if not resp.reusable:
+                    conn.close()
                 break
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+            except (WireError, BrokenPipeError, ConnectionResetError):
+                # a kept-alive connection the engine closed meanwhile: one retry on a new one
                 conn.close()
-                self._local.conn = None
-                if attempt:
-                    raise EngineUnavailable(f"the engine at {self.socket_path} closed the connection")
+                if attempt or fresh:
+                    raise EngineUnavailable(f"the engine at {self.socket_path} closed the connection") from None
             except BaseException:
-                # a half-sent request leaves http.client unable to send another: start afresh
                 conn.close()
-                self._local.conn = None
                 raise
         self._check(resp.status, payload)
-        if resp.getheader("Content-Type", "").startswith("application/json") and payload:
+        if (resp.getheader("Content-Type") or "").startswith("application/json") and payload:
             return json.loads(payload)
         return payload
 
@@ -197,16 +189,20 @@ class EngineClient:
 
     def stream(self, method: str, path: str, params: dict[str, Any] | None = None,
                body: Any = None, headers: dict[str, str] | None = None,
-               timeout: float | None = None) -> http.client.HTTPResponse:
+               timeout: float | None = None) -> Response:
         """A request on its own connection whose response is read incrementally."""
-        conn = _UnixConnection(self.socket_path, timeout=timeout)
+        conn = _open(self.socket_path, timeout)
         hdrs = dict(headers or {})
         data = None
         if body is not None:
             data = json.dumps(body).encode()
             hdrs["Content-Type"] = "application/json"
-        conn.request(method, self._url(path, params), body=data, headers=hdrs)
-        resp = conn.getresponse()
+        try:
+            conn.send(method, self._url(path, params), hdrs, data)
+            resp = conn.response(method)
+        except (WireError, OSError):
+            conn.close()
+            raise EngineUnavailable(f"the engine at {self.socket_path} closed the connection") from None
         if resp.status >= 400:
             payload = resp.read()
             conn.close()
@@ -219,7 +215,7 @@ class EngineClient:
         try:
             buf = b""
             while True:
-                chunk = resp.read1(65536) if hasattr(resp, "read1") else resp.read(4096)
+                chunk = resp.read1(65536)
                 if not chunk:
                     break
                 buf += chunk
@@ -356,7 +352,7 @@ class EngineClient:
         return self.hijack(f"/containers/{cid}/attach", {
             "stream": True, "stdin": stdin, "stdout": True, "stderr": True, "logs": logs})
 
-    def get_archive(self, cid: str, path: str) -> http.client.HTTPResponse:
+    def get_archive(self, cid: str, path: str) -> Response:
         return self.stream("GET", f"/containers/{cid}/archive", {"path": path})
 
     def put_archive(self, cid: str, path: str, tar: bytes) -> None:
