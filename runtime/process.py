@@ -322,15 +322,35 @@ def place_in_cgroups(pid: int, paths: dict) -> None:
             os.close(fd)
 
 
+def placed_by_launcher(paths: dict) -> bool:
+    """Whether the launcher must move the init (a pure cgroup v2 host), or the init moves
+    itself (cgroup v1 / hybrid: see ``join_cgroups``)."""
+    return bool(paths) and set(paths) == {""}
+
+
 def join_cgroups(paths: dict) -> None:
-    """Move ourselves ("0" = the writer) into each of the container's cgroups, before
-    unsharing the cgroup namespace so that its root is the container's cgroup."""
-    for path in (paths or {}).values():
+    """Move ourselves into the container's cgroups, before unsharing the cgroup namespace
+    (whose root is then the container's cgroup).
+
+    On cgroup v1 we write "0" to each hierarchy's ``tasks`` file: moving only the calling
+    thread of a single-threaded process, the kernel skips the threadgroup rwsem and its
+    RCU grace period (~10 ms per container via ``cgroup.procs``). A hybrid host's
+    controller-less unified (v2) hierarchy is not joined: it holds no limits, and joining
+    it would cost that grace period again (runc joins it; nothing in the container can
+    tell the difference). On a pure v2 host, ``cgroup.procs`` is the only way."""
+    paths = paths or {}
+    v1 = [p for k, p in paths.items() if k != ""]
+    targets = [os.path.join(p, "tasks") for p in v1] if v1 else \
+        [os.path.join(p, "cgroup.procs") for p in paths.values()]
+    for target in targets:
         try:
-            with open(os.path.join(path, "cgroup.procs"), "w") as f:
-                f.write("0")
+            fd = os.open(target, os.O_WRONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             continue
+        try:
+            os.write(fd, b"0")
+        finally:
+            os.close(fd)
 
 
 def container_main(plan: dict, prep: Prepared, sync: socket.socket, fifo_path: str) -> None:
@@ -342,10 +362,13 @@ def container_main(plan: dict, prep: Prepared, sync: socket.socket, fifo_path: s
         reset_signals()
         os.setsid()
         prctl(PR_SET_DUMPABLE, 0)
+        paths = plan.get("cgroup_paths") or {}
+        if not placed_by_launcher(paths):
+            join_cgroups(paths)
         joins = ns.open_joins(prep.joins)
         ns.join(joins, skip=("pid", "time", "cgroup"))
-        # the launcher moves us into our cgroups meanwhile (a cgroup v1 migration waits
-        # for an RCU grace period, ~10 ms): everything up to the cgroup mount overlaps it
+        # on a pure v2 host the launcher moves us into our cgroup meanwhile (that waits for
+        # an RCU grace period, ~10 ms): everything up to the cgroup mount overlaps it
         ns.unshare(prep.unshare_flags & ~(ns.CLONE_NEWPID | ns.CLONE_NEWTIME | ns.CLONE_NEWCGROUP))
         placed = False
 
@@ -353,7 +376,7 @@ def container_main(plan: dict, prep: Prepared, sync: socket.socket, fifo_path: s
             nonlocal placed
             if placed:
                 return
-            if sync.recv(16) != b"C":
+            if placed_by_launcher(paths) and sync.recv(16) != b"C":
                 raise OSError(errno.EIO, "the launcher could not place the container in its cgroups")
             # the cgroup namespace's root is the cgroup we are in now
             ns.join([j for j in joins if j[0] == "cgroup"])

@@ -66,8 +66,9 @@ def launch(plan: dict, stdio: tuple[int, int, int]) -> tuple[int, int | None]:
             os._exit(1)
     child.close()
     try:
-        process.place_in_cgroups(pid, plan.get("cgroup_paths"))
-        parent.send(b"C")
+        if process.placed_by_launcher(plan.get("cgroup_paths") or {}):
+            process.place_in_cgroups(pid, plan.get("cgroup_paths"))
+            parent.send(b"C")
     except OSError as exc:
         # the init may have failed first (and closed its end): its message says why
         parent.settimeout(1.0)
