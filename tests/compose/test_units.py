@@ -203,3 +203,67 @@ def test_compose_labels_depends_on():
     assert labels["com.docker.compose.project.config_files"] == "/w/a.yaml,/w/b.yaml"
     assert "com.docker.compose.container-number" not in labels
     assert labels["com.docker.compose.oneoff"] == "True" and labels["com.docker.compose.slug"] == "s"
+
+
+def _serve_once(path: str, responses: list[bytes], seen: list[bytes]) -> None:
+    """A UNIX socket server answering one connection with canned HTTP responses, in order."""
+    import socket
+    import threading
+
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(1)
+
+    def run() -> None:
+        conn, _ = srv.accept()
+        buf = b""
+        for resp in responses:
+            while b"\r\n\r\n" not in buf:
+                buf += conn.recv(65536)
+            head, _, buf = buf.partition(b"\r\n\r\n")
+            length = [int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:")]
+            while len(buf) < (length[0] if length else 0):
+                buf += conn.recv(65536)
+            buf = buf[length[0]:] if length else buf
+            seen.append(head)
+            conn.sendall(resp)
+        conn.close()
+        srv.close()
+
+    threading.Thread(target=run, daemon=True).start()
+
+
+def test_wire_keep_alive_chunked_and_errors(tmp_path):
+    from pystack.compose.client import EngineClient
+    from pystack.errors import NotFound
+
+    path = str(tmp_path / "engine.sock")
+    seen: list[bytes] = []
+    _serve_once(path, [
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"a\": [1]}\n",
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"4\r\n{\"b\"\r\n4\r\n: 2}\r\n0\r\n\r\n",
+        b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: 30\r\n\r\n"
+        b"{\"message\": \"no such thing x\"}",
+    ], seen)
+    client = EngineClient(path)
+    assert client.request("GET", "/one") == {"a": [1]}
+    assert client.request("POST", "/two", body={"k": "v"}) == {"b": 2}
+    with pytest.raises(NotFound, match="no such thing x"):
+        client.request("DELETE", "/three", params={"force": True, "filters": {"label": ["x=y"]}})
+    # all three on one kept-alive connection, versioned paths, encoded parameters
+    assert [h.split(b"\r\n")[0] for h in seen] == [
+        b"GET /v1.41/one HTTP/1.1", b"POST /v1.41/two HTTP/1.1",
+        b"DELETE /v1.41/three?force=1&filters=%7B%22label%22%3A+%5B%22x%3Dy%22%5D%7D HTTP/1.1"]
+
+
+def test_wire_streams_json_lines(tmp_path):
+    from pystack.compose.client import EngineClient
+
+    path = str(tmp_path / "engine.sock")
+    body = b'{"status": "a"}\n{"status": "b"}\n{"error": "c"}\n'
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 7]), body[i:i + 7]) for i in range(0, len(body), 7))
+    _serve_once(path, [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n"], [])
+    assert [m for m in EngineClient(path).json_stream("POST", "/images/create")] == \
+        [{"status": "a"}, {"status": "b"}, {"error": "c"}]
