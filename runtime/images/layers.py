@@ -375,7 +375,12 @@ def unpack(raw: BinaryIO, dest: Path, *, expected_diff_id: str | None = None,
     """
     limits = limits or Limits()
     outer = _HashingReader(raw, hash=expected_digest is not None)  # digest of the blob as stored
-    head = outer.read(8)
+    head = b""
+    while len(head) < 8:  # a network stream may hand out fewer bytes per read
+        more = outer.read(8 - len(head))
+        if not more:
+            break
+        head += more
     inner = _HashingReader(decompressed(_Peek(outer, head), head), limits.max_bytes, label)  # type: ignore[arg-type]
     root_fd = os.open(dest, _DIR_FLAGS)
     u = _Unpacker(root_fd)

@@ -43,7 +43,7 @@ class _Tee:
 
     def read(self, n: int = -1) -> bytes:
         try:
-            data = self.resp.read(n)
+            data = self.resp.read_some(n if n > 0 else 1 << 20)
         except socket_error_types() as exc:
             raise _Broken(str(exc)) from None
         if not data and self.size is not None and self.writer.size < self.size:
@@ -254,7 +254,7 @@ def _download_locked(store: "ImageStore", client: RegistryClient, repo: str, des
                     if start != str(offset):
                         raise RegistryError(f"blob {digest}: server resumed at {start}, not {offset}")
                 while True:
-                    chunk = resp.read(1 << 20)
+                    chunk = resp.read_some(1 << 20)
                     if not chunk:
                         break
                     writer.write(chunk)

@@ -65,6 +65,11 @@ class Response:
     def read(self, n: int = -1) -> bytes:
         return self.raw.read(n) if n >= 0 else self.raw.read()
 
+    def read_some(self, n: int) -> bytes:
+        """Up to ``n`` bytes, whatever has arrived (one socket read): a stalled transfer
+        still leaves what came on disk for a resume; b"" at the end or on a cut."""
+        return self.raw.read1(n)
+
     def header(self, name: str, default: str | None = None) -> str | None:
         return self.headers.get(name, default)
 

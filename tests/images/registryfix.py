@@ -178,8 +178,11 @@ class Proxy:
     """
 
     def __init__(self, upstream: str, *, cut_first_blob: bool = False, redirect_blobs: bool = False,
-                 corrupt_blobs: bool = False, upstream_auth: str | None = None, corrupt_min: int = 0) -> None:
+                 corrupt_blobs: bool = False, upstream_auth: str | None = None, corrupt_min: int = 0,
+                 stall_blobs: bool = False) -> None:
         self.corrupt_min = corrupt_min
+        self.stall_blobs = stall_blobs  # send half a blob, then hang (until stop())
+        self.stopping = threading.Event()
         self.upstream = upstream
         self.cut_first_blob, self.redirect_blobs, self.corrupt_blobs = cut_first_blob, redirect_blobs, corrupt_blobs
         self.upstream_auth = upstream_auth
@@ -239,6 +242,12 @@ class Proxy:
         h.end_headers()
         if method == "HEAD":
             return
+        if is_blob and r.status == 200 and self.stall_blobs and len(body) > 1000:
+            h.wfile.write(body[: len(body) // 2])
+            h.wfile.flush()
+            self.stopping.wait(120)
+            h.close_connection = True
+            return
         if cut:
             self.cut_done = True
             h.wfile.write(body[: len(body) // 2])
@@ -248,5 +257,6 @@ class Proxy:
         h.wfile.write(body)
 
     def stop(self) -> None:
+        self.stopping.set()
         self.server.shutdown()
         self.server.server_close()

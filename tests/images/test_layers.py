@@ -219,3 +219,23 @@ def test_malformed_diff_id_cannot_name_a_directory(tmp_path: Path) -> None:
         store.load(layout)
     assert not (tmp_path / "escaped").exists()
     assert store_files(store.root) == {"blobs": [], "layers": [], "images": [], "tmp": [], "refs": []}
+
+
+def test_trickling_stream_is_unpacked(arena) -> None:
+    """A reader that hands out one byte at a time (a slow network) still unpacks right."""
+    target, _ = arena
+
+    class Trickle:
+        def __init__(self, data: bytes) -> None:
+            self.data, self.pos = data, 0
+
+        def read(self, n: int = -1) -> bytes:
+            out = self.data[self.pos:self.pos + 1]
+            self.pos += len(out)
+            return out
+    tar = make_tar([entry("a", data=b"hello" * 100)])
+    for blob in (gz(tar), zst(tar)):
+        dest = target / str(len(blob))
+        dest.mkdir()
+        assert unpack(Trickle(blob), dest, expected_diff_id=sha(tar)).diff_id == sha(tar)
+        assert (dest / "a").read_bytes() == b"hello" * 100

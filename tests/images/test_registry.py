@@ -346,3 +346,50 @@ def test_concurrent_pulls_into_one_store(registry, store, tmp_path) -> None:
     files = store_files(shared)
     assert len(files["layers"]) == 3 and len(files["images"]) == 1 and files["tmp"] == []
     assert len(files["blobs"]) == 5  # 3 layers, config, manifest
+
+
+KILLED_PULL = r"""
+import sys
+from pathlib import Path
+from pystack.runtime.images.store import ImageStore
+ImageStore(Path(sys.argv[1])).pull(sys.argv[2])
+"""
+
+
+def test_pull_killed_midway_then_rerun_converges(registry, store, tmp_path) -> None:
+    """SIGKILL a pull while its blobs are half downloaded; the next pull resumes the partial
+    blobs with Range and succeeds; prune then clears what the killed one left."""
+    import signal
+    import sys
+    import time
+    multi = _multilayer(store, tmp_path)
+    store.tag("multi:1", f"{registry.host}/kill/multi:1")
+    store.push(f"{registry.host}/kill/multi:1")
+    stall = Proxy(registry.host, stall_blobs=True)
+    shared = tmp_path / "shared"
+    try:
+        proc = subprocess.Popen([sys.executable, "-c", KILLED_PULL, str(shared), f"{stall.host}/kill/multi:1"])
+        partials = []
+        deadline = time.monotonic() + 60
+        while len(partials) < 3 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+            partials = [p for p in (shared / "tmp").glob("partial-*") if not p.name.endswith(".lock")
+                        and p.stat().st_size > 0] if (shared / "tmp").exists() else []
+        assert len(partials) == 3, partials
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        stall.stop()
+    recorder = Proxy(registry.host)
+    try:
+        img = ImageStore(shared).pull(f"{recorder.host}/kill/multi:1")
+    finally:
+        recorder.stop()
+    assert img.id == multi.id
+    ranges = [h.get("Range") for m, p, h in recorder.requests if "/blobs/" in p and h.get("Range")]
+    assert len(ranges) == 3 and all(r != "bytes=0-" for r in ranges), ranges
+    ImageStore(shared).prune()
+    files = store_files(shared)
+    assert len(files["layers"]) == 3 and files["tmp"] == []
+    for a, b in zip(ImageStore(shared).prepare(img), store.prepare(multi)):
+        _diff(a, b)
