@@ -223,3 +223,26 @@ def test_killed_shim_leaves_a_deletable_container(runtime, make_bundle, overlay,
     assert runtime.state(cid)["status"] == "stopped"
     runtime.delete(cid)
     assert not any(Path(d, cgroup_parent, cid).exists() for d in Path("/sys/fs/cgroup").iterdir())
+
+
+def test_parallel_creates_from_threads(runtime, make_bundle, overlay):
+    """The engine calls the library from many threads at once: one fork server serves
+    them all, and each container gets its own output and exit code."""
+    import concurrent.futures
+    b = make_bundle(["sh", "-c", "echo $0; exit $0"])
+
+    def one(n: int) -> tuple[int, str]:
+        import json as _json
+        spec = _json.loads((b / "config.json").read_text())
+        spec["process"]["args"] = ["sh", "-c", f"echo n{n}; exit {n}"]
+        bn = b.parent / f"par{n}"
+        bn.mkdir()
+        (bn / "rootfs").mkdir()
+        (bn / "config.json").write_text(_json.dumps(spec))
+        from rtutil import run_container
+        return run_container(runtime, bn, overlay())
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(one, range(1, 13)))
+    assert results == [(n, f"n{n}\n") for n in range(1, 13)]
+    assert runtime.list() == []
