@@ -12,10 +12,6 @@ from pystack.volumes.safepath import UnsafePath
 from pystack.volumes.store import VolumeStore
 
 
-def _mounts() -> set[str]:
-    return {line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()}
-
-
 @pytest.mark.parametrize("spec,kind,rw,prop", [
     ("/src:/dst", "bind", True, ""),
     ("/src:/dst:ro", "bind", False, ""),
@@ -100,9 +96,8 @@ def test_short_bind_creates_missing_source_long_form_refuses(tmp_path: Path) -> 
         assert missing.is_dir()
 
 
-def test_failed_plan_leaves_nothing(tmp_path: Path, store: VolumeStore) -> None:
+def test_failed_plan_leaves_nothing(tmp_path: Path, store: VolumeStore, no_leaks) -> None:
     """A subpath that escapes fails the whole plan: nothing mounted, created, recorded or open."""
-    before = _mounts()
     fds_before = len(os.listdir("/proc/self/fd"))
     store.create("existing")
     host = tmp_path / "host"
@@ -112,7 +107,7 @@ def test_failed_plan_leaves_nothing(tmp_path: Path, store: VolumeStore) -> None:
         plan_mounts("c1", binds=[f"{host}:/h", "newvol:/n"], store=store, pin_root=tmp_path / "pins",
                     mounts=[{"Type": "volume", "Source": "existing", "Target": "/e",
                              "VolumeOptions": {"Subpath": "link"}}])
-    assert _mounts() == before
+    no_leaks()  # nothing mounted under this test's tmp dir (pins, volumes)
     assert not store.exists("newvol")
     assert store.users("existing") == []
     assert list((tmp_path / "pins").iterdir()) == []
