@@ -7,12 +7,31 @@ container's namespace and renamed ``eth<n>``. Names follow docs/contracts.md
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import os
 import re
 from pathlib import Path
+from typing import Iterator
+
+from pystack.errors import Conflict
 
 from . import netns
+
+
+@contextlib.contextmanager
+def netlink_errors(what: str) -> Iterator[None]:
+    """Turn pyroute2's NetlinkError into one clear line: Conflict when the name exists
+    (e.g. an interface someone else made), RuntimeError naming the step otherwise."""
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    try:
+        yield
+    except NetlinkError as exc:
+        if exc.code == errno.EEXIST:
+            raise Conflict(f"{what}: already exists") from None
+        raise RuntimeError(f"{what}: {os.strerror(exc.code) if exc.code else exc}") from None
 
 
 def short_hex(key: str) -> str:
@@ -54,7 +73,7 @@ def create_bridge(name: str, gateway: str, prefixlen: int, mtu: int,
     # A fixed MAC: otherwise the bridge takes the lowest MAC of its ports and changes it
     # when a port joins, and containers lose the gateway until their ARP entry expires.
     mac = "02:" + ":".join(f"{b:02x}" for b in os.urandom(5))
-    with netns.iproute() as ipr:
+    with netns.iproute() as ipr, netlink_errors(f"bridge {name}"):
         ipr.link("add", ifname=name, kind="bridge", mtu=mtu, address=mac)
         try:
             idx = link_index(ipr, name)
@@ -112,7 +131,7 @@ def attach_veth(sandbox: Path, bridge: str, host_name: str, ifname: str, mac: st
     left half-made. ``gateway``/``gateway6`` set: add a default route through it.
     """
     peer_tmp = "psp" + host_name[3:]
-    with netns.iproute() as ipr:
+    with netns.iproute() as ipr, netlink_errors(f"interface {host_name} for {ifname}"):
         ipr.link("add", ifname=host_name, kind="veth", peer={"ifname": peer_tmp}, mtu=mtu)
         try:
             br = link_index(ipr, bridge)

@@ -95,14 +95,19 @@ class NetworkManager:
                 record = self._plan_network(spec, bridge, mtu, st)
                 # Intent first: a crash from here on leaves a record recover() can undo.
                 st["networks"][spec.id] = {**record.to_dict(), "status": "creating"}
+            made_bridge = False
             try:
                 self._make_bridge(record)
+                made_bridge = True
                 self._fw(record).setup_network(spec.id, bridge, record.subnet, record.internal,
                                                _masquerade(record), record.subnet6)
                 if not record.internal:
                     nat.enable_ip_forward()
             except BaseException:
-                self._teardown_network(record)
+                # never delete a bridge this call did not make (a name taken meanwhile)
+                self._fw(record).teardown_network(record.id)
+                if made_bridge:
+                    links.delete_link(record.bridge)
                 with self.state.transaction() as st:
                     st["networks"].pop(spec.id, None)
                 raise

@@ -114,3 +114,17 @@ def test_network_in_use_cannot_be_removed(nm, make_net, unique_name):
     nm.remove_sandbox(unique_name)
     nm.remove_sandbox(unique_name)  # idempotent
     nm.remove_network(net.id)
+
+
+def test_a_bridge_name_taken_by_someone_else_is_refused_and_left_alone(nm, subnets, unique_name):
+    foreign = f"br-{unique_name}"
+    subprocess.run(["ip", "link", "add", foreign, "type", "bridge"], check=True)
+    try:
+        with pytest.raises(Conflict, match="already exists"):
+            nm.create_network(NetworkSpec(id=unique_name, name=unique_name,
+                                          options={"com.docker.network.bridge.name": foreign},
+                                          ipam=[IPAMPool(subnet=subnets.next())]))
+        assert subprocess.run(["ip", "link", "show", foreign], capture_output=True).returncode == 0
+        assert nm.list_networks() == []
+    finally:
+        subprocess.run(["ip", "link", "del", foreign], capture_output=True)
