@@ -48,6 +48,10 @@ def _command_of(argv: list[str] | None) -> str | None:
 
 
 def _parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    # argparse translates every help string through gettext, which stats a dozen locale
+    # paths per string (~20 ms per run); this command's messages are English only
+    argparse._ = lambda text: text  # type: ignore[attr-defined]
+    argparse.ngettext = lambda s, p, n: s if n == 1 else p  # type: ignore[attr-defined]
     p = argparse.ArgumentParser(prog="pystack-runtime",
                                 description="runc-compatible OCI runtime of pystack")
     p.add_argument("--root", default=os.environ.get("PYSTACK_RUNTIME_ROOT", DEFAULT_ROOT),
