@@ -32,6 +32,7 @@ packages=(
     podman conmon catatonit   # drives pystack-runtime as its OCI runtime in a test
     docker.io                 # dockerd + docker CLI: Engine API oracle
     apache2-utils             # htpasswd for the Basic-auth registry test
+    openssl                   # signs the token-auth registry test's JWTs
     libseccomp2
     xfsprogs                  # a reflink filesystem (loop-mounted XFS) for the volume snapshot tests
 )

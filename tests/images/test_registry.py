@@ -34,6 +34,7 @@ def _multilayer(store: ImageStore, tmp_path: Path, name: str = "multi:1"):
                                  [(gz(t), t) for t in tars]))[0]
 
 
+@pytest.mark.slow
 def test_push_pull_busybox_and_multilayer_via_cli(env, registry, busybox, busybox_rootfs, store, tmp_path) -> None:
     ref = f"{registry.host}/test/busybox:1"
     assert run_cli(["image", "tag", "busybox", ref], env).returncode == 0
@@ -329,6 +330,7 @@ print(img.id)
 """
 
 
+@pytest.mark.slow
 def test_concurrent_pulls_into_one_store(registry, store, tmp_path) -> None:
     """Three processes pull the same multi-layer image at once: one copy of each blob and
     layer, every process gets the image, nothing is left in tmp/."""
@@ -356,6 +358,7 @@ ImageStore(Path(sys.argv[1])).pull(sys.argv[2])
 """
 
 
+@pytest.mark.slow
 def test_pull_killed_midway_then_rerun_converges(registry, store, tmp_path) -> None:
     """SIGKILL a pull while its blobs are half downloaded; the next pull resumes the partial
     blobs with Range and succeeds; prune then clears what the killed one left."""
