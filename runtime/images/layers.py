@@ -204,10 +204,13 @@ class _Unpacker:
                                  "refusing to write through it") from None
             raise
         self.cache[parts] = fd
-        if len(self.cache) > 128:
-            old_parts, old_fd = self.cache.popitem(last=False)
-            os.close(old_fd)
         return fd
+
+    def trim(self) -> None:
+        """Close the least recently used descriptors; only between entries, so no caller
+        holds one (closing a parent mid-entry could let its number be reused)."""
+        while len(self.cache) > 128:
+            os.close(self.cache.popitem(last=False)[1])
 
     def forget(self, parts: tuple[str, ...]) -> None:
         """Drop cached descriptors at or below ``parts`` (it is being replaced)."""
@@ -243,6 +246,7 @@ class _Unpacker:
 
     # -- entries -------------------------------------------------------------------------
     def apply(self, tf: tarfile.TarFile, m: tarfile.TarInfo) -> None:
+        self.trim()
         parts = tuple(clean_name(m.name))
         mtime_ns = int(m.mtime * 1_000_000_000) if m.mtime else 0
         if not parts:  # "./": the layer root itself
@@ -352,6 +356,7 @@ class _Unpacker:
     def finish_dirs(self) -> None:
         """Modes and mtimes of directories, deepest first (children no longer change them)."""
         for parts in sorted(self.dirs, key=len, reverse=True):
+            self.trim()
             attrs = self.dirs[parts]
             fd = self.open_dir(parts, create=False)
             os.fchmod(fd, stat.S_IMODE(attrs.mode))
@@ -398,7 +403,7 @@ def unpack(raw: BinaryIO, dest: Path, *, expected_diff_id: str | None = None,
             u.finish_dirs()
         except LayerError as exc:
             raise LayerError(f"{label}: {exc}") from None
-        except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+        except (tarfile.TarError, EOFError, OSError, ValueError, OverflowError) as exc:
             raise LayerError(f"{label}: corrupt or truncated layer: {exc}") from None
         except Exception as exc:  # zlib.error, zstd.ZstdError, lzma.LZMAError...
             if type(exc).__module__ in ("zlib", "zstandard", "zstd", "_lzma", "lzma", "_bz2", "gzip"):

@@ -239,3 +239,19 @@ def test_trickling_stream_is_unpacked(arena) -> None:
         dest.mkdir()
         assert unpack(Trickle(blob), dest, expected_diff_id=sha(tar)).diff_id == sha(tar)
         assert (dest / "a").read_bytes() == b"hello" * 100
+
+
+def test_many_directories_and_deep_paths(arena) -> None:
+    """More directories than the descriptor cache holds, and a path deeper than it: every
+    entry lands where its name says (descriptors are never closed while in use)."""
+    target, _ = arena
+    deep = "/".join(f"d{i}" for i in range(200))
+    entries = [entry(f"top{i}", "dir", mode=0o711) for i in range(300)]
+    entries += [entry(f"top{i}/f", data=str(i).encode()) for i in range(300)]
+    entries += [entry(f"{deep}/leaf", data=b"deep"), entry("top0/h", "hardlink", link=f"{deep}/leaf"),
+                entry(f"{deep}/back", "hardlink", link="top1/f")]
+    unpack(_reader(make_tar(entries)), target)
+    assert all((target / f"top{i}/f").read_text() == str(i) for i in range(300))
+    assert stat.S_IMODE(os.lstat(target / "top299").st_mode) == 0o711
+    assert (target / deep / "leaf").read_text() == "deep" and (target / "top0/h").read_text() == "deep"
+    assert (target / deep / "back").read_text() == "1"
