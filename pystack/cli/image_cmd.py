@@ -44,7 +44,8 @@ def ls(reference: str | None, all_: bool, quiet: bool, no_trunc: bool, digests: 
     if reference:
         from fnmatch import fnmatch
         from pystack.runtime.images.reference import parse
-        want_repo, _, want_tag = reference.partition(":")
+        slash, colon = reference.rfind("/"), reference.rfind(":")
+        want_repo, want_tag = (reference[:colon], reference[colon + 1:]) if colon > slash else (reference, "")
         want_repo = parse(want_repo).familiar_name if "*" not in want_repo else want_repo
         rows = [r for r in rows if fnmatch(r["Repository"], want_repo) and (not want_tag or fnmatch(r["Tag"], want_tag))]
     for r in rows:

@@ -232,12 +232,13 @@ def save(store: "ImageStore", refs: list[str], out: Path | None, stream: BinaryI
     images = []
     for ref in refs:
         img = store.resolve(ref)
+        tags = img.repo_tags  # saved by id or digest: every tag, as docker save does
         try:
             named = parse(ref)
-            tags = [named.familiar()] if not named.digest and ref not in (img.id, img.short_id) \
-                and not img.id.removeprefix("sha256:").startswith(ref.removeprefix("sha256:")) else img.repo_tags
+            if not named.digest and named.familiar() in img.repo_tags:
+                tags = [named.familiar()]  # saved by tag: that tag only
         except UserError:
-            tags = img.repo_tags
+            pass
         images.append((img, tags))
     tmp = None
     if stream is None:
