@@ -141,10 +141,13 @@ def load(store: "ImageStore", path: Path, progress: Any = None) -> list["Image"]
     src = _Source(path, store.blobs.tmp)
     try:
         with store.adding():
-            if src.exists("manifest.json"):
-                return _load_docker(store, src)
-            if src.exists("index.json"):
-                return _load_oci(store, src)
+            try:
+                if src.exists("manifest.json"):
+                    return _load_docker(store, src)
+                if src.exists("index.json"):
+                    return _load_oci(store, src)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:  # malformed JSON documents
+                raise ArchiveError(f"{path}: malformed image archive: {type(exc).__name__}: {exc}") from None
             raise ArchiveError(f"{path}: neither a docker save archive (manifest.json) "
                                "nor an OCI layout (index.json)")
     except BaseException:

@@ -131,7 +131,11 @@ def pull(store: "ImageStore", text: str, *, platform: str | None = None,
     last_exc: Exception | None = None
     for client, is_mirror in endpoints(ref):
         try:
-            return _pull_from(store, client, ref, want, progress, explicit=platform is not None)
+            try:
+                return _pull_from(store, client, ref, want, progress, explicit=platform is not None)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a malformed document
+                raise RegistryError(f"image {ref.familiar()}: malformed manifest or config from "
+                                    f"{client.host}: {type(exc).__name__}: {exc}") from None
         except (RegistryUnreachable, ImageNotFound, RegistryError) as exc:
             if not is_mirror or isinstance(exc, DigestMismatch):
                 raise

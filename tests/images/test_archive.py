@@ -101,3 +101,16 @@ def test_compressed_archive_and_truncated_one(env, store: ImageStore, busybox, t
     assert r.returncode != 0 and "corrupt compressed archive" in err and len(err.strip().splitlines()) == 1, err
     assert store_files(tmp_path / "other" / "images") == {"blobs": [], "layers": [], "images": [], "tmp": [],
                                                           "refs": []}
+
+
+def test_malformed_archives_are_one_line(env, tmp_path: Path) -> None:
+    from .helpers import store_files
+    cases = {"manifest.json": b'[{"Layers": []}]', "index.json": b'{"manifests": [{"digest": 5}]}'}
+    for name, content in cases.items():
+        layout = tmp_path / name.replace(".", "-")
+        layout.mkdir()
+        (layout / name).write_bytes(content)
+        r = run_cli(["image", "load", "-i", str(layout)], env)
+        err = r.stderr.decode()
+        assert r.returncode != 0 and "malformed" in err and "Traceback" not in err, err
+    assert store_files(Path(env["PYSTACK_ROOT"]) / "images")["images"] == []
