@@ -109,7 +109,8 @@ class SecretFiles:
         self.root.mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o700)
         cdir = self._dir(container_id)
-        cdir.mkdir(mode=0o700, exist_ok=True)
+        shutil.rmtree(cdir, ignore_errors=True)  # a restart re-materializes: no stale copies pile up
+        cdir.mkdir(mode=0o700)
         mounts = []
         try:
             for f in files:
