@@ -23,7 +23,7 @@ from pystack.errors import UserError
 
 from . import manifest as mt
 from .errors import ArchiveError
-from .layers import Limits, _Peek, decompressed, detect_compression
+from .layers import Limits, PeekReader, decompressed, detect_compression
 from .reference import parse
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ class _Source:
             try:
                 with open(path, "rb") as raw, open(self._tmpfile, "wb") as out:
                     h = raw.read(8)
-                    stream = decompressed(_Peek(raw, h), h)  # type: ignore[arg-type]
+                    stream = decompressed(PeekReader(raw, h), h)  # type: ignore[arg-type]
                     total = 0
                     while chunk := stream.read(1 << 20):
                         total += len(chunk)

@@ -18,7 +18,7 @@ from pystack.errors import UserError
 
 from . import manifest as mt
 from .changes import apply_changes
-from .layers import _Peek, decompressed
+from .layers import PeekReader, decompressed
 
 if TYPE_CHECKING:
     from .store import Image, ImageStore
@@ -82,7 +82,7 @@ def write_layer_from_tarball(src: Path, out: BinaryIO, level: int = 6) -> tuple[
     tee = _DiffTee(gz)
     with open(src, "rb") as raw:
         head = raw.read(8)
-        stream = decompressed(_Peek(raw, head), head)  # type: ignore[arg-type]
+        stream = decompressed(PeekReader(raw, head), head)  # type: ignore[arg-type]
         while chunk := stream.read(1 << 20):
             tee.write(chunk)
     gz.close()

@@ -129,7 +129,7 @@ def decompressed(raw: BinaryIO, head: bytes) -> BinaryIO:
     return raw
 
 
-class _Peek:
+class PeekReader:
     """Lets us sniff the first bytes of a non-seekable stream and still read them."""
 
     def __init__(self, raw: BinaryIO, head: bytes) -> None:
@@ -386,7 +386,7 @@ def unpack(raw: BinaryIO, dest: Path, *, expected_diff_id: str | None = None,
         if not more:
             break
         head += more
-    inner = _HashingReader(decompressed(_Peek(outer, head), head), limits.max_bytes, label)  # type: ignore[arg-type]
+    inner = _HashingReader(decompressed(PeekReader(outer, head), head), limits.max_bytes, label)  # type: ignore[arg-type]
     root_fd = os.open(dest, _DIR_FLAGS)
     u = _Unpacker(root_fd)
     entries = 0
