@@ -252,20 +252,18 @@ def _exec(rt, args) -> int:
     try:
         child = shim.exec_start(plan, (0, 1, 2), theirs)
     except shim.LaunchError as exc:
-        raise ContainerError(str(exc)) from None
-    theirs.close()
-    # until exec, the child may send its pty or an error; EOF (close-on-exec) = started
-    while True:
+        raise ContainerError(f"exec failed: {exc}", exit_code=exc.exit_code) from None
+    finally:
+        theirs.close()
+    # with a terminal, the child sent its pty master before it exec'd
+    mine.setblocking(False)
+    try:
         msg, fds = procmod.recv(mine)
-        if not msg:
-            break
-        reply = json.loads(msg)
-        if reply.get("pty") and fds:
+        if msg and json.loads(msg).get("pty") and fds:
             shim.send_console(args.console_socket, fds[0])
             os.close(fds[0])
-        elif "error" in reply:
-            os.waitpid(child, 0)
-            raise ContainerError(f"exec failed: {reply['error']}", exit_code=reply.get("exit_code") or 1)
+    except BlockingIOError:
+        pass
     mine.close()
     _write_pid_file(args.pid_file, child)
     if args.detach:

@@ -51,13 +51,12 @@ class ExecProcess:
     one-shot ``pystack-runtime`` command would pay for on every run.)"""
 
     def __init__(self, pid: int, _sock: socket.socket, stdin=None, stdout=None, stderr=None,
-                 pty: int | None = None, _extra: list | None = None) -> None:
+                 pty: int | None = None) -> None:
         self.pid = pid
         self._sock = _sock
         self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
         self.pty = pty
         self.returncode: int | None = None
-        self._extra = list(_extra or ())
 
     def wait(self, timeout: float | None = None) -> int:
         """The exit code (128+n for a signal); TimeoutError after ``timeout`` seconds."""
@@ -74,15 +73,8 @@ class ExecProcess:
                     self.returncode = int(reply["exit"])
                     self._sock.close()
                     return self.returncode
-                if "error" in reply:
-                    self._extra.append(reply["error"])
         except socket.timeout:
             raise TimeoutError(f"exec {self.pid} still running") from None
-
-    @property
-    def errors(self) -> list[str]:
-        """Messages the exec child sent before its program started (e.g. not found)."""
-        return list(self._extra)
 
     def kill(self, sig: int | str = signal.SIGKILL) -> None:
         try:
@@ -401,33 +393,23 @@ class Runtime:
             for fd in mine:
                 os.close(fd)
         pty = None
-        reply: dict = {}
-        errors: list[str] = []
-        while True:  # the supervisor's {"pid"} and the child's {"pty"} come in any order
-            msg, fds = _recv_json(sock)
-            if not msg:
-                break
-            if msg.get("pty"):
+        while True:  # the child's {"pty"} (with a terminal) comes before {"pid"} or {"error"}
+            reply, fds = _recv_json(sock)
+            if reply.get("pty"):
                 pty = fds[0] if fds else None
-            elif "error" in msg:
-                errors.append(msg["error"])
-                reply.setdefault("error", msg["error"])
-                reply.setdefault("exit_code", msg.get("exit_code"))
-                if "pid" not in reply:
-                    break
-            elif "pid" in msg:
-                reply["pid"] = msg["pid"]
-            if "pid" in reply and (not tty or pty is not None or errors):
-                break
+                continue
+            break
         if "pid" not in reply:
             sock.close()
+            if pty is not None:
+                os.close(pty)
             for f in files:
                 if f is not None:
                     f.close()
             raise ContainerError(reply.get("error") or "exec failed",
                                  exit_code=reply.get("exit_code") or 1)
         ep = ExecProcess(pid=reply["pid"], _sock=sock, stdin=files[0], stdout=files[1],
-                         stderr=files[2], pty=pty, _extra=errors)
+                         stderr=files[2], pty=pty)
         if pty is not None and console_socket:
             from pystack.runtime.shim import send_console
             send_console(console_socket, pty)

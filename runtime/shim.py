@@ -286,30 +286,49 @@ def supervise(plan: dict, pid: int, pipes: dict[int, str], writer) -> None:
 
 def exec_start(plan: dict, stdio: tuple[int, int, int], sock: socket.socket) -> int:
     """Fork ``plan["spec"]["process"]`` into the namespaces and cgroups of the running
-    container PID ``plan["pid"]``; return its host pid. The child reports a failure (or
-    its pty master) as JSON on ``sock`` before exec. Call in a single-threaded process;
-    it changes this process's pid namespace for children."""
+    container PID ``plan["pid"]``; return its host pid once it has exec'd, or raise
+    LaunchError (exit_code 127/126/1) with the child's reason. With a terminal the child
+    sends its pty master on ``sock`` first. Call in a single-threaded process; it changes
+    this process's pid namespace for children."""
     prep = process.prepare(plan["spec"])
     target = plan["pid"]
     if proc_start_time(target) != plan.get("pid_start"):
         raise LaunchError("container is not running")
     fds = ns.open_joins(ns.proc_ns_paths(target))
+    r, w = os.pipe()  # close-on-exec: EOF without data means the program runs
     try:
         for kind, fd in fds:
             if kind == "pid":
                 ns.setns(fd, ns.CLONE_NEWPID)
         child = os.fork()
         if child == 0:
-            _exec_child(plan, prep, fds, stdio, sock)
+            os.close(r)
+            _exec_child(plan, prep, fds, stdio, sock, w)
     finally:
         for _, fd in fds:
             os.close(fd)
+        os.close(w)
+    chunks = []
+    while True:
+        b = os.read(r, 65536)
+        if not b:
+            break
+        chunks.append(b)
+    os.close(r)
+    if chunks:
+        _, status = os.waitpid(child, 0)
+        try:
+            err = json.loads(b"".join(chunks))
+        except ValueError:
+            err = {"error": "exec failed", "exit_code": 1}
+        raise LaunchError(err.get("error") or "exec failed", err.get("exit_code") or 1)
     return child
 
 
 def exec_supervisor(plan: dict, stdio: tuple[int, int, int], sock: socket.socket) -> None:
-    """In a forked, single-threaded child: ``exec_start``, report the pid, wait, report the
-    exit code over ``sock`` (JSON messages). Never returns."""
+    """In a forked, single-threaded child: ``exec_start``, then report on ``sock`` (JSON
+    messages) either ``{"error", "exit_code"}`` or ``{"pid"}`` and later ``{"exit"}``.
+    Never returns."""
     code = 1
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -334,7 +353,7 @@ def exec_supervisor(plan: dict, stdio: tuple[int, int, int], sock: socket.socket
         os._exit(code)
 
 
-def _exec_child(plan: dict, prep, fds, stdio, sock: socket.socket) -> None:
+def _exec_child(plan: dict, prep, fds, stdio, sock: socket.socket, errfd: int) -> None:
     try:
         for i, fd in enumerate(tuple(os.dup(f) for f in stdio)):
             os.dup2(fd, i, inheritable=True)
@@ -355,13 +374,14 @@ def _exec_child(plan: dict, prep, fds, stdio, sock: socket.socket) -> None:
         path = process.lookup(prep)
         prep.env.setdefault("HOME", process.home_of(prep.uid))
         process.become(prep)
-        process.close_fds()
+        process.close_fds(keep=(errfd,))
         os.execve(path, prep.args, prep.env)
     except BaseException as exc:  # noqa: BLE001
         code = 127 if isinstance(exc, FileNotFoundError) else 126 if isinstance(
             exc, PermissionError) else 1
         try:
-            sock.send(json.dumps({"error": process.describe(exc), "exit_code": code}).encode())
+            os.write(errfd, json.dumps({"error": process.describe(exc),
+                                        "exit_code": code}).encode())
         except OSError:
             pass
         os._exit(code)

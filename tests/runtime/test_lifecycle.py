@@ -180,10 +180,9 @@ def test_exec_pipes_env_user_and_exit(runtime, make_bundle, overlay):
         assert p.wait(10) == 0
         assert out.split("\n")[1].startswith("sleep")
         p.close()
-        p = runtime.exec(cid, {"args": ["nosuch"]})
-        assert p.wait(10) == 127
-        assert any("nosuch" in e for e in p.errors)
-        p.close()
+        with pytest.raises(UserError, match="nosuch") as e:
+            runtime.exec(cid, {"args": ["nosuch"]})
+        assert e.value.exit_code == 127  # Docker's exit code for a missing command
     finally:
         runtime.delete(cid, force=True)
 
