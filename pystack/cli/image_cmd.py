@@ -101,6 +101,38 @@ def inspect(images: tuple[str, ...], fmt: str | None) -> None:
         raise UserError("Error: " + "; ".join(missing))
 
 
+@image.command("history")
+@click.argument("name")
+@click.option("-q", "--quiet", is_flag=True, help="Only show image IDs.")
+@click.option("--no-trunc", is_flag=True, help="Don't truncate output.")
+@click.option("--format", "fmt", help="'json' or a Go-template subset ({{.CreatedBy}}).")
+def history(name: str, quiet: bool, no_trunc: bool, fmt: str | None) -> None:
+    """Show the history of an image."""
+    from pystack.runtime.images.display import history_rows, human_size, render, since
+    rows = history_rows(_store().resolve(name))
+    for r in rows:
+        if r["Id"] != "<missing>" and not no_trunc:
+            r["Id"] = r["Id"].split(":", 1)[1][:12]
+    if quiet:
+        click.echo("\n".join(r["Id"] for r in rows))
+        return
+    if fmt == "json":
+        for r in rows:
+            click.echo(json.dumps(r))
+        return
+    if fmt:
+        for r in rows:
+            click.echo(render(fmt, r))
+        return
+    table = [["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"]]
+    for r in rows:
+        by = r["CreatedBy"] if no_trunc or len(r["CreatedBy"]) <= 45 else r["CreatedBy"][:44] + "…"
+        table.append([r["Id"], since(r["Created"]) if r["Created"] else "", by, human_size(r["Size"]), r["Comment"]])
+    widths = [max(len(row[i]) for row in table) for i in range(5)]
+    for row in table:
+        click.echo("   ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+
+
 @image.command("rm")
 @click.argument("images", nargs=-1, required=True)
 @click.option("-f", "--force", is_flag=True, help="Force removal of an image with several tags.")

@@ -163,3 +163,17 @@ def inspect_doc(store: ImageStore, img: Image) -> dict[str, Any]:
     if img.config.get("variant"):
         doc["Variant"] = img.config["variant"]
     return doc
+
+
+def history_rows(img: Image) -> list[dict[str, Any]]:
+    """``docker history``: newest first; a layer's size goes to its non-empty history entry."""
+    sizes = [l.get("unpacked_size", 0) for l in img.layers]
+    rows = []
+    for h in img.config.get("history") or []:
+        size = 0 if h.get("empty_layer") else (sizes.pop(0) if sizes else 0)
+        rows.append({"Id": "<missing>", "Created": h.get("created", ""), "CreatedBy": h.get("created_by", ""),
+                     "Size": size, "Comment": h.get("comment", "")})
+    rows.reverse()
+    if rows:
+        rows[0]["Id"] = img.id
+    return rows

@@ -187,3 +187,13 @@ def test_ls_filters(env, store: ImageStore, busybox, busybox_rootfs: Path) -> No
     assert ids("dangling=false") == {busybox.id, labelled}
     r = run_cli(["image", "ls", "--filter", "colour=red"], env)
     assert r.returncode != 0 and b"invalid filter" in r.stderr
+
+
+def test_history(env, store: ImageStore, busybox) -> None:
+    r = run_cli(["image", "history", "busybox"], env)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.decode().splitlines()
+    assert lines[0].split()[:2] == ["IMAGE", "CREATED"]
+    assert lines[1].startswith(busybox.short_id) and "pystack image import" in lines[1] and "2.4" in lines[1]
+    rows = [json.loads(x) for x in run_cli(["image", "history", "--format", "json", "busybox"], env).stdout.splitlines()]
+    assert [r["Id"] for r in rows] == [busybox.short_id] and rows[0]["Size"] == busybox.size
