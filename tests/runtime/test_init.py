@@ -43,14 +43,32 @@ def test_init_reaps_orphans(runtime, make_bundle, overlay, use_init, expected):
     runtime.start(cid)
     try:
         pid1 = runtime.state(cid)["pid"]
-        time.sleep(0.8)  # the orphan's sleep 0.2 has ended by now
+        # wait until the orphan's sleep 0.2 has ended: it is then either a zombie (nobody
+        # reaps it) or gone (init reaped it); the container is left with its main program
+        deadline = time.monotonic() + 10
+        seen = False
+        while time.monotonic() < deadline:
+            pids = [p for p in _all_pids(pid1) if Path(f"/proc/{p}").exists()]
+            live = []
+            for p in pids:
+                try:
+                    if _zombies([p]) == 0 and "sleep\x000.2" in Path(f"/proc/{p}/cmdline").read_text():
+                        live.append(p)
+                except FileNotFoundError:
+                    pass
+            seen = seen or bool(live) or _zombies(pids) > 0
+            if seen and not live:
+                break
+            time.sleep(0.02)
+        assert seen, "the orphan never appeared"
+        time.sleep(0.2)
         assert _zombies(_all_pids(pid1)) == expected
     finally:
         runtime.delete(cid, force=True)
 
 
 def test_init_forwards_sigterm(runtime, make_bundle, overlay):
-    script = "trap 'echo got TERM; exit 7' TERM; while true; do sleep 0.05; done"
+    script = "trap 'echo got TERM; exit 7' TERM; echo ready; while true; do sleep 0.05; done"
     cid = new_id()
     out = make_bundle(["true"]).parent / f"{cid}.out"
     import os
@@ -60,7 +78,9 @@ def test_init_forwards_sigterm(runtime, make_bundle, overlay):
     os.close(fd)
     runtime.start(cid)
     try:
-        time.sleep(0.2)  # let the shell install its trap
+        deadline = time.monotonic() + 10  # the shell has installed its trap
+        while "ready" not in out.read_text() and time.monotonic() < deadline:
+            time.sleep(0.02)
         runtime.kill(cid, signal.SIGTERM)
         assert runtime.wait(cid, timeout=10) == 7
         assert "got TERM" in out.read_text()
