@@ -118,8 +118,8 @@ class RegistryClient:
         auth_netloc = urllib.parse.urlsplit(url).netloc
         for _ in range(10):
             parts = urllib.parse.urlsplit(url)
-            if parts.scheme == "http" and not (self.config.is_insecure(parts.netloc) or parts.netloc == auth_netloc
-                                               and self.insecure):
+            if parts.scheme == "http" and not (self.config.is_insecure(parts.netloc) or
+                                               (parts.netloc == self.host and self.insecure)):
                 raise RegistryError(f"refusing plain HTTP to {parts.netloc} (not an insecure registry)")
             hdrs = {"User-Agent": USER_AGENT, **headers}
             if parts.netloc != auth_netloc:

@@ -74,3 +74,23 @@ def test_changes() -> None:
     assert cfg["Healthcheck"] == {"Interval": 5_000_000_000, "Retries": 2, "Test": ["CMD-SHELL", "wget -q localhost"]}
     with pytest.raises(UserError, match="unsupported instruction"):
         apply_changes({}, ["RUN rm -rf /"])
+
+
+def test_plain_http_only_for_insecure_registries() -> None:
+    """No traffic leaves this test: the refusal must happen before any connection, and a
+    connection attempt fails the test instead of reaching the network."""
+    from pystack.runtime.images.errors import RegistryError
+    from pystack.runtime.images.registry import RegistryClient
+
+    def no_network(*a, **k):
+        raise AssertionError(f"tried to connect: {a}")
+    client = RegistryClient("registry.example:5000", config=RegistryConfig(), credentials=None)
+    client._connect = no_network  # type: ignore[method-assign]
+    assert client.scheme == "https" and not client.insecure
+    with pytest.raises(RegistryError, match="refusing plain HTTP"):
+        client._raw("GET", "http://registry.example:5000/v2/", {}, None)
+    loop = RegistryClient("127.0.0.1:5000", config=RegistryConfig(), credentials=None)
+    loop._connect = no_network  # type: ignore[method-assign]
+    assert loop.insecure and loop.scheme is None  # decided by probing HTTPS first
+    with pytest.raises(RegistryError, match="refusing plain HTTP to 192.0.2.1"):  # e.g. an upload Location
+        loop._raw("GET", "http://192.0.2.1/blob", {}, None)
