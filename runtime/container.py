@@ -372,6 +372,11 @@ class Runtime:
         files: list = [None, None, None]
         if stdio is not None:
             ends = tuple(stdio)  # type: ignore[assignment]
+        elif detach and not tty:
+            # nobody will read pipes: the process gets /dev/null, as `docker exec -d` does
+            null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+            ends = (null, null, null)
+            mine = [null]
         else:
             null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
             r0, w0 = os.pipe()

@@ -19,7 +19,6 @@ import os
 import resource
 import socket
 import struct
-import sys
 
 from pystack.runtime import namespaces as ns
 from pystack.runtime import rootfs

@@ -11,8 +11,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import uuid
 from pathlib import Path
 
 import pytest

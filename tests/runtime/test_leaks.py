@@ -3,7 +3,6 @@ process (file descriptors, memory, threads) nor on the host (state dirs, cgroups
 from __future__ import annotations
 
 import os
-import resource
 import threading
 
 import pytest
