@@ -54,3 +54,18 @@ def token_registry(tmp_path: Path):
     yield reg, issuer
     reg.stop()
     issuer.stop()
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process registry traffic may only go to loopback (DESIGN's network rule): a bug
+    that would fall back to Docker Hub, or follow a redirect out, fails the test instead."""
+    from pystack.runtime.images import registry
+
+    real = registry.RegistryClient._connect
+
+    def guarded(self, scheme: str, netloc: str, probe: bool = False):
+        host = netloc.rsplit(":", 1)[0].strip("[]") if netloc.count(":") <= 1 or netloc.startswith("[") else netloc
+        assert host in ("127.0.0.1", "localhost", "::1") or host.startswith("127."), f"non-loopback connect: {netloc}"
+        return real(self, scheme, netloc, probe)
+    monkeypatch.setattr(registry.RegistryClient, "_connect", guarded)
