@@ -172,6 +172,7 @@ def validate_file(data: Any, locator: LocatorLike | None, filename: str) -> None
         raise ComposeError(f"top-level object must be a mapping, not {_short(data)}",
                            mark=locator.mark(()) if locator else None, file=filename)
     if is_valid(data):
+        _structure(data, locator, filename)
         return
     from jsonschema.exceptions import best_match
 
@@ -183,6 +184,54 @@ def validate_file(data: Any, locator: LocatorLike | None, filename: str) -> None
     raise ComposeError(message, path=path or None, mark=mark, file=filename)
 
 
+def _structure(data: dict, locator: LocatorLike | None, filename: str) -> None:
+    """What compose-go's ``validation`` package checks right after the schema (so on
+    resources no service uses, too): secrets/configs with exactly one source, external
+    volumes with nothing but a name, non-blank watch paths, device requests that do not
+    give both ``count`` and ``device_ids``."""
+    def fail(message: str, path: KeyPath) -> None:
+        raise ComposeError(message, path=path, mark=locator.mark(path) if locator else None,
+                           file=filename)
+
+    for kind, keys in (("secrets", ("file", "environment")),
+                       ("configs", ("file", "environment", "content"))):
+        for name, item in (data.get(kind) or {}).items():
+            if not isinstance(item, dict):
+                continue
+            present = [k for k in keys if k in item]
+            if len(present) > 1:
+                fail(f"{'|'.join(keys)} attributes are mutually exclusive", (kind, name))
+            if not present and "driver" not in item and "external" not in item:
+                fail(f"one of {'|'.join(keys)} must be set", (kind, name))
+            if kind == "secrets" and "content" in item:
+                fail("content is not allowed for secrets", (kind, name, "content"))
+    for name, volume in (data.get("volumes") or {}).items():
+        if isinstance(volume, dict) and volume.get("external") is True:
+            for key in volume:
+                if key not in ("name", "external") and not key.startswith("x-"):
+                    fail(f'conflicting parameters "external" and "{key}" specified',
+                         ("volumes", name, key))
+    for sname, svc in (data.get("services") or {}).items():
+        if not isinstance(svc, dict):
+            continue
+        develop = svc.get("develop")
+        for i, watch in enumerate((develop or {}).get("watch") or []
+                                  if isinstance(develop, dict) else []):
+            if isinstance(watch, dict) and watch.get("path") == "":
+                fail("value can't be blank", ("services", sname, "develop", "watch", i, "path"))
+        requests: list[tuple[KeyPath, Any]] = []
+        if isinstance(svc.get("gpus"), list):
+            requests += [(("services", sname, "gpus", i), r) for i, r in enumerate(svc["gpus"])]
+        devices = (((svc.get("deploy") or {}).get("resources") or {}).get("reservations") or {}
+                   ).get("devices") if isinstance(svc.get("deploy"), dict) else None
+        if isinstance(devices, list):
+            requests += [(("services", sname, "deploy", "resources", "reservations", "devices", i),
+                          r) for i, r in enumerate(devices)]
+        for path, request in requests:
+            if isinstance(request, dict) and "count" in request and "device_ids" in request:
+                fail('"count" and "device_ids" attributes are exclusive', path)
+
+
 # ------------------------------------------------------------------ value parsers
 
 _DURATION_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
@@ -191,8 +240,9 @@ _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3,
 
 
 def parse_duration(value: Any) -> float:
-    """A Compose duration (Go syntax ``1m30s``, ``1.5s``, ``500ms``; a bare number is
-    seconds) in seconds. ValueError when it does not parse."""
+    """A Compose duration (Go syntax ``1m30s``, ``1.5s``, ``500ms``, ``0``; a unit is
+    required, as Compose requires it) in seconds; an int or float (from Python callers)
+    is taken as seconds. ValueError when it does not parse."""
     if isinstance(value, bool):
         raise ValueError(f"invalid duration {value!r}")
     if isinstance(value, (int, float)):
@@ -204,10 +254,8 @@ def parse_duration(value: Any) -> float:
     if text[:1] in "+-":
         sign = -1.0 if text[0] == "-" else 1.0
         text = text[1:]
-    if text == "0":
+    if text == "0":  # Go's time.ParseDuration: the only number without a unit
         return 0.0
-    if re.fullmatch(r"\d+(\.\d+)?", text):  # compose-go accepts plain seconds
-        return sign * float(text)
     pos = 0
     total = 0.0
     for m in _DURATION_RE.finditer(text):
@@ -299,7 +347,6 @@ class _Checker:
             if not isinstance(svc, Mapping):
                 self.fail("must be a mapping", ("services", name))
             self.service(name, svc)
-        self.top_level()
         if self.consistency:
             self.container_names()
             self.cycles()
@@ -526,18 +573,6 @@ class _Checker:
                 self.fail(f'container name "{cname}" is already in use by service "{owners[cname]}"',
                           ("services", name, "container_name"))
             owners[cname] = name
-
-    def top_level(self) -> None:
-        for name, secret in (self.config.get("secrets") or {}).items():
-            if isinstance(secret, Mapping) and not secret.get("external") and not (
-                    secret.get("file") or secret.get("environment") or secret.get("content")):
-                self.fail(f'secret "{name}" must declare either `file` or `environment`',
-                          ("secrets", name))
-        for name, cfg in (self.config.get("configs") or {}).items():
-            if isinstance(cfg, Mapping) and not cfg.get("external") and not (
-                    cfg.get("file") or cfg.get("environment") or cfg.get("content") is not None):
-                self.fail(f'config "{name}" must declare either `file`, `environment` or `content`',
-                          ("configs", name))
 
     def cycles(self) -> None:
         from .graph import dependency_edges, find_cycle

@@ -112,12 +112,29 @@ plausible_service = st.fixed_dictionaries(
         "build": st.one_of(st.just("."), st.fixed_dictionaries(
             {"context": st.just(".")}, optional={"platforms": st.just(["linux/amd64"])})),
         "platform": st.sampled_from(["linux/amd64", "linux/riscv64"]),
+        "secrets": st.lists(st.sampled_from(["s", "t", "missing"]), max_size=2, unique=True),
+        "configs": st.lists(st.sampled_from(["c", "missing"]), max_size=1),
     })
 plausible = st.fixed_dictionaries(
     {"services": st.dictionaries(st.sampled_from(["web", "db", "cache"]), plausible_service,
                                  min_size=1, max_size=3)},
-    optional={"volumes": st.just({"data": {}}), "networks": st.just({"front": {}}),
-              "secrets": st.just({"s": {"file": "./s.txt"}})})
+    optional={
+        "volumes": st.dictionaries(st.sampled_from(["data", "other"]), st.one_of(
+            st.just({}), st.none(), st.fixed_dictionaries({}, optional={
+                "external": st.booleans(), "name": st.sampled_from(["n1", "${V:-v}"]),
+                "driver": st.just("local")})), max_size=2),
+        "networks": st.dictionaries(st.sampled_from(["front", "default", "back"]), st.one_of(
+            st.just({}), st.none(), st.fixed_dictionaries({}, optional={
+                "external": st.booleans(), "internal": st.booleans(),
+                "name": st.sampled_from(["n1", "custom"]),
+                "ipam": st.just({"config": [{"subnet": "10.212.9.0/24"}]})})), max_size=2),
+        "secrets": st.dictionaries(st.sampled_from(["s", "t"]), st.one_of(
+            st.just({"file": "./s.txt"}), st.just({"environment": "X"}), st.just({}),
+            st.just({"external": True})), max_size=2),
+        "configs": st.dictionaries(st.sampled_from(["c"]), st.one_of(
+            st.just({"file": "./s.txt"}), st.just({"content": "x=${X:-1}"}), st.just({})),
+            max_size=1),
+    })
 
 
 def load_text(text: str, tmp: Path, env: dict[str, str] | None = None) -> None:
@@ -182,6 +199,9 @@ def test_mutated_real_files(data, workdir):
 # found by this test: an empty duration once raised IndexError in normalize
 @example(doc={"services": {"web": {"image": "nginx", "stop_grace_period": ""}}}, env={})
 @example(doc={"services": {"web": {"image": "nginx", "healthcheck": {"interval": ""}}}}, env={})
+# found by the differential test: an infinite number in environment (YAML .inf)
+@example(doc={"services": {"web": {"image": "nginx", "environment": {"A": float("inf")}}}},
+         env={})
 @given(doc=plausible, env=st.dictionaries(st.sampled_from(["X", "P", "IMG", "COMPOSE_PROFILES"]),
                                           st.sampled_from(["", "1", "p", "${X}", "a b"]),
                                           max_size=2))

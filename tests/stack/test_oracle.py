@@ -378,6 +378,22 @@ def _services(doc: dict) -> list[dict]:
     return [s for s in (doc.get("services") or {}).values() if isinstance(s, dict)]
 
 
+def _undecodable(service: dict) -> bool:
+    from pystack.stack.validate import parse_bytes, parse_duration
+
+    values = [(parse_duration, service.get("stop_grace_period"))]
+    values += [(parse_duration, v) for v in (service.get("healthcheck") or {}).values()
+               if isinstance(v, str) and v and v[0] in "0123456789-.b"]
+    values += [(parse_bytes, service.get(k)) for k in ("mem_limit", "shm_size")]
+    for parse, value in values:
+        try:
+            if value is not None:
+                parse(value)
+        except ValueError:
+            return True
+    return False
+
+
 # Known differences of the loader (stack.pipeline/normalize, part A) from Compose, each
 # with its reason; generated projects that hit one are skipped, not counted as passes.
 KNOWN_DIFFERENCES = [
@@ -386,6 +402,18 @@ KNOWN_DIFFERENCES = [
     ("Compose prints an empty volume target as \".\"",
      lambda doc: any(isinstance(v, dict) and v.get("target") == "" for s in _services(doc)
                      for v in s.get("volumes") or [])),
+    ("Compose rejects a short-syntax port whose container port is 0 (\"is missing a "
+     "target port\"); the loader's short-syntax parser lets it through",
+     lambda doc: any(str(p) == "0" or str(p).endswith(":0") for s in _services(doc)
+                     for p in s.get("ports") or [] if not isinstance(p, dict))),
+    ("Compose decodes services that a profile disables too, and rejects their bad "
+     "durations and sizes; the loader drops them first",
+     lambda doc: any(s.get("profiles") and _undecodable(s) for s in _services(doc))),
+    ("Compose's schema rejects a depends_on entry without condition; the loader fills in "
+     "the default before validating",
+     lambda doc: any(isinstance(s.get("depends_on"), dict)
+                     and any(v == {} or (isinstance(v, dict) and "condition" not in v)
+                             for v in s["depends_on"].values()) for s in _services(doc))),
     ("Compose validates environment/labels lists before turning them into mappings: "
      "an entry \"=x\" passes there",
      lambda doc: any(isinstance(e, str) and e.startswith("=") for s in _services(doc)
