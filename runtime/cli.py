@@ -300,6 +300,10 @@ def dispatch(args) -> int:
                           "hooks": [], "mountOptions": sorted(__import__(
                               "pystack.runtime.rootfs", fromlist=["FLAGS"]).FLAGS)}, indent=2))
         return 0
+    if getattr(args, "preserve_fds", 0):
+        raise UserError("--preserve-fds is not supported by pystack-runtime yet")
+    if getattr(args, "no_pivot", False):
+        raise UserError("--no-pivot is not supported: pystack-runtime always uses pivot_root")
     rt = _runtime(args)
     if c == "create":
         create_direct(rt, args.id, args.bundle, args.console_socket, args.pid_file)
