@@ -155,6 +155,18 @@ class Runtime:
                 self._fs = _ForkServer()
             return self._fs
 
+    def _request(self, op: str, plan: dict, stdio) -> socket.socket:
+        """Send a request to the fork server, restarting it once if it died (killed by
+        someone, OOM): containers and shims do not depend on it, only new requests do."""
+        try:
+            return self._server().request(op, plan, stdio)
+        except (BrokenPipeError, ConnectionResetError, ConnectionRefusedError):
+            with self._lock:
+                if self._fs is not None:
+                    self._fs.proc.poll()
+                    self._fs = None
+            return self._server().request(op, plan, stdio)
+
     def close(self) -> None:
         """Stop the fork server (containers and their shims keep running)."""
         with self._lock:
@@ -229,7 +241,7 @@ class Runtime:
                 return shim.spawn_shim(plan, stdio)
             except shim.LaunchError as exc:
                 raise ContainerError(str(exc), exit_code=exc.exit_code) from None
-        sock = self._server().request("create", plan, stdio)
+        sock = self._request("create", plan, stdio)
         try:
             reply = json.loads(sock.recv(65536) or b"{}")
         finally:
@@ -424,7 +436,7 @@ class Runtime:
 
     def _exec_request(self, plan: dict, stdio: tuple[int, int, int]) -> socket.socket:
         if not self._direct():
-            return self._server().request("exec", plan, stdio)
+            return self._request("exec", plan, stdio)
         from pystack.runtime import shim
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         pid = os.fork()

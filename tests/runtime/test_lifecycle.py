@@ -245,3 +245,13 @@ def test_parallel_creates_from_threads(runtime, make_bundle, overlay):
         results = list(pool.map(one, range(1, 13)))
     assert results == [(n, f"n{n}\n") for n in range(1, 13)]
     assert runtime.list() == []
+
+
+def test_fork_server_restarts_after_being_killed(runtime, make_bundle, overlay):
+    b = make_bundle(["sh", "-c", "exit 2"])
+    assert run_container(runtime, b, overlay())[0] == 2
+    server = runtime._fs.proc
+    server.kill()
+    server.wait()
+    assert run_container(runtime, b, overlay())[0] == 2
+    assert runtime._fs.proc.pid != server.pid
