@@ -199,3 +199,18 @@ def test_missing_file_and_bad_format(tmp_path):
     (tmp_path / "compose.yaml").write_text("services: {a: {image: x}}\n")
     proc = run(tmp_path, "config", "--format", "toml")
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
+
+
+def test_config_path_imports_no_heavy_library(project):
+    """The speed goal depends on it: pydantic, networkx and jsonschema (~0.35 s of
+    imports together) stay out of a valid `config` run."""
+    code = ("import sys, runpy\n"
+            "sys.argv = ['pystack', '--profile', 'db', 'config', '--format', 'json', '--hash', '*']\n"
+            "from pystack.cli import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print('HEAVY', sorted(m for m in ('pydantic', 'networkx', 'jsonschema')"
+            " if m in sys.modules), file=sys.stderr)\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=project, capture_output=True,
+                          text=True, timeout=60,
+                          env={"PATH": os.environ.get("PATH", ""), "HOME": str(project)})
+    assert "HEAVY []" in proc.stderr, proc.stderr
