@@ -105,3 +105,23 @@ def test_graph_from_a_model_project():
 
     proj = Project.from_config(WEB_STACK)
     assert start_levels(proj.graph())[0] == ["cache", "db"]
+
+
+def test_levels_of_a_loaded_project(tmp_path):
+    """End to end: compose file -> load_project -> graph, implicit edges included."""
+    from pystack.stack.load import load_project
+    from pystack.stack.options import LoadOptions
+
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n"
+        "  proxy: {image: nginx, links: [web]}\n"
+        "  web: {image: app, depends_on: {db: {condition: service_healthy}}}\n"
+        "  db: {image: postgres, healthcheck: {test: pg_isready}}\n"
+        "  metrics: {image: exporter, network_mode: 'service:db'}\n")
+    project = load_project(LoadOptions(files=[str(tmp_path / "compose.yaml")],
+                                       project_name="g", environ={}, warn=False))
+    graph = project.graph()
+    assert start_levels(graph) == [["db"], ["metrics", "web"], ["proxy"]]
+    assert graph.edges["web", "db"]["condition"] == "service_healthy"
+    assert graph.edges["metrics", "db"]["restart"] is True
+    assert project.service("web").replicas == 1
