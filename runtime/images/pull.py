@@ -29,6 +29,11 @@ RETRIES = 5
 STREAM = os.environ.get("PYSTACK_PULL_STREAM", "1") != "0"
 # unpack in helper processes (parallel across cores); PYSTACK_UNPACK_HELPER=0 uses threads
 HELPER = os.environ.get("PYSTACK_UNPACK_HELPER", "1") != "0"
+HELPER_MIN = 4 << 20  # smaller layers unpack in-thread: a helper costs ~0.1 s to start
+
+
+def _use_helper(desc: dict[str, Any]) -> bool:
+    return HELPER and (desc.get("size") or 0) >= HELPER_MIN
 
 
 class _Broken(Exception):
@@ -68,7 +73,7 @@ def _stream_layer(store: "ImageStore", client: RegistryClient, repo: str, desc: 
         writer = store.blobs.writer(expected=digest, expected_size=desc.get("size"), path=partial)
         try:
             tee = _Tee(resp, writer, progress, digest, desc.get("size"))
-            if HELPER:
+            if _use_helper(desc):
                 def runner(dest: Path) -> Any:
                     from .unpacker import HelperUnpack
                     helper = HelperUnpack(dest, expected_diff_id=desc.get("diff_id"), limits=store.limits, label=label)
@@ -195,7 +200,7 @@ def _pull_from(store: "ImageStore", client: RegistryClient, ref: Reference, want
                     _download(store, client, repo, desc, progress)
                     progress.layer(key, "Download complete", desc.get("size"), desc.get("size"))
                 progress.layer(key, "Extracting")
-                store.unpack_layer(full, chain, layer_label, helper=HELPER)
+                store.unpack_layer(full, chain, layer_label, helper=_use_helper(desc))
                 progress.layer(key, "Pull complete")
 
             with ThreadPoolExecutor(max_workers=max(1, WORKERS)) as pool:

@@ -237,18 +237,20 @@ def test_errors_are_clear_and_leave_nothing(env, registry, busybox, store, tmp_p
         err = r.stderr.decode()
         assert r.returncode != 0 and text in err and "Traceback" not in err, (args, err)
         assert len(err.strip().splitlines()) == 1, err
-    for corrupt_min, stream in ((0, "1"), (2000, "1"), (2000, "0")):  # config blob, or only the layer
+    import pystack.runtime.images.pull as pull_mod
+    # config blob corrupt; or only the layer: streamed into a helper, streamed in-thread, downloaded first
+    for corrupt_min, stream, helper_min in ((0, "1", 0), (2000, "1", 0), (2000, "1", 1 << 40), (2000, "0", 0)):
         proxy = Proxy(registry.host, corrupt_blobs=True, corrupt_min=corrupt_min)
         try:
-            import pystack.runtime.images.pull as pull_mod
             pull_mod.STREAM = stream == "1"
+            pull_mod.HELPER_MIN = helper_min
             s = ImageStore(fresh / "images")
             with pytest.raises(DigestMismatch, match="digest mismatch"):
                 s.pull(f"{proxy.host}/err/bb:1")
             with pytest.raises(ImageNotFound):
                 s.resolve(f"{proxy.host}/err/bb:1")
         finally:
-            pull_mod.STREAM = True
+            pull_mod.STREAM, pull_mod.HELPER_MIN = True, 4 << 20
             proxy.stop()
     assert store_files(fresh / "images") == {"blobs": [], "layers": [], "images": [], "tmp": [], "refs": []}
 
@@ -304,6 +306,7 @@ def test_hostile_layer_from_a_registry(registry, tmp_path, stream, helper, monke
     from .helpers import oci_layout
     monkeypatch.setattr(pull_mod, "STREAM", stream)
     monkeypatch.setattr(pull_mod, "HELPER", helper)
+    monkeypatch.setattr(pull_mod, "HELPER_MIN", 0)  # the test's layer is small
     outside = tmp_path / "outside"
     outside.mkdir()
     evil = make_tar([entry("l", "symlink", link=str(outside)), entry("l/pwned", data=b"x" * 5000)])
