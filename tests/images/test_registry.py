@@ -134,6 +134,15 @@ def test_bearer_token_flow(env, token_registry, busybox, store, tmp_path) -> Non
     client._tokens = {k: (v[0], 0.0) for k, v in client._tokens.items()}
     client.get_manifest("tok/bb", "1")
     assert len(issuer.requests) == seen + 1
+    # a cross-repository mount asks one token for both repositories
+    from pystack.runtime.images.progress import PlainProgress
+    import io
+    store.tag("busybox", f"{reg.host}/tok/other:1")
+    out = io.StringIO()
+    store.push(f"{reg.host}/tok/other:1", progress=PlainProgress(out))
+    assert "Mounted from tok/bb" in out.getvalue(), out.getvalue()
+    assert any(set(r["query"].get("scope", [])) == {"repository:tok/other:pull,push", "repository:tok/bb:pull"}
+               for r in issuer.requests)
     scopes = {s for r in issuer.requests for s in r["query"].get("scope", [])}
     assert "repository:tok/bb:pull,push" in scopes and "repository:tok/bb:pull" in scopes
     assert all(r["query"]["service"] == ["pystack-test"] for r in issuer.requests)
