@@ -138,7 +138,10 @@ def load(store: "ImageStore", path: Path, progress: Any = None) -> list["Image"]
     """Load every image of the archive/layout; all or nothing per image."""
     if not path.exists():
         raise UserError(f"open {path}: no such file or directory")
-    src = _Source(path, store.blobs.tmp)
+    try:
+        src = _Source(path, store.blobs.tmp)
+    except OSError as exc:
+        raise ArchiveError(f"open {path}: {exc.strerror or exc}") from None
     try:
         with store.adding():
             try:
@@ -247,7 +250,10 @@ def save(store: "ImageStore", refs: list[str], out: Path | None, stream: BinaryI
     if stream is None:
         assert out is not None
         tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp")
-        fobj: BinaryIO = open(tmp, "wb")
+        try:
+            fobj: BinaryIO = open(tmp, "wb")
+        except OSError as exc:
+            raise UserError(f"save: cannot write {out}: {exc.strerror}") from None
     else:
         fobj = stream
     try:

@@ -51,7 +51,11 @@ def test_user_mistakes_are_one_line(env) -> None:
                        [["image", "import", "/does/not/exist", "x"], "no such file or directory"],
                        [["image", "import", "/", "UPPER:1"], "invalid reference format"],
                        [["image", "import", "/dev/null", "x", "-c", "FROM x"], "unsupported instruction"],
-                       [["image", "load", "-i", "/dev/null"], "not an image archive"]):
+                       [["image", "load", "-i", "/dev/null"], "not an image archive"],
+                       [["image", "load", "-i", "/nonexistent.tar"], "no such file"],
+                       [["image", "save", "-o", "/nonexistent/dir/x.tar", "nope"], "No such image: nope"],
+                       [["image", "push", "nope:1"], "No such image: nope:1"],
+                       [["image", "pull", "--platform", "linux", "x"], "invalid platform"]):
         r = run_cli(args, env)
         err = r.stderr.decode()
         assert r.returncode != 0 and text in err and "Traceback" not in err, (args, err)
