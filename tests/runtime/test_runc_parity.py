@@ -54,3 +54,31 @@ def test_exit_codes_like_runc(runtime, make_bundle, tmp_path, script, code):
     assert runc_run(b, tmp_path / "runc-root")[0] == code
     assert run_container(runtime, b)[0] == code
     assert cli_run(b, tmp_path / "cli-root")[0] == code
+
+
+PROCESS_PROBE = ("id; ulimit -n; ulimit -Hn; cat /proc/self/oom_score_adj; umask; pwd; "
+                 "grep -E '^(Cap|NoNewPrivs|Seccomp:)' /proc/self/status; "
+                 "cat /proc/sys/net/ipv4/ip_unprivileged_port_start; echo $HOME; "
+                 "touch /root/x 2>/dev/null || echo no-root-write; exit 0")
+
+
+def test_process_settings_like_runc(runtime, make_bundle, tmp_path):
+    """User and groups, rlimits, oom_score_adj, umask, cwd, no_new_privileges, seccomp,
+    sysctls and a non-root user's capabilities: the same under both runtimes."""
+    def edit(spec):
+        p = spec["process"]
+        p["user"] = {"uid": 1000, "gid": 1000, "additionalGids": [100], "umask": 0o027}
+        p["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": 512, "hard": 1024}]
+        p["oomScoreAdj"] = 100
+        p["noNewPrivileges"] = True
+        p["cwd"] = "/home/app"
+        p["env"].append("HOME=/home/app")
+        spec["linux"]["sysctl"]["net.ipv4.ip_unprivileged_port_start"] = "80"
+    b = make_bundle(["sh", "-c", PROCESS_PROBE], copy=True, edit=edit)
+    rc_code, rc_out = runc_run(b, tmp_path / "runc-root")
+    lib_code, lib_out = run_container(runtime, b)
+    assert rc_code == 0, rc_out
+    assert "uid=1000(app) gid=1000(app) groups=100(users)" in rc_out
+    assert "NoNewPrivs:\t1" in rc_out and "512\n1024\n100\n0027\n/home/app" in rc_out
+    assert lib_code == 0
+    assert lib_out == rc_out
