@@ -61,3 +61,27 @@ def test_podman_run_with_pystack_runtime(podman, tmp_path, cgroup_parent, no_lea
     assert lines[1] == "pid=1"
     assert lines[2].startswith("sh")
     no_leaks()
+
+
+def test_podman_tty_detach_exec_stop(podman, cgroup_parent):
+    """`podman run -t` (console socket), `run -d`, `exec` and `stop` through our runtime."""
+    rt = ["--runtime", shutil.which("pystack-runtime")]
+    common = ["--network", "none", "--cgroup-parent", f"/{cgroup_parent}",
+              "--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096"]
+
+    def pod(*args, timeout=120):
+        return subprocess.run(podman + rt + list(args), capture_output=True, text=True,
+                              timeout=timeout, stdin=subprocess.DEVNULL)
+    p = pod("run", "--rm", "-t", *common, "localhost/pystack-busybox:test",
+            "sh", "-c", "tty; exit 5")
+    assert p.returncode == 5, p.stderr
+    assert p.stdout.strip() == "/dev/pts/0"
+    p = pod("run", "-d", "--name", "d1", *common, "localhost/pystack-busybox:test", "sleep", "30")
+    assert p.returncode == 0, p.stderr
+    p = pod("exec", "d1", "sh", "-c", "echo in-exec; cat /proc/1/cmdline; exit 3")
+    assert p.returncode == 3 and p.stdout.startswith("in-exec\nsleep"), (p.stdout, p.stderr)
+    p = pod("stop", "-t", "1", "d1")  # sleep as PID 1 ignores SIGTERM: SIGKILL after 1 s
+    assert p.returncode == 0, p.stderr
+    p = pod("inspect", "--format", "{{.State.ExitCode}}", "d1")
+    assert p.stdout.strip() == "137"
+    pod("rm", "-f", "d1")
