@@ -2,8 +2,9 @@
 
 Two stages, as compose-go does them:
 
-* :func:`validate_file` runs on each file after interpolation and before merging, so an
-  error names the file the user wrote, with line and column, and the key path.
+* :func:`validate_file` runs after interpolation, on each file as the loader merges it
+  (compose-go checks the model merged so far), so an error names the file the user
+  wrote, with line and column, and the key path; then compose-go's structure checks.
 * :func:`check_config` runs on the merged, normalized dict (the shape that
   ``docker compose config --format json`` prints) and finds what a schema cannot see:
   references to things that do not exist, dependency cycles, options that exclude each
@@ -20,7 +21,7 @@ import re
 from typing import Any, Iterable, Iterator, Mapping, Protocol
 
 from .errors import ComposeError, KeyPath, Mark
-from .schema import is_valid, load_schema, subschema_checker
+from .schema import TYPE_CHECKS, is_valid, load_schema, subschema_checker
 
 __all__ = ["validate_file", "check_config", "consistency_checks", "parse_duration",
            "parse_bytes", "schema_errors"]
@@ -120,20 +121,11 @@ def _error_in_matching_form(error: Any) -> Any:
     alternatives = error.schema["oneOf"]
     kinds = [_alternative_types([alt]) for alt in alternatives]
     fitting = [i for i, names in enumerate(kinds)
-               if any(_TYPE_CHECKS[n](error.instance) for n in names if n in _TYPE_CHECKS)]
+               if any(TYPE_CHECKS[n](error.instance) for n in names if n in TYPE_CHECKS)]
     if len(fitting) != 1:
         return None
     inner = [e for e in error.context if e.schema_path and e.schema_path[0] == fitting[0]]
     return best_match(inner) if inner else None
-
-
-_TYPE_CHECKS = {
-    "object": lambda v: isinstance(v, dict), "array": lambda v: isinstance(v, list),
-    "string": lambda v: isinstance(v, str), "boolean": lambda v: isinstance(v, bool),
-    "null": lambda v: v is None,
-    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-}
 
 
 def _alternative_types(alternatives: list) -> list[str]:

@@ -96,7 +96,7 @@ def _is_integer(v: Any) -> bool:
     return isinstance(v, float) and math.isfinite(v) and v.is_integer()
 
 
-_TYPES: dict[str, Check] = {
+TYPE_CHECKS: dict[str, Check] = {  # JSON Schema type name -> test, as jsonschema
     "object": lambda v: isinstance(v, dict),
     "array": lambda v: isinstance(v, list),
     "string": lambda v: isinstance(v, str),
@@ -138,7 +138,7 @@ class _Compiler:
         checks: list[Check] = []
         if "type" in node:
             names = node["type"] if isinstance(node["type"], list) else [node["type"]]
-            tests = [_TYPES[n] for n in names]
+            tests = [TYPE_CHECKS[n] for n in names]
             checks.append(lambda v: any(t(v) for t in tests))
         if "enum" in node:
             options = node["enum"]
