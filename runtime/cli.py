@@ -138,7 +138,7 @@ def _write_pid_file(path: str | None, pid: int) -> None:
 
 
 def create_direct(rt, cid: str, bundle: str, console_socket: str | None,
-                  pid_file: str | None) -> int:
+                  pid_file: str | None, keep_pty: list | None = None) -> int:
     """runc's create: fork the init (stopped at the exec fifo) from this process, record
     it, hand over the pty, write the pid file. Returns the init's host pid."""
     import shutil
@@ -151,7 +151,7 @@ def create_direct(rt, cid: str, bundle: str, console_socket: str | None,
     if not os.path.isdir(root):
         raise UserError(f"root.path {root} is not a directory")
     terminal = bool((spec.get("process") or {}).get("terminal"))
-    if terminal and not console_socket:
+    if terminal and not console_socket and keep_pty is None:
         raise UserError("process.terminal is true: --console-socket is required")
     d = rt.states.make(cid)
     paths: dict = {}
@@ -166,8 +166,11 @@ def create_direct(rt, cid: str, bundle: str, console_socket: str | None,
         except shim.LaunchError as exc:
             raise ContainerError(str(exc), exit_code=exc.exit_code) from None
         if master is not None:
-            shim.send_console(console_socket, master)
-            os.close(master)
+            if console_socket:
+                shim.send_console(console_socket, master)
+                os.close(master)
+            else:
+                keep_pty.append(master)  # type: ignore[union-attr]
         write_atomic(d / "state.json", json.dumps(shim.record(plan, pid)))
         _write_pid_file(pid_file, pid)
         return pid
@@ -181,26 +184,87 @@ def create_direct(rt, cid: str, bundle: str, console_socket: str | None,
 
 
 def _run_foreground(rt, args) -> int:
-    """runc run without -d: create, start, forward signals, wait, delete; exit code."""
-    pid = create_direct(rt, args.id, args.bundle, args.console_socket, args.pid_file)
+    """runc run without -d: create, start, forward signals, wait, delete; exit code.
+
+    With ``terminal: true`` and no ``--console-socket``, as runc does, the container's
+    pty is proxied to our stdin/stdout (our terminal in raw mode when it is one)."""
+    ptys: list[int] = []
+    pid = create_direct(rt, args.id, args.bundle, args.console_socket, args.pid_file,
+                        keep_pty=ptys if not args.console_socket else None)
+    master = ptys[0] if ptys else None
     forwarded = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
-                 signal.SIGUSR2, signal.SIGWINCH)
+                 signal.SIGUSR2)
     for sig in forwarded:
         signal.signal(sig, lambda n, _f: _forward(pid, n))
     try:
         rt.start(args.id)
-        while True:
-            try:
-                _, status = os.waitpid(pid, 0)
-                break
-            except InterruptedError:
-                continue
+        if master is not None:
+            status = _proxy_pty(master, pid)
+        else:
+            while True:
+                try:
+                    _, status = os.waitpid(pid, 0)
+                    break
+                except InterruptedError:
+                    continue
         code = os.waitstatus_to_exitcode(status)
         code = 128 - code if code < 0 else code
     finally:
         if not getattr(args, "keep", False):
             rt.delete(args.id, force=True)
     return code
+
+
+def _proxy_pty(master: int, pid: int) -> int:
+    """Copy stdin -> pty and pty -> stdout until the container exits; its wait status."""
+    import fcntl
+    import select
+    import termios
+    import tty
+    saved = None
+    if os.isatty(0):
+        saved = termios.tcgetattr(0)
+        tty.setraw(0)
+
+        def resize(*_a) -> None:
+            fcntl.ioctl(master, termios.TIOCSWINSZ, fcntl.ioctl(0, termios.TIOCGWINSZ, b"\0" * 8))
+        resize()
+        signal.signal(signal.SIGWINCH, resize)
+    inputs = [master, 0]
+    status = None
+    try:
+        while True:
+            try:
+                ready, _, _ = select.select(inputs, [], [], 0.1)
+            except InterruptedError:
+                continue
+            if master in ready:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: the slave side closed
+                    data = b""
+                if not data:
+                    inputs.remove(master)
+                else:
+                    os.write(1, data)
+            if 0 in ready:
+                data = os.read(0, 65536)
+                if data:
+                    os.write(master, data)
+                else:
+                    inputs.remove(0)
+            if status is None:
+                done, st = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    status = st
+            if status is not None and master not in inputs:
+                return status
+            if status is not None and not ready:
+                return status
+    finally:
+        if saved is not None:
+            termios.tcsetattr(0, termios.TCSADRAIN, saved)
+        os.close(master)
 
 
 def _forward(pid: int, signum: int) -> None:

@@ -152,3 +152,16 @@ def test_terminal_through_console_socket(make_bundle, tmp_path):
     text = out.decode()
     assert "/dev/pts/0" in text  # the container's own devpts instance
     assert "c" in text.split()  # /dev/console is a character device (the pty)
+
+
+def test_run_with_terminal_in_the_foreground(make_bundle, tmp_path):
+    """runc's behaviour: `run` of a terminal bundle without --console-socket proxies the
+    container's pty to its own stdio."""
+    def tty(spec):
+        spec["process"]["terminal"] = True
+    b = make_bundle(["sh", "-c", "tty; read line; echo got:$line; exit 4"], copy=True, edit=tty)
+    p = subprocess.run(["pystack-runtime", "--root", str(tmp_path / "root"), "run", new_id()],
+                       cwd=b, input="hello\n", capture_output=True, text=True, timeout=30)
+    assert p.returncode == 4, p.stderr
+    out = p.stdout.replace("\r", "")
+    assert "/dev/pts/0" in out and "got:hello" in out
