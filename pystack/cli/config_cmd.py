@@ -81,7 +81,11 @@ def config(ctx: click.Context, services: tuple[str, ...], fmt: str | None, list_
         return _emit([svc.get("image") or f"{cfg.get('name')}-{name}"
                       for name, svc in sorted((cfg.get("services") or {}).items())], quiet)
     if list_models:
-        return _emit(sorted(cfg.get("models") or {}), quiet)
+        # Compose prints each top-level model's `model` (the OCI reference); the loader
+        # keeps top-level models only where Compose's JSON has them (it has not yet)
+        models = (getattr(loaded, "model", None) or cfg).get("models") or {}
+        return _emit([m.get("model", name) if isinstance(m, dict) else name
+                      for name, m in sorted(models.items())], quiet)
     if list_variables:
         return _emit(_variables_report(_variables(cfg), fmt), quiet)
     if list_environment:
