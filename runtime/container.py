@@ -315,8 +315,6 @@ class Runtime:
                 os.close(pidfd)
             if not r:
                 raise TimeoutError(f"container {id} still running after {timeout}s")
-            if waiter == rec.get("pid"):
-                time.sleep(0)
 
     def pause(self, id: str) -> None:
         rec = self.states.load(id)
