@@ -425,7 +425,7 @@ KNOWN_DIFFERENCES = [
 @pytest.mark.slow
 def test_differential_plausible_projects(tmp_path_factory):
     """Generated projects (fixed seed, so the run is repeatable): docker-compose and
-    pystack must accept the same ones and print the same JSON for them."""
+    pystack must accept the same ones and print the same JSON and config hashes."""
     import yaml
     from hypothesis import HealthCheck, assume, given, settings
 
@@ -443,6 +443,9 @@ def test_differential_plausible_projects(tmp_path_factory):
         assert (got.returncode == 0) == (want.returncode == 0), (want.stderr, got.stderr)
         if want.returncode == 0:
             assert json.loads(got.stdout) == json.loads(want.stdout)
+            hashes = [_run([cmd, "-p", "d", "config", "--hash", "*"], case, {}).stdout
+                      for cmd in (COMPOSE, PYSTACK)]
+            assert hashes[1] == hashes[0]  # no env_file here: hashes must be Compose's
 
     check()
 
