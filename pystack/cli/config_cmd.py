@@ -37,6 +37,8 @@ _YAML_TOP = ("name", "services", "networks", "volumes", "secrets", "configs", "m
 @click.option("--no-interpolate", is_flag=True, help="Don't interpolate environment variables.")
 @click.option("--no-normalize", is_flag=True, help="Don't normalize the compose model.")
 @click.option("--no-path-resolution", is_flag=True, help="Don't resolve file paths.")
+@click.option("--no-env-resolution", is_flag=True,
+              help="Don't resolve service env files (Compose 2.40.3 prints the same either way).")
 @click.option("--no-consistency", is_flag=True,
               help="Don't check model consistency (may print an invalid model).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Save to file (default stdout).")
@@ -46,7 +48,7 @@ def config(ctx: click.Context, services: tuple[str, ...], fmt: str | None, list_
            list_models: bool, list_variables: bool, list_environment: bool,
            hash_of: str | None, quiet: bool,
            no_interpolate: bool, no_normalize: bool, no_path_resolution: bool,
-           no_consistency: bool, output: str | None) -> None:
+           no_env_resolution: bool, no_consistency: bool, output: str | None) -> None:
     """Parse, resolve and render the compose file in canonical format."""
     from pystack.stack.load import load_checked
 
