@@ -138,7 +138,8 @@ def _write_pid_file(path: str | None, pid: int) -> None:
 
 
 def create_direct(rt, cid: str, bundle: str, console_socket: str | None,
-                  pid_file: str | None, keep_pty: list | None = None) -> int:
+                  pid_file: str | None, keep_pty: list | None = None,
+                  preserve_fds: int = 0) -> int:
     """runc's create: fork the init (stopped at the exec fifo) from this process, record
     it, hand over the pty, write the pid file. Returns the init's host pid."""
     import shutil
@@ -160,6 +161,7 @@ def create_direct(rt, cid: str, bundle: str, console_socket: str | None,
         plan = {"id": cid, "dir": str(d), "bundle": bundle, "spec": spec, "root": root,
                 "cgroup_paths": paths, "created": rfc3339(),
                 "seccomp_cache": str(rt.states.root / ".seccomp-cache"),
+                "preserve_fds": preserve_fds,
                 "init": (spec.get("annotations") or {}).get("org.pystack.init") == "true"}
         try:
             pid, master = shim.launch(plan, (0, 1, 2))
@@ -190,7 +192,8 @@ def _run_foreground(rt, args) -> int:
     pty is proxied to our stdin/stdout (our terminal in raw mode when it is one)."""
     ptys: list[int] = []
     pid = create_direct(rt, args.id, args.bundle, args.console_socket, args.pid_file,
-                        keep_pty=ptys if not args.console_socket else None)
+                        keep_pty=ptys if not args.console_socket else None,
+                        preserve_fds=args.preserve_fds)
     master = ptys[0] if ptys else None
     forwarded = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
                  signal.SIGUSR2)
@@ -364,17 +367,19 @@ def dispatch(args) -> int:
                           "hooks": [], "mountOptions": sorted(__import__(
                               "pystack.runtime.rootfs", fromlist=["FLAGS"]).FLAGS)}, indent=2))
         return 0
-    if getattr(args, "preserve_fds", 0):
-        raise UserError("--preserve-fds is not supported by pystack-runtime yet")
+    if getattr(args, "preserve_fds", 0) and c == "exec":
+        raise UserError("exec --preserve-fds is not supported by pystack-runtime yet")
     if getattr(args, "no_pivot", False):
         raise UserError("--no-pivot is not supported: pystack-runtime always uses pivot_root")
     rt = _runtime(args)
     if c == "create":
-        create_direct(rt, args.id, args.bundle, args.console_socket, args.pid_file)
+        create_direct(rt, args.id, args.bundle, args.console_socket, args.pid_file,
+                      preserve_fds=args.preserve_fds)
     elif c == "run":
         if not args.detach:
             return _run_foreground(rt, args)
-        create_direct(rt, args.id, args.bundle, args.console_socket, args.pid_file)
+        create_direct(rt, args.id, args.bundle, args.console_socket, args.pid_file,
+                      preserve_fds=args.preserve_fds)
         rt.start(args.id)
     elif c == "start":
         rt.start(args.id)

@@ -431,7 +431,10 @@ def container_main(plan: dict, prep: Prepared, sync: socket.socket, fifo_path: s
         os.close(fifo)
         sync.close()
         become(prep)
-        close_fds(keep=(wfd,))
+        preserved = tuple(range(3, 3 + int(plan.get("preserve_fds") or 0)))
+        for fd in preserved:
+            os.set_inheritable(fd, True)
+        close_fds(keep=(wfd, *preserved))
         if plan.get("init"):
             from pystack.runtime import init as initmod  # imported by the launcher already
             initmod.run(prep.args, prep.env, path, ready_fd=wfd)

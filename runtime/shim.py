@@ -60,7 +60,8 @@ def launch(plan: dict, stdio: tuple[int, int, int]) -> tuple[int, int | None]:
             for i, fd in enumerate(high):
                 os.dup2(fd, i, inheritable=True)
             # nothing of the launcher's (reply pipes, log pipes, sockets) reaches the init
-            process.close_fds(keep=(child.fileno(),))
+            process.close_fds(keep=(child.fileno(),
+                                    *range(3, 3 + int(plan.get("preserve_fds") or 0))))
             process.container_main(plan, prep, child, fifo_path)
         finally:
             os._exit(1)
