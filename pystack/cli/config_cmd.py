@@ -51,14 +51,14 @@ def config(ctx: click.Context, services: tuple[str, ...], fmt: str | None, list_
            no_env_resolution: bool, no_consistency: bool, output: str | None) -> None:
     """Parse, resolve and render the compose file in canonical format."""
     from pystack.stack.load import load_checked
+    from pystack.stack.validate import consistency_checks
 
+    del no_env_resolution  # accepted for compatibility: Compose 2.40.3 prints the same
     options = _load_options(ctx, services, no_interpolate, no_normalize, no_path_resolution)
     if list_variables:
         options.interpolate = False  # the variables as written, defaults included
     if hash_of is not None or list_services or list_volumes or list_networks:
         options.services = []  # Compose ignores SERVICE arguments for these
-    from pystack.stack.validate import consistency_checks
-
     with consistency_checks(not no_consistency):
         loaded = load_checked(options)
     cfg: dict[str, Any] = loaded.config  # what Compose prints: "$" doubled
