@@ -153,6 +153,13 @@ class Lifecycle:
                 return
             if (info.get("State") or {}).get("Running"):
                 self.progress.event("Container", c.name, "Stopping")
+                if effective_timeout(info, timeout) == 0 and not (info.get("State") or {}).get("Paused"):
+                    # its stop signal could not reach PID 1 anyway: the forced removal's
+                    # SIGKILL is what stop would send, one engine round trip sooner
+                    self.client.remove(c.id, force=True, volumes=volumes)
+                    self.progress.event("Container", c.name, "Stopped")
+                    self.progress.event("Container", c.name, "Removed")
+                    return
                 self.client.stop(c.id, effective_timeout(info, timeout))
                 self.progress.event("Container", c.name, "Stopped")
             self.progress.event("Container", c.name, "Removing")
