@@ -391,3 +391,26 @@ services:
     assert code == 2
     state = stack.inspect(f"{stack.name}-stubborn-1")["State"]
     assert state["Status"] == "exited" and state["ExitCode"] == 137
+
+
+def test_restart_also_restarts_dependents_that_asked(stack):
+    stack.write("""
+services:
+  db: {image: busybox, command: ["sleep", "300"]}
+  app:
+    image: busybox
+    command: ["sleep", "300"]
+    depends_on: {db: {condition: service_started, restart: true}}
+  other:
+    image: busybox
+    command: ["sleep", "300"]
+    depends_on: [db]
+""")
+    stack.run("up", "-d")
+    before = {n: stack.inspect(f"{stack.name}-{n}-1")["State"]["StartedAt"] for n in ("db", "app", "other")}
+    stack.run("restart", "db")
+    after = {n: stack.inspect(f"{stack.name}-{n}-1")["State"]["StartedAt"] for n in ("db", "app", "other")}
+    assert after["db"] != before["db"] and after["app"] != before["app"]
+    assert after["other"] == before["other"]
+    stack.run("restart", "--no-deps", "db")
+    assert stack.inspect(f"{stack.name}-app-1")["State"]["StartedAt"] == after["app"]
