@@ -185,3 +185,19 @@ def stack(engine, tmp_path, unique_name):
         client.network_remove(n["Id"])
     for v in client.volumes(labels=[label]):
         client.volume_remove(v["Name"], force=True)
+
+
+SLOW = {"test_interoperates_with_docker_compose", "test_quickstart", "test_down_leaves_named_volumes_and_nothing_else",
+        "test_start_stop_restart_kill_pause_rm"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Scenarios on the dockerd oracle are ``oracle``; the few longest are also ``slow``."""
+    here = Path(__file__).parent
+    for item in items:
+        if here not in Path(str(item.fspath)).parents:
+            continue
+        if "[dockerd]" in item.name:
+            item.add_marker(pytest.mark.oracle)
+        if item.originalname in SLOW:
+            item.add_marker(pytest.mark.slow)
