@@ -22,7 +22,7 @@ from pystack.compose.plan import ServicePlan, make_plan, desired_scale
 from pystack.compose.progress import Progress
 from pystack.compose.state import Container, by_service, list_containers, project_graph
 from pystack.compose.stopping import effective_timeout
-from pystack.compose.waiting import DependencyError, wait_completed, wait_healthy, wait_running
+from pystack.compose.waiting import DependencyError, wait_completed, wait_healthy
 from pystack.errors import NotFound, UserError
 
 
@@ -401,6 +401,9 @@ class Reconciler:
                 self.progress.warn(f"optional dependency {dep!r}: {exc}")
 
     def _wait_condition(self, dep: str, condition: str) -> None:
+        if condition not in ("service_healthy", "service_completed_successfully"):
+            return  # service_started: ordering only, as in Compose (a dependency that
+            # started and then exited does not stop its dependents)
         containers = [(c.name, c.id) for c in list_containers(self.client, self.project.name, services=[dep])]
         if desired_scale(self.project.service(dep), {}) == 0 and not containers:
             return
@@ -409,12 +412,10 @@ class Reconciler:
                 self.progress.event("Container", name, "Waiting")
                 wait_healthy(self.client, cid, name)
                 self.progress.event("Container", name, "Healthy")
-            elif condition == "service_completed_successfully":
+            else:
                 self.progress.event("Container", name, "Waiting")
                 wait_completed(self.client, cid, dep)
                 self.progress.event("Container", name, "Exited")
-            else:
-                wait_running(self.client, cid, name)
 
     def _raise_first(self, errors: dict[str, BaseException], order: list[str]) -> None:
         for s, exc in errors.items():

@@ -55,13 +55,6 @@ def wait_completed(client: Any, cid: str, service: str, deadline: float | None =
         time.sleep(POLL)
 
 
-def wait_running(client: Any, cid: str, name: str) -> None:
-    """A started container that already died counts as a failed start."""
-    state = client.inspect(cid).get("State") or {}
-    if state.get("Status") in ("exited", "dead") and state.get("ExitCode", 0) != 0:
-        raise DependencyError(f"dependency failed to start: container {name} exited ({state.get('ExitCode')})")
-
-
 def wait_stack(client: Any, containers: list[tuple[str, str, str]], timeout: float | None,
                on_state: Callable[[str, str], None]) -> None:
     """``up --wait``: every container running (and healthy if it has a check) or exited 0.
