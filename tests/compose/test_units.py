@@ -267,3 +267,23 @@ def test_wire_streams_json_lines(tmp_path):
     _serve_once(path, [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n"], [])
     assert [m for m in EngineClient(path).json_stream("POST", "/images/create")] == \
         [{"status": "a"}, {"status": "b"}, {"error": "c"}]
+
+
+@pytest.mark.parametrize("command", [["ps"], ["up", "-d"], ["logs"], ["down"]])
+def test_commands_import_only_what_they_use(tmp_path, command):
+    """The CLI must stay light: no docker-py, http.client, rich, pydantic, networkx or aiohttp."""
+    import subprocess
+    import sys
+
+    (tmp_path / "compose.yaml").write_text("services:\n  web:\n    image: busybox\n")
+    code = (
+        "import sys\n"
+        "from pystack.cli import main\n"
+        f"sys.argv = ['pystack', *{command!r}]\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "heavy = {'docker', 'http', 'rich', 'pydantic', 'networkx', 'aiohttp', 'ssl', 'email'}\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n")
+    env = {"PATH": "/usr/bin:/bin", "PYSTACK_HOST": f"unix://{tmp_path}/none.sock"}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert "cannot reach the engine" in proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
