@@ -36,6 +36,24 @@ class Lifecycle:
             self.project.check_services(services)
         return list_containers(self.client, self.name, all=all, oneoff=oneoff, services=services)
 
+    def _svc(self, c: Container) -> dict | None:
+        """The service's config, for its hooks (None without the Compose file)."""
+        return self.project.services.get(c.service) if self.project is not None else None
+
+    def _pre_stop(self, c: Container) -> None:
+        svc = self._svc(c)
+        if svc and svc.get("pre_stop"):
+            from pystack.compose.hooks import pre_stop
+
+            pre_stop(self.client, c.id, c.name, svc, self.progress)
+
+    def _post_start(self, c: Container) -> None:
+        svc = self._svc(c)
+        if svc and svc.get("post_start"):
+            from pystack.compose.hooks import post_start
+
+            post_start(self.client, c.id, c.name, svc, self.progress)
+
     def graph(self, containers: list[Container]) -> dict[str, set[str]]:
         graph = label_graph(containers)
         if self.project is not None:
@@ -80,6 +98,7 @@ class Lifecycle:
             if not (info.get("State") or {}).get("Running"):
                 return
             self.progress.event("Container", c.name, "Stopping")
+            self._pre_stop(c)
             self.client.stop(c.id, effective_timeout(info, timeout))
             self.progress.event("Container", c.name, "Stopped")
         self._each(containers, stop_one, reverse=True)
@@ -90,6 +109,7 @@ class Lifecycle:
                 return
             self.progress.event("Container", c.name, "Starting")
             self.client.start(c.id)
+            self._post_start(c)
             self.progress.event("Container", c.name, "Started")
         self._each(containers, start_one, reverse=False)
 
@@ -97,7 +117,10 @@ class Lifecycle:
         def restart_one(c: Container) -> None:
             self.progress.event("Container", c.name, "Restarting")
             info = self.client.inspect(c.id)
+            if (info.get("State") or {}).get("Running"):
+                self._pre_stop(c)
             self.client.restart(c.id, effective_timeout(info, timeout))
+            self._post_start(c)
             self.progress.event("Container", c.name, "Started")
         self._each(containers, restart_one, reverse=False)
 
@@ -153,6 +176,7 @@ class Lifecycle:
                 return
             if (info.get("State") or {}).get("Running"):
                 self.progress.event("Container", c.name, "Stopping")
+                self._pre_stop(c)
                 if effective_timeout(info, timeout) == 0 and not (info.get("State") or {}).get("Paused"):
                     # its stop signal could not reach PID 1 anyway: the forced removal's
                     # SIGKILL is what stop would send, one engine round trip sooner

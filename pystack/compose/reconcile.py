@@ -291,7 +291,7 @@ class Reconciler:
                     if mount.get("Target") == m["Destination"] and not mount.get("Source"):
                         mount["Source"] = m["Name"]
 
-    def stop_container(self, cid: str, name: str, timeout: int | None) -> None:
+    def stop_container(self, cid: str, name: str, timeout: int | None, svc: dict | None = None) -> None:
         try:
             info = self.client.inspect(cid)
         except NotFound:
@@ -299,6 +299,10 @@ class Reconciler:
         if not (info.get("State") or {}).get("Running"):
             return
         self.progress.event("Container", name, "Stopping")
+        if svc and svc.get("pre_stop"):
+            from pystack.compose.hooks import pre_stop
+
+            pre_stop(self.client, cid, name, svc, self.progress)
         with self.sem:
             self.client.stop(cid, effective_timeout(info, timeout))
         self.progress.event("Container", name, "Stopped")
@@ -312,17 +316,21 @@ class Reconciler:
                 pass
         self.progress.event("Container", name, "Removed")
 
-    def start_container(self, cid: str, name: str) -> None:
+    def start_container(self, cid: str, name: str, svc: dict | None = None) -> None:
         self.progress.event("Container", name, "Starting")
         with self.sem:
             self.client.start(cid)
+        if svc and svc.get("post_start"):
+            from pystack.compose.hooks import post_start
+
+            post_start(self.client, cid, name, svc, self.progress)
         self.progress.event("Container", name, "Started")
 
     # -- the two passes ---------------------------------------------------------------
     def _converge(self, service: str, plan: ServicePlan, image_id: str, opts: UpOptions) -> None:
         svc = self.project.service(service)
         for c in sorted(plan.remove, key=lambda c: -c.number):
-            self.stop_container(c.id, c.name, opts.timeout)
+            self.stop_container(c.id, c.name, opts.timeout, svc)
             self.remove_container(c.id, c.name)
         starts: list[tuple[str, str]] = []
         for c in plan.recreate:
@@ -330,7 +338,7 @@ class Reconciler:
             self.progress.event("Container", c.name, "Recreate")
             new = self.create_container(service, c.number, image_id, name=tmp, final_name=c.name,
                                         inherit_from=None if opts.renew_anon_volumes else c.id)
-            self.stop_container(c.id, c.name, opts.timeout)
+            self.stop_container(c.id, c.name, opts.timeout, svc)
             with self.sem:
                 self.client.remove(c.id, force=True)
                 self.client.rename(new, c.name)
@@ -374,8 +382,8 @@ class Reconciler:
             name, cid = item
             # a container kept running is restarted when a restart:true dependency was recreated
             if cid in restart:
-                self.stop_container(cid, name, opts.timeout)
-            self.start_container(cid, name)
+                self.stop_container(cid, name, opts.timeout, svc)
+            self.start_container(cid, name, svc)
 
         _each_parallel(start_one, self.to_start.get(service, []))  # a service's replicas at once
         self.started[service] = self.to_start.get(service, [])

@@ -186,3 +186,43 @@ configs:
     assert out == "s3cret\nabcs3cret\nhello\n400 1000\n444 0\n"
     # a file secret is a read-only bind mount
     assert stack.run("exec", "-T", "app", "sh", "-c", "echo x > /run/secrets/pw", check=False).returncode != 0
+
+
+def test_post_start_and_pre_stop_hooks(stack):
+    out = stack.dir / "out"
+    out.mkdir()
+    stack.write(f"""
+services:
+  app:
+    image: busybox
+    command: ["sleep", "300"]
+    volumes: ["{out}:/out"]
+    post_start:
+      - command: ["sh", "-c", "echo started-as-$(id -u) > /tmp/hook"]
+        user: app
+    pre_stop:
+      - command: ["sh", "-c", "echo stopping-$$X >> /out/log"]
+        environment: {{X: "1"}}
+""")
+    stack.run("up", "-d")
+    assert stack.run("exec", "-T", "app", "cat", "/tmp/hook").stdout == "started-as-1000\n"
+    stack.run("stop")
+    assert (out / "log").read_text() == "stopping-1\n"
+    stack.run("start")
+    stack.run("down")
+    assert (out / "log").read_text() == "stopping-1\nstopping-1\n"
+
+
+def test_failing_post_start_hook_fails_up(stack):
+    stack.write("""
+services:
+  app:
+    image: busybox
+    command: ["sleep", "300"]
+    post_start:
+      - command: ["sh", "-c", "echo nope >&2; exit 3"]
+""")
+    proc = stack.run("up", "-d", check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"container {stack.name}-app-1: post_start hook 'sh -c echo nope >&2; exit 3' exited with code 3: nope")
