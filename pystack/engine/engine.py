@@ -45,6 +45,46 @@ class Engine:
         from pystack.runtime import Runtime
         return Runtime(self.run / "runtime")
 
+    @functools.cached_property
+    def records(self):
+        from pystack.engine.records import RecordStore
+        return RecordStore(self.root / "containers")
+
+    @functools.cached_property
+    def containers(self):
+        """The container manager (pystack.engine.containers): the one owner of container state."""
+        from pystack.engine.containers import ContainerManager
+        return ContainerManager(self)
+
+    async def startup(self) -> None:
+        """Before serving: start the runtime's fork server first (no threads exist yet, so
+        forking is safe), then let each subsystem repair what a crash left behind, in
+        dependency order: volumes and networks first, containers (which use both) last."""
+        self.runtime  # noqa: B018 - fork server before any executor thread
+        import asyncio
+        from pystack.volumes import cleanup_pins
+        await asyncio.to_thread(self.volumes.recover)
+        await asyncio.to_thread(cleanup_pins)
+        await asyncio.to_thread(self.networks.recover)
+        try:
+            manager = self.containers
+        except ModuleNotFoundError:  # containers not built yet
+            return
+        recover = getattr(manager, "recover", None)
+        if recover is not None:
+            await recover()
+
+    async def shutdown(self) -> None:
+        """SIGTERM: containers keep running under their shims (documented choice: a new
+        engine adopts them); the engine only stops its own threads and sockets."""
+        close = getattr(self.containers, "close", None) if "containers" in self.__dict__ else None
+        if close is not None:
+            await close()
+        if "networks" in self.__dict__:
+            self.networks.close()
+        if "runtime" in self.__dict__:
+            self.runtime.close()
+
     def info(self) -> dict[str, Any]:
         """Docker's /info shape for the fields clients read."""
         uname = os.uname()

@@ -7,17 +7,36 @@ from pathlib import Path
 
 from aiohttp import web
 
-from pystack.engine import api, system
+import importlib
+
+from pystack.engine import api
 from pystack.engine.engine import Engine
 
-# Route modules, each with setup(app). Added here as each resource lands.
-ROUTE_MODULES = [system]
+# Route modules, each with setup(app); one module per resource, each owned by one area.
+# A module not written yet is skipped (so the daemon runs while the API grows).
+ROUTE_MODULES = [
+    "pystack.engine.system",            # /_ping /version /info
+    "pystack.engine.container_routes",  # /containers/... lifecycle, list, inspect, wait, top, stats, rename
+    "pystack.engine.stream_routes",     # /containers/{id}/logs, attach, archive
+    "pystack.engine.exec_routes",       # /containers/{id}/exec, /exec/{id}/...
+    "pystack.engine.image_routes",      # /images/...
+    "pystack.engine.network_routes",    # /networks/...
+    "pystack.engine.volume_routes",     # /volumes/...
+    "pystack.engine.event_routes",      # /events, /system/df
+    "pystack.engine.extra_routes",      # /pystack/... engine-only extras
+]
 
 
 def build_app(engine: Engine) -> web.Application:
     app = web.Application(middlewares=[api.errors], client_max_size=api.MAX_BODY)
     app["engine"] = engine
-    for module in ROUTE_MODULES:
+    for name in ROUTE_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue
+            raise
         module.setup(app)
     return app
 
