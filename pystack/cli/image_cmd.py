@@ -1,8 +1,11 @@
-"""``pystack image ...`` (ls/images, inspect, rm/rmi, tag, prune, load, save, import, pull,
-push) and top-level ``pystack login`` / ``logout``, with the docker CLI's flags and output.
+"""``pystack image ...`` (ls/images, inspect, history, rm/rmi, tag, prune, load, save, import,
+pull, push) and top-level ``pystack login`` / ``logout``, with the docker CLI's flags and output.
 
-The store lives under ``state_root()/images``; heavy modules are imported inside the
-commands so ``pystack image ls`` does not pay for the registry client.
+Every command goes through the engine (pystackd, started on demand by
+``pystack.compose.autostart``) over the Docker Engine API, so one process owns the image
+store and its locks. Credentials stay in ``~/.docker/config.json`` (as docker keeps them):
+``login`` asks the engine to check them (``POST /auth``) and stores them here; pull and push
+send them to the engine as ``X-Registry-Auth``.
 """
 from __future__ import annotations
 
@@ -15,10 +18,45 @@ import click
 from pystack.errors import UserError
 
 
-def _store():
-    from pystack.paths import state_root
-    from pystack.runtime.images.store import ImageStore
-    return ImageStore(state_root() / "images")
+def _client():
+    from pystack.cli.engine_client import client
+    return client()
+
+
+def _q(ref: str) -> str:
+    from pystack.cli.engine_client import quote
+    return quote(ref)
+
+
+def _filters(values: tuple[str, ...]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for f in values:
+        key, sep, value = f.partition("=")
+        if not sep:
+            raise UserError(f"invalid filter {f!r} (dangling, reference, label, before, since)")
+        out.setdefault(key, []).append(value)
+    return out
+
+
+def _rows(summaries: list[dict]) -> list[dict]:
+    """``docker images`` rows from the engine's ImageSummary list (one per tag)."""
+    import time
+    from datetime import datetime, timezone
+    from pystack.runtime.images.display import human_duration, human_size
+    rows = []
+    for img in summaries:
+        digests = {d.split("@")[0]: d.split("@")[1] for d in img.get("RepoDigests") or [] if "@" in d}
+        tags = [t for t in img.get("RepoTags") or [] if t != "<none>:<none>"]
+        pairs = [(t.rsplit(":", 1)[0], t.rsplit(":", 1)[1]) for t in tags] or \
+            [(r, "<none>") for r in digests] or [("<none>", "<none>")]
+        created = int(img.get("Created") or 0)
+        for repo, tag in pairs:
+            rows.append({"Repository": repo, "Tag": tag, "ID": img["Id"], "Digest": digests.get(repo, "<none>"),
+                         "CreatedSince": human_duration(time.time() - created) + " ago",
+                         "CreatedAt": datetime.fromtimestamp(created, timezone.utc).strftime(
+                             "%Y-%m-%d %H:%M:%S +0000 UTC"),
+                         "Size": human_size(img.get("Size") or 0), "Containers": "N/A"})
+    return rows
 
 
 @click.group("image")
@@ -38,9 +76,8 @@ def image() -> None:
 def ls(reference: str | None, all_: bool, quiet: bool, no_trunc: bool, digests: bool, fmt: str | None,
        filters: tuple[str, ...]) -> None:
     """List images."""
-    from pystack.runtime.images.display import filter_images, ls_rows, render
-    store = _store()
-    rows = ls_rows(filter_images(store, store.list(), filters))
+    from pystack.runtime.images.display import render
+    rows = _rows(_client().request("GET", "/images/json", {"filters": _filters(filters) or None}))
     if reference:
         from fnmatch import fnmatch
         from pystack.runtime.images.reference import parse
@@ -84,12 +121,12 @@ image.add_command(ls, "list")
 @click.option("-f", "--format", "fmt", help="Go-template subset, e.g. '{{.Id}}' or '{{json .Config}}'.")
 def inspect(images: tuple[str, ...], fmt: str | None) -> None:
     """Display detailed information on one or more images."""
-    from pystack.runtime.images.display import inspect_doc, render
-    store = _store()
+    from pystack.runtime.images.display import render
+    cli = _client()
     docs, missing = [], []
     for ref in images:
         try:
-            docs.append(inspect_doc(store, store.resolve(ref)))
+            docs.append(cli.request("GET", f"/images/{_q(ref)}/json"))
         except UserError as exc:
             missing.append(str(exc))
     if fmt:
@@ -108,9 +145,13 @@ def inspect(images: tuple[str, ...], fmt: str | None) -> None:
 @click.option("--format", "fmt", help="'json' or a Go-template subset ({{.CreatedBy}}).")
 def history(name: str, quiet: bool, no_trunc: bool, fmt: str | None) -> None:
     """Show the history of an image."""
-    from pystack.runtime.images.display import history_rows, human_size, render, since
-    rows = history_rows(_store().resolve(name))
+    from datetime import datetime, timezone
+    from pystack.runtime.images.display import human_size, render, since
+    rows = _client().request("GET", f"/images/{_q(name)}/history")
     for r in rows:
+        r.pop("Tags", None)
+        r["Created"] = datetime.fromtimestamp(r["Created"], timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") \
+            if r.get("Created") else ""
         if r["Id"] != "<missing>" and not no_trunc:
             r["Id"] = r["Id"].split(":", 1)[1][:12]
     if quiet:
@@ -138,15 +179,15 @@ def history(name: str, quiet: bool, no_trunc: bool, fmt: str | None) -> None:
 @click.option("-f", "--force", is_flag=True, help="Force removal of an image with several tags.")
 def rm(images: tuple[str, ...], force: bool) -> None:
     """Remove one or more images."""
-    store = _store()
+    cli = _client()
     errors = []
     for ref in images:
         try:
-            for line in store.remove(ref, force=force):
+            for line in cli.request("DELETE", f"/images/{_q(ref)}", {"force": force}):
                 for k, v in line.items():
                     click.echo(f"{k}: {v}")
         except UserError as exc:
-            errors.append(str(exc))
+            errors.append(str(exc).removeprefix("Error response from daemon: "))
     if errors:
         raise UserError("Error response from daemon: " + "; ".join(errors))
 
@@ -159,7 +200,11 @@ image.add_command(rm, "rmi")
 @click.argument("target")
 def tag(source: str, target: str) -> None:
     """Create a tag TARGET that refers to SOURCE."""
-    _store().tag(source, target)
+    from pystack.compose.client import split_ref
+    from pystack.runtime.images.reference import parse
+    parse(target)  # a bad name is refused here, with the library's message
+    repo, tag_ = split_ref(target)
+    _client().request("POST", f"/images/{_q(source)}/tag", {"repo": repo, "tag": tag_ or None})
 
 
 @image.command("prune")
@@ -172,7 +217,8 @@ def prune(all_: bool, force: bool) -> None:
         what = "all images without at least one container associated to them" if all_ else "all dangling images"
         if not click.confirm(f"WARNING! This will remove {what}.\nAre you sure you want to continue?"):
             return
-    result = _store().prune(all=all_)
+    filters = {"dangling": ["false"]} if all_ else None
+    result = _client().request("POST", "/images/prune", {"filters": filters})
     if result["ImagesDeleted"]:
         click.echo("Deleted Images:")
         for line in result["ImagesDeleted"]:
@@ -187,28 +233,25 @@ def prune(all_: bool, force: bool) -> None:
 @click.option("-q", "--quiet", is_flag=True, help="Suppress the load output.")
 def load(input_: str | None, quiet: bool) -> None:
     """Load images from a docker-save or OCI archive (or STDIN)."""
-    import tempfile
-    store = _store()
-    tmp = None
+    from pystack.cli.engine_client import check_line, json_lines, upload
     if input_ is None:
         if sys.stdin.isatty():
             raise UserError("requested load from stdin, but stdin is empty")
-        tmp = tempfile.NamedTemporaryFile(dir=store.blobs.tmp, delete=False)
-        import shutil
-        shutil.copyfileobj(sys.stdin.buffer, tmp, 1 << 20)
-        tmp.close()
-        input_ = tmp.name
+        source = sys.stdin.buffer
+    else:
+        source = Path(input_)
+        if not source.exists():
+            raise UserError(f"open {input_}: no such file or directory")
+    cli = _client()
     try:
-        images = store.load(Path(input_))
-    finally:
-        if tmp is not None:
-            Path(tmp.name).unlink(missing_ok=True)
-    for img in images:
-        if img.repo_tags:
-            for t in img.repo_tags:
-                click.echo(f"Loaded image: {t}")
-        else:
-            click.echo(f"Loaded image ID: {img.id}")
+        resp = upload(cli, "/images/load", {"quiet": quiet}, source)
+    except UserError as exc:
+        raise UserError(str(exc).replace("the loaded archive", input_ or "stdin")) from None
+    for line in json_lines(resp):
+        check_line(line)
+        text = line.get("stream")
+        if text:
+            click.echo(text.replace("the loaded archive", input_ or "stdin"), nl=False)
 
 
 @image.command("save")
@@ -216,14 +259,42 @@ def load(input_: str | None, quiet: bool) -> None:
 @click.option("-o", "--output", type=click.Path(), help="Write to a file, instead of STDOUT.")
 def save(images: tuple[str, ...], output: str | None) -> None:
     """Save images to a tar archive (docker save + OCI layout; loadable by docker and skopeo)."""
-    from pystack.runtime.images.archive import save as save_archive
-    store = _store()
-    if output:
-        save_archive(store, list(images), Path(output))
-        return
-    if sys.stdout.isatty():
+    import os
+    import uuid
+    if not output and sys.stdout.isatty():
         raise UserError("cowardly refusing to save to a terminal. Use the -o flag or redirect")
-    save_archive(store, list(images), None, stream=sys.stdout.buffer)
+    cli = _client()
+    query = "&".join(f"names={_q(n)}" for n in images)
+    resp = cli.stream("GET", f"/images/get?{query}")
+    tmp = None
+    try:
+        if output:
+            out = Path(output)
+            tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp")
+            try:
+                fh = open(tmp, "wb")
+            except OSError as exc:
+                raise UserError(f"save: cannot write {output}: {exc.strerror}") from None
+        else:
+            fh = sys.stdout.buffer
+        try:
+            while True:
+                chunk = resp.read1(1 << 20)
+                if not chunk:
+                    break
+                fh.write(chunk)
+        finally:
+            if output:
+                fh.close()
+        if tmp is not None:
+            os.replace(tmp, output)
+            tmp = None
+        else:
+            fh.flush()
+    finally:
+        resp.close()
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
 
 
 @image.command("import")
@@ -234,23 +305,32 @@ def save(images: tuple[str, ...], output: str | None) -> None:
 @click.option("--platform", help="Set platform (os/arch[/variant]).")
 def import_(source: str, reference: str | None, changes: tuple[str, ...], message: str, platform: str | None) -> None:
     """Import a root filesystem (directory or tarball, '-' for STDIN) as an image."""
-    import tempfile
-    store = _store()
-    tmp = None
+    from pystack.cli.engine_client import check_line, json_lines, upload
+    from pystack.compose.client import split_ref
+    from pystack.runtime.images.changes import apply_changes
+    repo, tag_ = "", ""
+    if reference:
+        from pystack.runtime.images.reference import parse
+        if parse(reference).digest:
+            raise UserError(f"cannot import to a digest reference: {reference}")
+        repo, tag_ = split_ref(reference)
+    apply_changes({}, list(changes))  # validate before sending anything
     if source == "-":
-        tmp = tempfile.NamedTemporaryFile(dir=store.blobs.tmp, delete=False)
-        import shutil
-        shutil.copyfileobj(sys.stdin.buffer, tmp, 1 << 20)
-        tmp.close()
-        source = tmp.name
+        body = sys.stdin.buffer
     elif "://" in source:
         raise UserError(f"import from a URL is not supported: {source}")
-    try:
-        img = store.import_rootfs(Path(source), reference, list(changes), message=message, platform=platform)
-    finally:
-        if tmp is not None:
-            Path(tmp.name).unlink(missing_ok=True)
-    click.echo(img.id)
+    else:
+        body = Path(source)
+        if not body.exists() and not body.is_symlink():
+            raise UserError(f"import: {source}: no such file or directory")
+    params = {"fromSrc": "-", "repo": repo or None, "tag": tag_ or None, "message": message or None,
+              "platform": platform, "changes": list(changes)}
+    resp = upload(_client(), "/images/create", params, body)
+    image_id = None
+    for line in json_lines(resp):
+        check_line(line)
+        image_id = line.get("status", image_id)
+    click.echo(image_id)
 
 
 image.add_command(import_, "import")
@@ -261,17 +341,44 @@ def _progress(quiet: bool):
     return for_terminal(quiet)
 
 
+def _follow(lines, progress, show_status: bool = True) -> list[str]:
+    """Feed Docker's JSON messages to a progress reporter; error lines raise."""
+    from pystack.cli.engine_client import check_line
+    statuses = []
+    for line in lines:
+        check_line(line)
+        status = line.get("status")
+        if not status:
+            continue
+        if line.get("id"):
+            detail = line.get("progressDetail") or {}
+            progress.layer(line["id"], status, detail.get("current"), detail.get("total"))
+        else:
+            statuses.append(status)
+            if show_status:
+                progress.message(status)
+    return statuses
+
+
 @image.command("pull")
 @click.argument("name")
 @click.option("--platform", help="Set platform if server is multi-platform capable (os/arch[/variant]).")
 @click.option("-q", "--quiet", is_flag=True, help="Suppress verbose output.")
 def pull(name: str, platform: str | None, quiet: bool) -> None:
     """Download an image from a registry."""
+    from pystack.cli.engine_client import json_lines, registry_auth
+    from pystack.compose.client import split_ref
     from pystack.runtime.images.reference import parse
-    store = _store()
     ref = parse(name)
+    if platform:
+        from pystack.runtime.images.manifest import parse_platform
+        parse_platform(platform)
+    image_, tag_ = split_ref(name)
+    cli = _client()
+    resp = cli.stream("POST", "/images/create", {"fromImage": image_, "tag": tag_ or None, "platform": platform},
+                      headers={"X-Registry-Auth": registry_auth(name)})
     with _progress(quiet) as progress:
-        store.pull(name, platform=platform, progress=progress)
+        _follow(json_lines(resp), progress)
     click.echo(str(ref))  # docker prints the full reference, also with -q
 
 
@@ -280,9 +387,18 @@ def pull(name: str, platform: str | None, quiet: bool) -> None:
 @click.option("-q", "--quiet", is_flag=True, help="Suppress verbose output.")
 def push(name: str, quiet: bool) -> None:
     """Upload an image to a registry."""
-    store = _store()
+    from pystack.cli.engine_client import json_lines, registry_auth
+    from pystack.compose.client import split_ref
+    from pystack.runtime.images.reference import parse
+    ref = parse(name)
+    if ref.digest:
+        raise UserError(f"cannot push a digest reference: {name}")
+    image_, tag_ = split_ref(name)
+    cli = _client()
+    resp = cli.stream("POST", f"/images/{_q(image_)}/push", {"tag": tag_ or None},
+                      headers={"X-Registry-Auth": registry_auth(name)})
     with _progress(quiet) as progress:
-        store.push(name, progress=progress)
+        _follow(json_lines(resp), progress)
 
 
 def _server(server: str | None) -> str:
@@ -301,8 +417,6 @@ def _server(server: str | None) -> str:
 def login(server: str | None, username: str | None, password: str | None, password_stdin: bool) -> None:
     """Log in to a registry (credentials are kept in ~/.docker/config.json, as docker does)."""
     from pystack.runtime.images.auth import config_path, store_credentials
-    from pystack.runtime.images.reference import HUB_API_HOST, DEFAULT_REGISTRY
-    from pystack.runtime.images.registry import RegistryClient
     host = _server(server)
     if password_stdin:
         if password:
@@ -316,8 +430,8 @@ def login(server: str | None, username: str | None, password: str | None, passwo
         password = click.prompt("Password", hide_input=True)
     if password and not password_stdin and sys.stdin.isatty():
         click.echo("WARNING! Using --password via the CLI is insecure. Use --password-stdin.", err=True)
-    client = RegistryClient(HUB_API_HOST if host == DEFAULT_REGISTRY else host, credentials=(username, password))
-    client.ping()  # answers the challenge with these credentials: fails on a wrong password
+    _client().request("POST", "/auth", body={"username": username, "password": password,
+                                              "serveraddress": host})  # the engine asks the registry
     store_credentials(host, username, password)
     click.echo(f"Login Succeeded (credentials saved in {config_path()})")
 

@@ -1,7 +1,9 @@
 """``pystack volume``: create, ls, inspect, rm, prune, snapshot, restore (Docker's verbs).
 
-For now it works on the volume store directly (``state_root()/volumes``); the engine will
-route it through its API later. Output follows ``docker volume``'s.
+Every command goes through the engine (pystackd, started on demand) over the Docker
+Engine API's ``/volumes`` endpoints, so one process owns the volume store and its locks;
+snapshot and restore use the engine-only ``/pystack/volumes/...`` extras. Output follows
+``docker volume``'s.
 """
 from __future__ import annotations
 
@@ -12,11 +14,16 @@ import click
 from pystack.errors import UserError
 
 
-def _store():
-    from pystack.paths import state_root
-    from pystack.volumes.store import VolumeStore
+def _client():
+    from pystack.cli.engine_client import client
 
-    return VolumeStore(state_root() / "volumes")
+    return client()
+
+
+def _q(name: str) -> str:
+    from urllib.parse import quote
+
+    return quote(name, safe="")
 
 
 def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
@@ -62,8 +69,9 @@ def volume() -> None:
 @click.option("--label", "labels", multiple=True, help="Label KEY=VALUE.")
 def create(name: str | None, driver: str, opts: tuple[str, ...], labels: tuple[str, ...]) -> None:
     """Create a volume (anonymous when NAME is omitted)."""
-    rec = _store().create(name, driver, _pairs(opts, "option"), _pairs(labels, "label"))
-    click.echo(rec.name)
+    vol = _client().request("POST", "/volumes/create", body={
+        "Name": name or "", "Driver": driver, "DriverOpts": _pairs(opts, "option"), "Labels": _pairs(labels, "label")})
+    click.echo(vol["Name"])
 
 
 @volume.command("ls")
@@ -72,29 +80,30 @@ def create(name: str | None, driver: str, opts: tuple[str, ...], labels: tuple[s
 @click.option("--format", "fmt", default=None, help="json for one JSON object per line.")
 def ls(quiet: bool, filters: tuple[str, ...], fmt: str | None) -> None:
     """List volumes."""
-    recs = _store().list(_filters(filters))
+    recs = _client().request("GET", "/volumes", {"filters": _filters(filters) or None}).get("Volumes") or []
     if quiet:
         for r in recs:
-            click.echo(r.name)
+            click.echo(r["Name"])
     elif fmt == "json":
         for r in recs:
-            click.echo(json.dumps({"Driver": r.driver, "Labels": ",".join(f"{k}={v}" for k, v in r.labels.items()),
-                                   "Mountpoint": r.mountpoint, "Name": r.name, "Scope": "local"}))
+            labels = r.get("Labels") or {}
+            click.echo(json.dumps({"Driver": r["Driver"], "Labels": ",".join(f"{k}={v}" for k, v in labels.items()),
+                                   "Mountpoint": r["Mountpoint"], "Name": r["Name"], "Scope": r.get("Scope", "local")}))
     else:
         click.echo(f"{'DRIVER':<10}VOLUME NAME")
         for r in recs:
-            click.echo(f"{r.driver:<10}{r.name}")
+            click.echo(f"{r['Driver']:<10}{r['Name']}")
 
 
 @volume.command("inspect")
 @click.argument("names", nargs=-1, required=True)
 def inspect(names: tuple[str, ...]) -> None:
     """Show volumes as JSON (the Engine API's Volume objects)."""
-    store = _store()
+    cli = _client()
     found, missing = [], []
     for n in names:  # like docker: print what exists, then fail for what does not
         try:
-            found.append(store.get(n).to_api())
+            found.append(cli.request("GET", f"/volumes/{_q(n)}"))
         except UserError as exc:
             missing.append(str(exc))
     click.echo(json.dumps(found, indent=4))
@@ -107,11 +116,11 @@ def inspect(names: tuple[str, ...]) -> None:
 @click.option("-f", "--force", is_flag=True, help="Do not fail on missing volumes.")
 def rm(names: tuple[str, ...], force: bool) -> None:
     """Remove volumes (refused while a container uses them)."""
-    store = _store()
+    cli = _client()
     errors = []
     for n in names:
         try:
-            store.remove(n, force=force)
+            cli.request("DELETE", f"/volumes/{_q(n)}", {"force": force})
             click.echo(n)
         except UserError as exc:
             errors.append(str(exc))
@@ -129,7 +138,11 @@ def prune(all_: bool, force: bool, filters: tuple[str, ...]) -> None:
         what = "all volumes not used by at least one container" if all_ else \
             "all anonymous volumes not used by at least one container"
         click.confirm(f"WARNING! This will remove {what}.\nAre you sure you want to continue?", abort=True)
-    removed, reclaimed = _store().prune(all=all_, filters=_filters(filters))
+    f = _filters(filters)
+    if all_:
+        f["all"] = ["true"]
+    result = _client().request("POST", "/volumes/prune", {"filters": f or None})
+    removed, reclaimed = result.get("VolumesDeleted") or [], result.get("SpaceReclaimed") or 0
     if removed:
         click.echo("Deleted Volumes:")
         for n in removed:
@@ -153,22 +166,22 @@ def _human(n: float) -> str:
 @click.option("--rm", "remove", is_flag=True, help="Delete snapshot TAG instead.")
 def snapshot(name: str, tag: str | None, list_: bool, remove: bool) -> None:
     """Freeze a copy of volume NAME's data as TAG (reflink where the filesystem allows)."""
-    store = _store()
+    cli = _client()
     if list_:
         click.echo(f"{'VOLUME':<24}{'TAG':<20}{'METHOD':<9}{'FILES':>8}{'BYTES':>14}  CREATED")
-        for s in store.snapshots(name):
+        for s in cli.request("GET", f"/pystack/volumes/{_q(name)}/snapshots"):
             click.echo(f"{s['volume']:<24}{s['tag']:<20}{s['method']:<9}{s['files']:>8}{s['bytes']:>14}  "
                        f"{s['created_at']}")
         return
     if not tag:
         raise UserError("volume snapshot: TAG is required")
     if remove:
-        store.remove_snapshot(name, tag)
+        cli.request("DELETE", f"/pystack/volumes/{_q(name)}/snapshots/{_q(tag)}")
         click.echo(f"{name}:{tag}")
         return
-    info = store.snapshot(name, tag)
-    if info.note:
-        click.echo(info.note, err=True)
+    info = cli.request("POST", f"/pystack/volumes/{_q(name)}/snapshots", {"tag": tag})
+    if info.get("note"):
+        click.echo(info["note"], err=True)
     click.echo(f"{name}:{tag}")
 
 
@@ -177,7 +190,7 @@ def snapshot(name: str, tag: str | None, list_: bool, remove: bool) -> None:
 @click.argument("tag")
 def restore(name: str, tag: str) -> None:
     """Put volume NAME's data back as it was at snapshot TAG (refused while in use)."""
-    info = _store().restore(name, tag)
-    if info.note:
-        click.echo(info.note, err=True)
+    info = _client().request("POST", f"/pystack/volumes/{_q(name)}/restore", {"tag": tag})
+    if info.get("note"):
+        click.echo(info["note"], err=True)
     click.echo(f"{name}:{tag}")

@@ -23,7 +23,7 @@ from typing import Any, Callable
 from aiohttp import web
 
 from pystack.engine.api import BadRequest, add_route, error_response, filters_of, flag
-from pystack.errors import Conflict, NotFound, UserError
+from pystack.errors import Conflict, UserError
 
 log = logging.getLogger("pystackd.images")
 
@@ -355,9 +355,6 @@ async def _upload(request: web.Request, store) -> Path:
     except BaseException:
         path.unlink(missing_ok=True)
         raise
-    if path.stat().st_size == 0:
-        path.unlink(missing_ok=True)
-        raise BadRequest("the request body (an image archive) is empty")
     return path
 
 
@@ -381,9 +378,15 @@ async def _import(request: web.Request) -> web.StreamResponse:
     tag = request.query.get("tag", "")
     ref = (f"{repo}:{tag}" if tag else repo) or None
     changes = request.query.getall("changes", [])
-    message = request.query.get("message", "")
+    message = request.query.get("message", "") or "Imported from -"  # dockerd's comment for a body
     platform = request.query.get("platform") or None
     store = _store(request)
+    if ref:
+        from pystack.runtime.images.reference import parse
+        parse(ref)  # a bad name fails before the upload is stored
+    if changes:
+        from pystack.runtime.images.changes import apply_changes
+        apply_changes({}, changes)
     path = await _upload(request, store)
     try:
         try:
@@ -407,7 +410,7 @@ async def push_image(request: web.Request) -> web.StreamResponse:
     from pystack.runtime.images.reference import parse
     ref = parse(text)
     store = _store(request)
-    await asyncio.to_thread(store.resolve, str(ref))  # 404 before any streaming
+    await asyncio.to_thread(store.resolve, text)  # 404 before any streaming
     creds = registry_auth(request)
 
     def job(write):
