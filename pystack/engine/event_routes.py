@@ -107,7 +107,8 @@ async def events(request: web.Request) -> web.StreamResponse:
     if since is not None and since > time.time_ns() and until is None:
         pass  # live events from a future time on: EventBus skips the earlier ones
     resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
-    resp.enable_chunked_encoding()
+    if request.version >= (1, 1):
+        resp.enable_chunked_encoding()
     await resp.prepare(request)
     stream = engine.events.stream(since, until, {})
     pending: asyncio.Future | None = None

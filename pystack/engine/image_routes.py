@@ -182,7 +182,8 @@ def error_line(message: str) -> dict[str, Any]:
 
 async def _start(request: web.Request) -> web.StreamResponse:
     resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
-    resp.enable_chunked_encoding()
+    if request.version >= (1, 1):
+        resp.enable_chunked_encoding()
     await resp.prepare(request)
     return resp
 
@@ -487,7 +488,8 @@ async def _save(request: web.Request, names: list[str]) -> web.StreamResponse:
     for n in names:
         await asyncio.to_thread(store.resolve, n)  # 404 before streaming
     resp = web.StreamResponse(status=200, headers={"Content-Type": "application/x-tar"})
-    resp.enable_chunked_encoding()
+    if request.version >= (1, 1):
+        resp.enable_chunked_encoding()
     await resp.prepare(request)
     writer = _AsyncWriter(resp, asyncio.get_running_loop())
 
