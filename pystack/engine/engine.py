@@ -62,6 +62,12 @@ class Engine:
         dependency order: volumes and networks first, containers (which use both) last."""
         self.runtime  # noqa: B018 - fork server before any executor thread
         import asyncio
+        from concurrent.futures import ThreadPoolExecutor
+        # blocking library calls run in threads: enough of them that slow ones (a stop's
+        # grace period never holds one, but image unpacking or a big copy may) never
+        # starve the others
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(max_workers=64, thread_name_prefix="pystackd"))
         from pystack.volumes import cleanup_pins
         await asyncio.to_thread(self.volumes.recover)
         await asyncio.to_thread(cleanup_pins)

@@ -1,0 +1,1460 @@
+"""The container manager: the one owner of container state inside pystackd.
+
+A container is a record on disk (``records.py``) plus, while it runs, a runtime container
+of the same id (its shim outlives the engine). The manager turns Engine API requests into
+calls of the four libraries:
+
+- create: name, image, merged Config, volumes (``volumes.lifecycle.prepare``), record;
+  nothing is left behind on failure (an ``intent`` file marks multi-step work so that
+  recovery after a crash finishes or rolls it back);
+- start: network sandbox + endpoints + published ports (``networks.attach_container``),
+  /etc/hostname, /etc/hosts, /etc/resolv.conf, the OCI bundle, ``runtime.create`` with the
+  image's layers as overlay lowerdirs, ``runtime.start``; a watcher thread per running
+  container waits for its exit;
+- exit: State updated, network torn down, runtime state deleted, ``die`` event, restart
+  policy (Docker's back-off: 100 ms doubling, reset after 10 s of running, at most 1 min);
+- stop/kill/restart/pause/unpause/rename/remove/wait, healthchecks (``health.py``);
+- recover(): adopt running containers after an engine restart, restart policy containers
+  that died meanwhile, finish/roll back half-done create/remove, remove leftovers.
+
+Every operation that changes one container holds ``lock(id)``; blocking library calls
+run in threads, never on the event loop.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+import re
+import shutil
+import signal as signal_mod
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pystack.engine.api import BadRequest
+from pystack.engine.records import ContainerRecord, NAME_RE, ID_RE, new_id, now_rfc3339
+from pystack.errors import Conflict, NotFound, UserError
+
+log = logging.getLogger("pystackd.containers")
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+DEFAULT_BRIDGE = "bridge"
+BRIDGE_CANDIDATES = ["172.17.0.0/16", "172.18.0.0/16", "172.19.0.0/16", "172.20.0.0/16",
+                     "10.200.0.0/16", "192.168.200.0/24"]
+MAX_BACKOFF = 60.0
+MIN_BACKOFF = 0.1
+
+_ADJ = ["admiring", "brave", "clever", "dazzling", "eager", "focused", "gallant", "happy",
+        "jolly", "keen", "lucid", "modest", "nifty", "optimistic", "pensive", "quirky",
+        "relaxed", "serene", "tender", "upbeat", "vibrant", "wizardly", "youthful", "zealous"]
+_NAMES = ["babbage", "curie", "darwin", "euclid", "fermat", "galileo", "hopper", "hypatia",
+          "kepler", "lovelace", "meitner", "newton", "noether", "pascal", "ritchie", "shannon",
+          "tesla", "thompson", "turing", "wozniak"]
+
+
+def random_name() -> str:
+    return f"{random.choice(_ADJ)}_{random.choice(_NAMES)}"
+
+
+def parse_rfc3339(text: str) -> float | None:
+    """Seconds since the epoch of a Docker/runc timestamp (nanosecond digits allowed)."""
+    if not text or text.startswith("0001-"):
+        return None
+    m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?", text)
+    if not m:
+        return None
+    base = datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc).timestamp()
+    frac = float("0." + m.group(2)) if m.group(2) else 0.0
+    return base + frac
+
+
+def human_duration(seconds: float) -> str:
+    """Docker's go-units HumanDuration (what `docker ps` shows in STATUS)."""
+    s = int(seconds)
+    if seconds < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    minutes = s // 60
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = round(s / 3600)
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{hours // 24 // 365} years"
+
+
+def parse_signal(sig: str | int | None, default: int = signal_mod.SIGTERM) -> int:
+    """"SIGTERM", "TERM", "15" or 15 -> 15; a clear 400 otherwise."""
+    if sig is None or sig == "":
+        return int(default)
+    if isinstance(sig, int) or str(sig).isdigit():
+        num = int(sig)
+        if not 0 < num < 65:
+            raise BadRequest(f"Invalid signal: {sig}")
+        return num
+    name = str(sig).upper()
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    try:
+        return int(getattr(signal_mod.Signals, name))
+    except AttributeError:
+        m = re.fullmatch(r"SIGRTMIN\+(\d+)", name)
+        if m:
+            return int(signal_mod.SIGRTMIN) + int(m.group(1))
+        raise BadRequest(f"Invalid signal: {sig}") from None
+
+
+def restart_policy(host_config: dict) -> tuple[str, int]:
+    pol = host_config.get("RestartPolicy") or {}
+    name = pol.get("Name") or "no"
+    return name, int(pol.get("MaximumRetryCount") or 0)
+
+
+class Live:
+    """In-memory bookkeeping of one container (locks, waiters, watcher, tasks)."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.gen = 0                      # incremented at each start: stale watchers are ignored
+        self.exited = asyncio.Event()     # set while the container is not running
+        self.exited.set()
+        self.exit_task: asyncio.Task | None = None
+        self.next_exit: list[asyncio.Future] = []
+        self.removed: list[asyncio.Future] = []
+        self.restart_task: asyncio.Task | None = None
+        self.health: Any = None           # health.HealthMonitor
+        self.backoff = 0.0
+        self.started_mono = 0.0
+
+
+class ContainerManager:
+    """Create/start/stop/kill/wait/pause/remove/rename containers; restart policies; recovery."""
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+        self.records = engine.records
+        self._live: dict[str, Live] = {}
+        self._creating: set[str] = set()
+        self._bridge_lock = threading.Lock()
+        self._closing = False
+
+    # -- lookup ----------------------------------------------------------------------------
+
+    def live(self, cid: str) -> Live:
+        lv = self._live.get(cid)
+        if lv is None:
+            lv = self._live[cid] = Live()
+        return lv
+
+    def get(self, ref: str) -> ContainerRecord:
+        """By id, unique id prefix or name (with or without '/'); NotFound otherwise."""
+        if not ref or len(ref) > 256:
+            raise NotFound(f"No such container: {ref}")
+        try:
+            rec = self.records.get(ref)
+        except UserError as exc:
+            if isinstance(exc, NotFound):
+                raise
+            raise BadRequest(str(exc)) from None
+        if rec.id in self._creating:
+            raise NotFound(f"No such container: {ref}")
+        return rec
+
+    def lock(self, container_id: str) -> asyncio.Lock:
+        return self.live(container_id).lock
+
+    def status(self, rec: ContainerRecord) -> str:
+        return rec.state.get("Status") or "created"
+
+    def is_running(self, rec: ContainerRecord) -> bool:
+        return self.status(rec) in ("running", "paused")
+
+    def all(self) -> list[ContainerRecord]:
+        return [r for r in self.records if r.id not in self._creating]
+
+    def cdir(self, cid: str) -> Path:
+        return self.records.dir(cid)
+
+    # -- events ----------------------------------------------------------------------------
+
+    def emit(self, rec: ContainerRecord, action: str, **extra: str) -> None:
+        attrs = {**rec.labels, "image": rec.image, "name": rec.name, **{k: str(v) for k, v in extra.items()}}
+        self.engine.events.emit("container", action, rec.id, attrs)
+
+    def emit_network(self, action: str, rec: ContainerRecord, net_id: str, net_name: str) -> None:
+        self.engine.events.emit("network", action, net_id,
+                                {"container": rec.id, "name": net_name, "type": "bridge"})
+
+    # -- create ----------------------------------------------------------------------------
+
+    async def create(self, body: dict, name: str | None, platform: str | None = None) -> dict:
+        """POST /containers/create -> {"Id", "Warnings"}."""
+        if not isinstance(body, dict):
+            raise BadRequest("container config must be a JSON object")
+        specgen = _specgen()
+        if specgen is not None:
+            specgen.check_create_body(body)
+        host_config = dict(body.get("HostConfig") or {})
+        networking = dict(body.get("NetworkingConfig") or {})
+        config = {k: v for k, v in body.items() if k not in ("HostConfig", "NetworkingConfig")}
+        ref = config.get("Image") or ""
+        if not ref:
+            raise BadRequest("Config.Image: an image is required")
+        _check_host_config(host_config)
+        try:
+            image = await asyncio.to_thread(self.engine.images.resolve, ref)
+        except NotFound:
+            raise NotFound(f"No such image: {ref}") from None
+        except UserError as exc:
+            raise BadRequest(str(exc)) from None
+        image_cfg = dict(image.container_config or {})
+        merged = specgen.merge_image_config(config, image_cfg) if specgen is not None \
+            else _merge_image_config(config, image_cfg)
+        merged["Image"] = ref
+        host_config = _host_config_defaults(host_config)
+        networks = await asyncio.to_thread(self._desired_networks, host_config, networking)
+
+        if name:
+            name = name.lstrip("/") if name.startswith("/") else name
+            if not NAME_RE.match(name):
+                raise BadRequest(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        else:
+            taken = {r.name for r in self.records}
+            name = random_name()
+            while name in taken:
+                name = random_name() + str(random.randint(0, 99))
+        cid = new_id()
+        d = self.cdir(cid)
+        rec = ContainerRecord(id=cid, name=name, created=now_rfc3339(), image=ref, image_id=image.id,
+                              config=merged, host_config=host_config, networking_config=networking,
+                              state={"Status": "created"})
+        rec.extra.update({
+            "log_path": str(d / f"{cid}-json.log"), "upper": str(d / "upper"), "work": str(d / "work"),
+            "bundle": str(d / "bundle"), "stdin": bool(merged.get("OpenStdin")),
+            "networks": networks, "lowerdirs": [],
+        })
+        # name reservation and the intent marker happen before the first await: two
+        # concurrent creates with one name cannot both pass
+        d.mkdir(mode=0o700)
+        _write_intent(d, "create")
+        self._creating.add(cid)
+        try:
+            self.records.add(rec)
+        except BaseException:
+            self._creating.discard(cid)
+            shutil.rmtree(d, ignore_errors=True)
+            raise
+        try:
+            await asyncio.to_thread(self._create_blocking, rec, image)
+        except BaseException:
+            await asyncio.to_thread(self._rollback_create, cid)
+            self._creating.discard(cid)
+            raise
+        self.records.save(rec)
+        _clear_intent(d)
+        self._creating.discard(cid)
+        self.live(cid)
+        self.emit(rec, "create")
+        return {"Id": cid, "Warnings": []}
+
+    def _create_blocking(self, rec: ContainerRecord, image) -> None:
+        d = self.cdir(rec.id)
+        for sub in ("upper", "work", "bundle", "bundle/rootfs"):
+            (d / sub).mkdir(mode=0o755, exist_ok=True)
+        lowerdirs = [str(p) for p in self.engine.images.prepare(image)]
+        rec.extra["lowerdirs"] = lowerdirs
+        from pystack.volumes import lifecycle
+        storage = lifecycle.prepare(
+            rec.id, rec.host_config, rec.config, self.engine.volumes,
+            image_rootfs=[Path(p) for p in lowerdirs], mounts_of=lambda ref: self.get(ref).mounts,
+            pin=False)
+        try:
+            rec.mounts = list(storage.points)
+            rec.extra["oci_mounts"] = storage.oci_mounts
+        finally:
+            storage.close()
+
+    def _rollback_create(self, cid: str) -> None:
+        """Undo a create cut half-way (an error, or a crash found by recover())."""
+        try:
+            from pystack.volumes import lifecycle
+            lifecycle.release(cid, self.engine.volumes, remove_anonymous=True)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("rollback of %s: volumes: %s", cid, exc)
+        self._teardown_runtime(cid)
+        self.records.remove(cid)
+
+    def _desired_networks(self, host_config: dict, networking: dict) -> dict[str, dict]:
+        """Network name -> endpoint config the container joins at start (ids checked now)."""
+        mode = host_config.get("NetworkMode") or "bridge"
+        eps = dict((networking.get("EndpointsConfig") or {}))
+        if mode in ("host", "none") or mode.startswith("container:"):
+            if eps:
+                raise BadRequest(f"HostConfig.NetworkMode {mode}: a container in this mode cannot join networks")
+            if mode.startswith("container:"):
+                self.get(mode.split(":", 1)[1])
+            return {}
+        out: dict[str, dict] = {}
+        if mode not in eps and not any(self._net_matches(k, mode) for k in eps):
+            eps = {mode: {}, **eps}
+        for key, cfg in eps.items():
+            net = self._network(key)
+            cfg = dict(cfg or {})
+            cfg["NetworkID"] = net.id
+            out[net.name] = cfg
+        return out
+
+    def _net_matches(self, key: str, mode: str) -> bool:
+        try:
+            return self.engine.networks.get_network(key).id == self._network(mode).id
+        except NotFound:
+            return False
+
+    def _network(self, ref: str):
+        if ref == DEFAULT_BRIDGE:
+            return self.default_bridge()
+        try:
+            return self.engine.networks.get_network(ref)
+        except NotFound:
+            raise NotFound(f"network {ref} not found") from None
+
+    def default_bridge(self):
+        """The network named "bridge" (Docker's default), created on first use with the
+        subnet of PYSTACK_BRIDGE_SUBNET or the first candidate clashing with no host route."""
+        with self._bridge_lock:
+            try:
+                return self.engine.networks.get_network(DEFAULT_BRIDGE)
+            except NotFound:
+                pass
+            from pystack.networking.types import IPAMPool, NetworkSpec
+            subnet = os.environ.get("PYSTACK_BRIDGE_SUBNET") or _free_subnet()
+            spec = NetworkSpec(id=new_id(), name=DEFAULT_BRIDGE, ipam=[IPAMPool(subnet=subnet)])
+            return self.engine.networks.create_network(spec)
+
+    # -- start -----------------------------------------------------------------------------
+
+    async def start(self, ref: str) -> bool:
+        """Start a container; False when it already runs (HTTP 304)."""
+        rec = self.get(ref)
+        lv = self.live(rec.id)
+        async with lv.lock:
+            await self._settle(lv)
+            status = self.status(rec)
+            if status == "paused":
+                raise Conflict("cannot start a paused container, try unpause instead")
+            if status == "running":
+                return False
+            if status in ("removing", "dead"):
+                raise Conflict(f"container {rec.id} is marked for removal and cannot be started")
+            if lv.restart_task is not None:
+                lv.restart_task.cancel()
+                lv.restart_task = None
+            rec.extra["manually_stopped"] = False
+            await self._start_locked(rec, lv)
+            return True
+
+    async def _settle(self, lv: Live) -> None:
+        """Let a pending exit finish its cleanup before changing the container again."""
+        task = lv.exit_task
+        if task is not None and not task.done():
+            await asyncio.shield(task)
+
+    async def _start_locked(self, rec: ContainerRecord, lv: Live) -> None:
+        try:
+            info = await asyncio.to_thread(self._start_blocking, rec)
+        except BaseException as exc:
+            rec.state.update(Status="exited" if rec.state.get("StartedAt") else "created",
+                             Error=str(exc), Running=False, Pid=0,
+                             ExitCode=getattr(exc, "exit_code", None) or 128)
+            if not rec.state.get("StartedAt"):
+                rec.state["Status"] = "created"
+            self.records.save(rec)
+            raise
+        lv.gen += 1
+        lv.exited.clear()
+        lv.started_mono = time.monotonic()
+        rec.state.update(Status="running", Running=True, Paused=False, Restarting=False, OOMKilled=False,
+                         Dead=False, Pid=info["pid"], ExitCode=0, Error="", StartedAt=info["startedAt"],
+                         FinishedAt=rec.state.get("FinishedAt") or ZERO_TIME)
+        self._start_health(rec, lv)
+        self.records.save(rec)
+        for net_name, settings in rec.network_settings.get("Networks", {}).items():
+            self.emit_network("connect", rec, settings.get("NetworkID", ""), net_name)
+        self.emit(rec, "start")
+        self._watch(rec.id, lv.gen)
+
+    def _start_blocking(self, rec: ContainerRecord) -> dict:
+        cid = rec.id
+        rt = self.engine.runtime
+        d = self.cdir(cid)
+        self._teardown_runtime(cid)
+        netns, ns_files = self._attach(rec)
+        try:
+            files = ns_files or self._write_files(rec)
+            image_cfg_lower = rec.extra.get("lowerdirs") or []
+            if not all(os.path.isdir(p) for p in image_cfg_lower):
+                image_cfg_lower = [str(p) for p in self.engine.images.prepare(rec.image_id)]
+                rec.extra["lowerdirs"] = image_cfg_lower
+            spec = self._build_spec(rec, netns, files)
+            bundle = Path(rec.extra["bundle"])
+            (bundle / "rootfs").mkdir(parents=True, exist_ok=True)
+            tmp = bundle / "config.json.tmp"
+            tmp.write_text(json.dumps(spec))
+            os.replace(tmp, bundle / "config.json")
+            Path(rec.extra["upper"]).mkdir(exist_ok=True)
+            Path(rec.extra["work"]).mkdir(exist_ok=True)
+            log_cfg = rec.host_config.get("LogConfig") or {}
+            log_opts = {k: v for k, v in (log_cfg.get("Config") or {}).items() if k in ("max-size", "max-file")}
+            rt.create(cid, bundle, log_path=rec.extra["log_path"], log_opts=log_opts or None,
+                      stdin=bool(rec.config.get("OpenStdin")), rootfs_lowerdirs=image_cfg_lower,
+                      rootfs_upper=rec.extra["upper"], rootfs_work=rec.extra["work"],
+                      init=bool(rec.host_config.get("Init")) or None)
+            rt.start(cid)
+            st = rt.state(cid)
+        except BaseException:
+            self._teardown_runtime(cid)
+            self._teardown_network(rec)
+            raise
+        return {"pid": st.get("pid") or 0, "startedAt": st.get("startedAt") or now_rfc3339()}
+
+    def _attach(self, rec: ContainerRecord) -> tuple[str | None, dict | None]:
+        """Network sandbox, endpoints and ports for a starting container.
+
+        Returns the netns path (None: the host's) and, for container:X, X's files."""
+        mode = rec.host_config.get("NetworkMode") or "bridge"
+        nm = self.engine.networks
+        if mode == "host":
+            rec.network_settings = {"Networks": {"host": _empty_endpoint()}, "Ports": {}, "SandboxKey": ""}
+            return None, None
+        if mode.startswith("container:"):
+            other = self.get(mode.split(":", 1)[1])
+            if not self.is_running(other):
+                raise Conflict(f"cannot join network of a non running container: {other.id}")
+            od = self.cdir(other.id)
+            files = {"/etc/hosts": str(od / "hosts"), "/etc/resolv.conf": str(od / "resolv.conf"),
+                     "/etc/hostname": str(od / "hostname")}
+            path = other.network_settings.get("SandboxKey") or str(nm.sandbox_path(other.id))
+            rec.network_settings = {"Networks": {}, "Ports": {}, "SandboxKey": path}
+            return path, files
+        if mode == "none":
+            path = nm.create_sandbox(rec.id)
+            rec.network_settings = {"Networks": {"none": _empty_endpoint()}, "Ports": {}, "SandboxKey": str(path)}
+            return str(path), None
+        from pystack.networking import docker_json
+        from pystack.networking.types import PortSpec
+        wanted = rec.extra.get("networks") or {}
+        endpoints = []
+        names_by_id = {}
+        for net_name, cfg in wanted.items():
+            net = self._network(cfg.get("NetworkID") or net_name) if net_name != DEFAULT_BRIDGE \
+                else self.default_bridge()
+            names_by_id[net.id] = net
+            dns_names = [rec.name, rec.id[:12]]
+            hostname = rec.config.get("Hostname")
+            if hostname and hostname not in dns_names:
+                dns_names.append(hostname)
+            endpoints.append((net.id, docker_json.endpoint_spec_from_api(
+                cfg, dns_names, rec.host_config.get("Dns") or [])))
+        ports = docker_json.port_specs_from_api(rec.host_config.get("PortBindings"))
+        if rec.host_config.get("PublishAllPorts"):
+            bound = {(p.container_port, p.protocol) for p in ports}
+            for key in rec.config.get("ExposedPorts") or {}:
+                port, _, proto = key.partition("/")
+                if (int(port), proto or "tcp") not in bound:
+                    ports.append(PortSpec(container_port=int(port), protocol=proto or "tcp"))
+        path, eps, bindings = nm.attach_container(rec.id, endpoints, ports)
+        nets = {}
+        by_id = {cfg.get("NetworkID"): n for n, cfg in wanted.items()}
+        for ep in eps:
+            net = names_by_id[ep.network_id]
+            nets[by_id.get(net.id, net.name)] = docker_json.endpoint_json(ep, net)
+        ports_json = {k: None for k in (rec.config.get("ExposedPorts") or {})}
+        ports_json.update(docker_json.ports_json(bindings))
+        rec.network_settings = {"Networks": nets, "Ports": ports_json, "SandboxKey": str(path)}
+        return str(path), None
+
+    def _write_files(self, rec: ContainerRecord) -> dict[str, str]:
+        d = self.cdir(rec.id)
+        nm = self.engine.networks
+        hc = rec.host_config
+        mode = hc.get("NetworkMode") or "bridge"
+        hostname = rec.config.get("Hostname") or (os.uname().nodename if mode == "host" else rec.id[:12])
+        files = {"/etc/hostname": d / "hostname", "/etc/hosts": d / "hosts", "/etc/resolv.conf": d / "resolv.conf"}
+        files["/etc/hostname"].write_text(hostname + "\n")
+        files["/etc/hosts"].write_text(nm.hosts_file(rec.id, hostname, rec.config.get("Domainname") or "",
+                                                     hc.get("ExtraHosts") or None))
+        files["/etc/resolv.conf"].write_text(nm.resolv_conf(rec.id, hc.get("Dns") or None,
+                                                            hc.get("DnsSearch") or None,
+                                                            hc.get("DnsOptions") or None))
+        return {k: str(v) for k, v in files.items()}
+
+    def _build_spec(self, rec: ContainerRecord, netns: str | None, files: dict[str, str]) -> dict:
+        mounts = list(rec.extra.get("oci_mounts") or [])
+        parent = os.environ.get("PYSTACK_CGROUP_PARENT", "pystack").strip("/") or "pystack"
+        specgen = _specgen()
+        if specgen is not None:
+            spec = specgen.build_spec(rec.id, rec.config, rec.host_config, mounts=mounts, netns=netns,
+                                      files=files, cgroup_parent=parent)
+        else:
+            spec = _fallback_spec(rec, mounts, netns, files, parent)
+        mode = rec.host_config.get("NetworkMode") or "bridge"
+        if mode == "host":
+            spec["hostname"] = os.uname().nodename
+        elif not spec.get("hostname"):
+            spec["hostname"] = rec.config.get("Hostname") or rec.id[:12]
+        return spec
+
+    # -- exit ------------------------------------------------------------------------------
+
+    def _watch(self, cid: str, gen: int) -> None:
+        loop = asyncio.get_running_loop()
+
+        def run() -> None:
+            try:
+                code = self.engine.runtime.wait(cid)
+            except Exception:  # noqa: BLE001 - gone: treat as exited
+                code = 255
+            try:
+                loop.call_soon_threadsafe(self._exited, cid, gen, code)
+            except RuntimeError:  # loop closed: engine stopping
+                pass
+
+        threading.Thread(target=run, name=f"watch-{cid[:12]}", daemon=True).start()
+
+    def _exited(self, cid: str, gen: int, code: int) -> None:
+        lv = self._live.get(cid)
+        if lv is None or lv.gen != gen or self._closing:
+            return
+        lv.exit_task = asyncio.ensure_future(self._handle_exit(cid, lv, code))
+
+    async def _handle_exit(self, cid: str, lv: Live, code: int) -> None:
+        try:
+            rec = self.records.get(cid)
+        except NotFound:
+            lv.exited.set()
+            return
+        self._stop_health(lv)
+        try:
+            st = await asyncio.to_thread(self.engine.runtime.state, cid)
+        except Exception:  # noqa: BLE001
+            st = {}
+        oom = bool(st.get("oomKilled"))
+        rec.state.update(Status="exited", Running=False, Paused=False, Restarting=False, Pid=0,
+                         ExitCode=code, OOMKilled=oom, FinishedAt=st.get("finishedAt") or now_rfc3339())
+        if rec.state.get("Health"):
+            rec.state["Health"]["Status"] = "unhealthy" if rec.state["Health"].get("Status") == "unhealthy" \
+                else rec.state["Health"].get("Status", "starting")
+        await asyncio.to_thread(self._cleanup_after_exit, rec)
+        self.records.save(rec)
+        if oom:
+            self.emit(rec, "oom")
+        self.emit(rec, "die", exitCode=code)
+        lv.exited.set()
+        for fut in lv.next_exit:
+            if not fut.done():
+                fut.set_result(code)
+        lv.next_exit.clear()
+        self._maybe_restart(rec, lv, code)
+
+    def _cleanup_after_exit(self, rec: ContainerRecord) -> None:
+        self._teardown_runtime(rec.id)
+        self._teardown_network(rec)
+
+    def _teardown_runtime(self, cid: str) -> None:
+        rt = self.engine.runtime
+        try:
+            if rt.states.exists(cid) or rt.states.path(cid).exists():
+                if rt.states.exists(cid):
+                    rt.delete(cid, force=True)
+                else:
+                    shutil.rmtree(rt.states.path(cid), ignore_errors=True)
+        except NotFound:
+            pass
+        except Exception as exc:  # noqa: BLE001
+            log.warning("runtime delete %s: %s", cid, exc)
+
+    def _teardown_network(self, rec: ContainerRecord) -> None:
+        mode = rec.host_config.get("NetworkMode") or "bridge"
+        nets = (rec.network_settings or {}).get("Networks") or {}
+        if mode != "host" and not mode.startswith("container:"):
+            try:
+                self.engine.networks.remove_sandbox(rec.id)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("network teardown %s: %s", rec.id, exc)
+        had = [(n, s.get("NetworkID", "")) for n, s in nets.items() if s.get("IPAddress")]
+        for n, s in nets.items():
+            for key in ("IPAddress", "Gateway", "MacAddress", "EndpointID", "GlobalIPv6Address", "IPv6Gateway"):
+                if key in s:
+                    s[key] = ""
+            if "IPPrefixLen" in s:
+                s["IPPrefixLen"] = 0
+        if rec.network_settings:
+            rec.network_settings["Ports"] = {}
+            rec.network_settings["SandboxKey"] = ""
+        rec.extra["_disconnected"] = had
+
+    def _maybe_restart(self, rec: ContainerRecord, lv: Live, code: int) -> None:
+        name, max_retry = restart_policy(rec.host_config)
+        ran = time.monotonic() - lv.started_mono
+        if ran >= 10:
+            lv.backoff = 0.0
+        if rec.extra.get("manually_stopped") or self._closing or rec.state.get("Status") == "removing":
+            return
+        if name == "no" or not name:
+            return
+        if name == "on-failure" and (code == 0 or (max_retry and rec.restart_count >= max_retry)):
+            return
+        lv.backoff = MIN_BACKOFF if lv.backoff == 0 else min(lv.backoff * 2, MAX_BACKOFF)
+        rec.state.update(Status="restarting", Restarting=True)
+        self.records.save(rec)
+        lv.restart_task = asyncio.ensure_future(self._restart_later(rec.id, lv, lv.backoff))
+
+    async def _restart_later(self, cid: str, lv: Live, delay: float) -> None:
+        await asyncio.sleep(delay)
+        async with lv.lock:
+            if lv.restart_task is not asyncio.current_task():
+                return
+            lv.restart_task = None
+            try:
+                rec = self.records.get(cid)
+            except NotFound:
+                return
+            if rec.extra.get("manually_stopped") or self.status(rec) != "restarting":
+                return
+            rec.restart_count += 1
+            try:
+                await self._start_locked(rec, lv)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("restart of %s failed: %s", cid, exc)
+                rec.state.update(Status="exited", Restarting=False, Error=str(exc))
+                self.records.save(rec)
+                self._maybe_restart(rec, lv, 128)
+
+    # -- stop / kill / restart / pause ------------------------------------------------------
+
+    async def stop(self, ref: str, t: int | None = None, sig: str | None = None) -> bool:
+        """Stop with the stop signal, then SIGKILL after ``t`` seconds; False if not running."""
+        rec = self.get(ref)
+        lv = self.live(rec.id)
+        async with lv.lock:
+            await self._settle(lv)
+            rec.extra["manually_stopped"] = True
+            self.records.save(rec)
+            if lv.restart_task is not None:
+                lv.restart_task.cancel()
+                lv.restart_task = None
+                if self.status(rec) == "restarting":
+                    rec.state.update(Status="exited", Restarting=False)
+                    self.records.save(rec)
+                    self.emit(rec, "stop")
+                    return True
+            if not self.is_running(rec):
+                return False
+            await self._stop_locked(rec, lv, t, sig)
+            self.emit(rec, "stop")
+            return True
+
+    async def _stop_locked(self, rec: ContainerRecord, lv: Live, t: int | None, sig: str | None) -> None:
+        signum = parse_signal(sig or rec.config.get("StopSignal"), signal_mod.SIGTERM)
+        if t is None:
+            t = rec.config.get("StopTimeout")
+            t = 10 if t is None else int(t)
+        rt = self.engine.runtime
+        if self.status(rec) == "paused":
+            await asyncio.to_thread(_quiet, rt.resume, rec.id)
+        self.emit(rec, "kill", signal=signum)
+        await asyncio.to_thread(_quiet, rt.kill, rec.id, signum)
+        if t < 0:
+            await lv.exited.wait()
+        else:
+            try:
+                await asyncio.wait_for(lv.exited.wait(), t)
+            except asyncio.TimeoutError:
+                self.emit(rec, "kill", signal=int(signal_mod.SIGKILL))
+                await asyncio.to_thread(_quiet, rt.kill, rec.id, signal_mod.SIGKILL, True)
+                try:
+                    await asyncio.wait_for(lv.exited.wait(), 30)
+                except asyncio.TimeoutError:
+                    raise UserError(f"container {rec.id} did not stop after SIGKILL") from None
+        await self._settle(lv)
+
+    async def kill(self, ref: str, sig: str | None = None) -> None:
+        rec = self.get(ref)
+        lv = self.live(rec.id)
+        signum = parse_signal(sig, signal_mod.SIGKILL)
+        async with lv.lock:
+            if not self.is_running(rec):
+                raise Conflict(f"Container {rec.id} is not running")
+            if signum in (signal_mod.SIGKILL, parse_signal(rec.config.get("StopSignal"), signal_mod.SIGTERM)):
+                rec.extra["manually_stopped"] = True  # moby: a kill stops the restart policy
+                self.records.save(rec)
+            if self.status(rec) == "paused" and signum == signal_mod.SIGKILL:
+                await asyncio.to_thread(_quiet, self.engine.runtime.resume, rec.id)
+            try:
+                await asyncio.to_thread(self.engine.runtime.kill, rec.id, signum)
+            except Conflict:
+                raise Conflict(f"Container {rec.id} is not running") from None
+            self.emit(rec, "kill", signal=signum)
+        if signum == signal_mod.SIGKILL:
+            try:
+                await asyncio.wait_for(asyncio.shield(lv.exited.wait()), 10)
+                await self._settle(lv)
+            except asyncio.TimeoutError:
+                pass
+
+    async def restart(self, ref: str, t: int | None = None, sig: str | None = None) -> None:
+        rec = self.get(ref)
+        lv = self.live(rec.id)
+        async with lv.lock:
+            await self._settle(lv)
+            if lv.restart_task is not None:
+                lv.restart_task.cancel()
+                lv.restart_task = None
+            if self.is_running(rec):
+                rec.extra["manually_stopped"] = True  # no policy restart racing us
+                await self._stop_locked(rec, lv, t, sig)
+            rec.extra["manually_stopped"] = False
+            await self._start_locked(rec, lv)
+            self.emit(rec, "restart")
+
+    async def pause(self, ref: str) -> None:
+        rec = self.get(ref)
+        async with self.lock(rec.id):
+            st = self.status(rec)
+            if st == "paused":
+                raise Conflict(f"Container {rec.id} is already paused")
+            if st != "running":
+                raise Conflict(f"Container {rec.id} is not running")
+            await asyncio.to_thread(self.engine.runtime.pause, rec.id)
+            rec.state.update(Status="paused", Paused=True)
+            self.records.save(rec)
+            self.emit(rec, "pause")
+
+    async def unpause(self, ref: str) -> None:
+        rec = self.get(ref)
+        async with self.lock(rec.id):
+            if self.status(rec) != "paused":
+                raise Conflict(f"Container {rec.id} is not paused")
+            await asyncio.to_thread(self.engine.runtime.resume, rec.id)
+            rec.state.update(Status="running", Paused=False)
+            self.records.save(rec)
+            self.emit(rec, "unpause")
+
+    async def rename(self, ref: str, new_name: str) -> None:
+        rec = self.get(ref)
+        if not new_name:
+            raise BadRequest("Neither old nor new names may be empty")
+        async with self.lock(rec.id):
+            old = rec.name
+            if new_name.lstrip("/") == old:
+                raise Conflict(f"Renaming a container with the same name as its current name")
+            if not NAME_RE.match(new_name):
+                raise BadRequest(f"Invalid container name ({new_name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+            self.records.rename(rec, new_name)
+            self.emit(rec, "rename", oldName="/" + old)
+
+    # -- wait ------------------------------------------------------------------------------
+
+    async def wait(self, ref: str, condition: str = "not-running") -> dict:
+        """{"StatusCode", "Error"} once the condition holds (Docker's three conditions)."""
+        condition = condition or "not-running"
+        if condition not in ("not-running", "next-exit", "removed"):
+            raise BadRequest(f"invalid condition: {condition!r}")
+        rec = self.get(ref)
+        lv = self.live(rec.id)
+        loop = asyncio.get_running_loop()
+        if condition == "removed":
+            fut = loop.create_future()
+            lv.removed.append(fut)
+            code = await fut
+        elif condition == "next-exit" or self.is_running(rec) or self.status(rec) == "restarting":
+            fut = loop.create_future()
+            lv.next_exit.append(fut)
+            code = await fut
+        else:
+            code = int(rec.state.get("ExitCode") or 0)
+        err = rec.state.get("Error") or ""
+        return {"StatusCode": code, "Error": {"Message": err} if err else None}
+
+    # -- remove ----------------------------------------------------------------------------
+
+    async def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
+        rec = self.get(ref)
+        lv = self.live(rec.id)
+        async with lv.lock:
+            await self._settle(lv)
+            if self.is_running(rec) and not force:
+                what = "paused" if self.status(rec) == "paused" else "running"
+                raise Conflict(f"You cannot remove a {what} container {rec.id}. Stop the container "
+                               f"before attempting removal or force remove")
+            if self.status(rec) == "removing":
+                raise Conflict(f"removal of container {rec.id} is already in progress")
+            if lv.restart_task is not None:
+                lv.restart_task.cancel()
+                lv.restart_task = None
+            d = self.cdir(rec.id)
+            _write_intent(d, "remove-v" if volumes else "remove")
+            rec.state["Status"] = "removing"
+            self.records.save(rec)
+            if self.is_running(rec) or rec.state.get("Running"):
+                rec.extra["manually_stopped"] = True
+                await asyncio.to_thread(_quiet, self.engine.runtime.kill, rec.id, signal_mod.SIGKILL, True)
+                try:
+                    await asyncio.wait_for(lv.exited.wait(), 15)
+                except asyncio.TimeoutError:
+                    pass
+                await self._settle(lv)
+                rec.state["Status"] = "removing"
+            self._stop_health(lv)
+            await asyncio.to_thread(self._finish_remove, rec, volumes)
+            self.emit(rec, "destroy")
+            lv.gen += 1
+            code = int(rec.state.get("ExitCode") or 0)
+            for fut in lv.removed + lv.next_exit:
+                if not fut.done():
+                    fut.set_result(code)
+        self._live.pop(rec.id, None)
+
+    def _finish_remove(self, rec: ContainerRecord, volumes: bool) -> None:
+        self._teardown_runtime(rec.id)
+        self._teardown_network(rec)
+        try:
+            from pystack.volumes import lifecycle
+            lifecycle.release(rec.id, self.engine.volumes, remove_anonymous=volumes)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("remove %s: volumes: %s", rec.id, exc)
+        self.records.remove(rec.id)
+
+    # -- networks (used by the network routes) ----------------------------------------------
+
+    async def connect_network(self, ref: str, network: str, endpoint_config: dict | None = None) -> None:
+        rec = self.get(ref)
+        lv = self.live(rec.id)
+        async with lv.lock:
+            mode = rec.host_config.get("NetworkMode") or "bridge"
+            if mode in ("host", "none") or mode.startswith("container:"):
+                raise BadRequest(f"container sharing network namespace with another container or host "
+                                 f"cannot be connected to any other network")
+            net = await asyncio.to_thread(self._network, network)
+            wanted = rec.extra.setdefault("networks", {})
+            if any(cfg.get("NetworkID") == net.id for cfg in wanted.values()):
+                raise Conflict(f"endpoint with name {rec.name} already exists in network {net.name}")
+            cfg = dict(endpoint_config or {})
+            cfg["NetworkID"] = net.id
+            if self.is_running(rec):
+                from pystack.networking import docker_json
+                spec = docker_json.endpoint_spec_from_api(cfg, [rec.name, rec.id[:12]],
+                                                          rec.host_config.get("Dns") or [])
+                ep = await asyncio.to_thread(self.engine.networks.connect, rec.id, net.id, spec)
+                rec.network_settings.setdefault("Networks", {})[net.name] = docker_json.endpoint_json(ep, net)
+                await asyncio.to_thread(self._refresh_hosts, rec)
+                self.emit_network("connect", rec, net.id, net.name)
+            else:
+                rec.network_settings.setdefault("Networks", {})[net.name] = {
+                    **_empty_endpoint(), "NetworkID": net.id, "Aliases": cfg.get("Aliases")}
+            wanted[net.name] = cfg
+            self.records.save(rec)
+
+    async def disconnect_network(self, ref: str, network: str, force: bool = False) -> None:
+        rec = self.get(ref)
+        lv = self.live(rec.id)
+        async with lv.lock:
+            try:
+                net = await asyncio.to_thread(self._network, network)
+                net_id, net_name = net.id, net.name
+            except NotFound:
+                if not force:
+                    raise
+                net_id, net_name = network, network
+            wanted = rec.extra.setdefault("networks", {})
+            key = next((k for k, c in wanted.items() if c.get("NetworkID") == net_id or k == net_name), None)
+            if key is None:
+                raise BadRequest(f"container {rec.id} is not connected to network {network}")
+            if self.is_running(rec):
+                try:
+                    await asyncio.to_thread(self.engine.networks.disconnect, rec.id, net_id)
+                except NotFound:
+                    if not force:
+                        raise
+                self.emit_network("disconnect", rec, net_id, net_name)
+            wanted.pop(key, None)
+            rec.network_settings.get("Networks", {}).pop(key, None)
+            self.records.save(rec)
+
+    def _refresh_hosts(self, rec: ContainerRecord) -> None:
+        mode = rec.host_config.get("NetworkMode") or "bridge"
+        if mode == "host" or mode.startswith("container:"):
+            return
+        d = self.cdir(rec.id)
+        hostname = rec.config.get("Hostname") or rec.id[:12]
+        try:
+            (d / "hosts").write_text(self.engine.networks.hosts_file(
+                rec.id, hostname, rec.config.get("Domainname") or "", rec.host_config.get("ExtraHosts") or None))
+        except OSError:
+            pass
+
+    # -- health ----------------------------------------------------------------------------
+
+    def _start_health(self, rec: ContainerRecord, lv: Live) -> None:
+        from pystack.engine import health
+        lv.health = health.start_monitor(self, rec)
+
+    def _stop_health(self, lv: Live) -> None:
+        if lv.health is not None:
+            lv.health.stop()
+            lv.health = None
+
+    # -- JSON views ------------------------------------------------------------------------
+
+    def state_json(self, rec: ContainerRecord) -> dict:
+        s = rec.state
+        status = self.status(rec)
+        out = {
+            "Status": status, "Running": status in ("running", "paused"), "Paused": status == "paused",
+            "Restarting": status == "restarting", "OOMKilled": bool(s.get("OOMKilled")),
+            "Dead": status == "dead", "Pid": int(s.get("Pid") or 0) if status in ("running", "paused") else 0,
+            "ExitCode": int(s.get("ExitCode") or 0), "Error": s.get("Error") or "",
+            "StartedAt": s.get("StartedAt") or ZERO_TIME, "FinishedAt": s.get("FinishedAt") or ZERO_TIME,
+        }
+        if s.get("Health"):
+            h = s["Health"]
+            out["Health"] = {"Status": h.get("Status", "starting"), "FailingStreak": int(h.get("FailingStreak", 0)),
+                             "Log": list(h.get("Log") or [])}
+        return out
+
+    def inspect(self, rec: ContainerRecord, size: bool = False) -> dict:
+        d = self.cdir(rec.id)
+        cfg = dict(rec.config)
+        for key, default in (("Hostname", rec.id[:12]), ("Domainname", ""), ("User", ""),
+                             ("AttachStdin", False), ("AttachStdout", False), ("AttachStderr", False),
+                             ("Tty", False), ("OpenStdin", False), ("StdinOnce", False), ("Env", []),
+                             ("Cmd", None), ("Image", rec.image), ("Volumes", None), ("WorkingDir", ""),
+                             ("Entrypoint", None), ("OnBuild", None), ("Labels", {})):
+            if cfg.get(key) is None and default is not None:
+                cfg[key] = default
+            cfg.setdefault(key, default)
+        entry = cfg.get("Entrypoint") or []
+        cmd = cfg.get("Cmd") or []
+        argv = list(entry) + list(cmd)
+        ns = rec.network_settings or {}
+        networks = ns.get("Networks") or {}
+        first = next(iter(networks.values()), {}) if networks else {}
+        lower = rec.extra.get("lowerdirs") or []
+        out = {
+            "Id": rec.id, "Created": rec.created, "Path": argv[0] if argv else "", "Args": argv[1:],
+            "State": self.state_json(rec), "Image": rec.image_id,
+            "ResolvConfPath": str(d / "resolv.conf"), "HostnamePath": str(d / "hostname"),
+            "HostsPath": str(d / "hosts"), "LogPath": rec.extra.get("log_path", ""),
+            "Name": "/" + rec.name, "RestartCount": rec.restart_count, "Driver": "overlay",
+            "Platform": "linux", "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "",
+            "ExecIDs": list(rec.extra.get("exec_ids") or []) or None,
+            "HostConfig": rec.host_config,
+            "GraphDriver": {"Name": "overlay", "Data": {
+                "LowerDir": ":".join(lower), "UpperDir": rec.extra.get("upper", ""),
+                "WorkDir": rec.extra.get("work", ""), "MergedDir": ""}},
+            "Mounts": list(rec.mounts),
+            "Config": cfg,
+            "NetworkSettings": {
+                "Bridge": "", "SandboxID": ns.get("SandboxKey") and rec.id or "", "HairpinMode": False,
+                "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
+                "Ports": ns.get("Ports") if self.is_running(rec) else {},
+                "SandboxKey": ns.get("SandboxKey", ""), "SecondaryIPAddresses": None,
+                "SecondaryIPv6Addresses": None, "EndpointID": first.get("EndpointID", ""),
+                "Gateway": first.get("Gateway", ""), "GlobalIPv6Address": first.get("GlobalIPv6Address", ""),
+                "GlobalIPv6PrefixLen": first.get("GlobalIPv6PrefixLen", 0), "IPAddress": first.get("IPAddress", ""),
+                "IPPrefixLen": first.get("IPPrefixLen", 0), "IPv6Gateway": first.get("IPv6Gateway", ""),
+                "MacAddress": first.get("MacAddress", ""), "Networks": networks,
+            },
+        }
+        if size:
+            out["SizeRw"] = _du(rec.extra.get("upper", ""))
+            out["SizeRootFs"] = out["SizeRw"] + sum(_du(p) for p in lower)
+        return out
+
+    def list_json(self, rec: ContainerRecord) -> dict:
+        entry = rec.config.get("Entrypoint") or []
+        cmd = rec.config.get("Cmd") or []
+        ns = rec.network_settings or {}
+        ports = []
+        if self.is_running(rec):
+            for key, binds in (ns.get("Ports") or {}).items():
+                port, _, proto = key.partition("/")
+                if not binds:
+                    ports.append({"PrivatePort": int(port), "Type": proto or "tcp"})
+                for b in binds or []:
+                    ports.append({"IP": b.get("HostIp") or "0.0.0.0", "PrivatePort": int(port),
+                                  "PublicPort": int(b["HostPort"]), "Type": proto or "tcp"})
+        created = parse_rfc3339(rec.created) or 0
+        return {
+            "Id": rec.id, "Names": ["/" + rec.name], "Image": rec.image, "ImageID": rec.image_id,
+            "Command": " ".join(list(entry) + list(cmd)), "Created": int(created), "Ports": ports,
+            "Labels": rec.labels, "State": self.status(rec), "Status": self.status_text(rec),
+            "HostConfig": {"NetworkMode": rec.host_config.get("NetworkMode") or "bridge"},
+            "NetworkSettings": {"Networks": ns.get("Networks") or {}},
+            "Mounts": list(rec.mounts),
+        }
+
+    def status_text(self, rec: ContainerRecord) -> str:
+        status = self.status(rec)
+        now = time.time()
+        if status in ("running", "paused"):
+            started = parse_rfc3339(rec.state.get("StartedAt", "")) or now
+            text = "Up " + human_duration(now - started)
+            health = (rec.state.get("Health") or {}).get("Status")
+            if health == "starting":
+                text += " (health: starting)"
+            elif health:
+                text += f" ({health})"
+            if status == "paused":
+                text += " (Paused)"
+            return text
+        if status == "restarting":
+            fin = parse_rfc3339(rec.state.get("FinishedAt", "")) or now
+            return f"Restarting ({int(rec.state.get('ExitCode') or 0)}) {human_duration(now - fin)} ago"
+        if status == "removing":
+            return "Removal In Progress"
+        if status == "dead":
+            return "Dead"
+        if status == "exited":
+            fin = parse_rfc3339(rec.state.get("FinishedAt", "")) or now
+            return f"Exited ({int(rec.state.get('ExitCode') or 0)}) {human_duration(now - fin)} ago"
+        return "Created"
+
+    def list(self, all_: bool = False, limit: int = -1, filters: dict[str, list[str]] | None = None) -> list[dict]:
+        filters = filters or {}
+        known = {"label", "name", "id", "status", "ancestor", "exited", "network", "volume", "health",
+                 "before", "since", "is-task", "publish", "expose"}
+        for key in filters:
+            if key not in known:
+                raise BadRequest(f"invalid filter '{key}'")
+        for st in filters.get("status", []):
+            if st not in ("created", "restarting", "running", "removing", "paused", "exited", "dead"):
+                raise BadRequest(f"invalid filter 'status={st}'")
+        recs = self.all()
+        if limit is not None and limit > 0:
+            all_ = True
+        out = []
+        for rec in recs:
+            if not all_ and not filters.get("status") and self.status(rec) not in ("running", "paused", "restarting"):
+                continue
+            if not self._matches(rec, filters):
+                continue
+            out.append(rec)
+        if limit is not None and limit > 0:
+            out = out[:limit]
+        return [self.list_json(r) for r in out]
+
+    def _matches(self, rec: ContainerRecord, f: dict[str, list[str]]) -> bool:
+        labels = rec.labels
+        for want in f.get("label", []):
+            k, eq, v = want.partition("=")
+            if k not in labels or (eq and labels[k] != v):
+                return False
+        if f.get("name") and not any(re.search(n.lstrip("/"), rec.name) or re.search(n, "/" + rec.name)
+                                     for n in f["name"]):
+            return False
+        if f.get("id") and not any(rec.id.startswith(i) for i in f["id"]):
+            return False
+        if f.get("status") and self.status(rec) not in f["status"]:
+            return False
+        if f.get("exited"):
+            if self.status(rec) != "exited" or str(rec.state.get("ExitCode") or 0) not in f["exited"]:
+                return False
+        if f.get("health"):
+            h = (rec.state.get("Health") or {}).get("Status") or "none"
+            if h not in f["health"]:
+                return False
+        if f.get("ancestor"):
+            ok = False
+            for a in f["ancestor"]:
+                if a in (rec.image, rec.image_id) or rec.image_id.removeprefix("sha256:").startswith(a.removeprefix("sha256:")):
+                    ok = True
+                elif ":" not in a and rec.image in (a, a + ":latest"):
+                    ok = True
+                else:
+                    try:
+                        ok = self.engine.images.resolve(a).id == rec.image_id
+                    except Exception:  # noqa: BLE001
+                        ok = False
+                if ok:
+                    break
+            if not ok:
+                return False
+        if f.get("network"):
+            nets = (rec.network_settings or {}).get("Networks") or {}
+            wanted = rec.extra.get("networks") or {}
+            ids = {c.get("NetworkID") for c in wanted.values()} | {s.get("NetworkID") for s in nets.values()}
+            names = set(nets) | set(wanted)
+            if not any(n in names or n in ids or any(i and i.startswith(n) for i in ids) for n in f["network"]):
+                return False
+        if f.get("volume"):
+            if not any(any(m.get("Name") == v or m.get("Destination") == v or m.get("Source") == v
+                           for m in rec.mounts) for v in f["volume"]):
+                return False
+        return True
+
+    def top(self, rec: ContainerRecord, ps_args: str | None) -> dict:
+        import subprocess
+        if not self.is_running(rec):
+            raise Conflict(f"Container {rec.id} is not running")
+        pids = set(self.engine.runtime.ps(rec.id))
+        args = (ps_args or "-ef").split()
+        out = subprocess.run(["ps", *args], capture_output=True, text=True)
+        if out.returncode != 0:
+            raise BadRequest(f"Error running ps: {out.stderr.strip()}")
+        lines = out.stdout.splitlines()
+        if not lines:
+            return {"Titles": [], "Processes": []}
+        titles = lines[0].split()
+        try:
+            pid_col = titles.index("PID")
+        except ValueError:
+            raise BadRequest(f"Couldn't find PID field in ps output") from None
+        procs = []
+        for line in lines[1:]:
+            fields = line.split(None, len(titles) - 1)
+            if len(fields) > pid_col and fields[pid_col].isdigit() and int(fields[pid_col]) in pids:
+                procs.append(fields)
+        return {"Titles": titles, "Processes": procs}
+
+    # -- recovery and shutdown --------------------------------------------------------------
+
+    async def recover(self) -> None:
+        """At engine start: finish or roll back interrupted work, adopt running containers,
+        restart policy containers, remove leftovers of containers that no longer exist."""
+        restart: list[ContainerRecord] = []
+        adopt: list[ContainerRecord] = []
+        root = self.records.root
+        for d in sorted(root.iterdir()) if root.is_dir() else []:
+            if not ID_RE.match(d.name):
+                continue
+            intent = _read_intent(d)
+            if intent == "create":
+                await asyncio.to_thread(self._rollback_create, d.name)
+                continue
+            if intent and intent.startswith("remove"):
+                try:
+                    rec = self.records.get(d.name)
+                except NotFound:
+                    shutil.rmtree(d, ignore_errors=True)
+                    continue
+                await asyncio.to_thread(self._finish_remove, rec, intent == "remove-v")
+                self.engine.events.emit("container", "destroy", rec.id, {"name": rec.name, "image": rec.image})
+                continue
+            if not (d / "record.json").exists():
+                shutil.rmtree(d, ignore_errors=True)
+        for rec in list(self.records):
+            st = await asyncio.to_thread(self._runtime_state, rec.id)
+            status = (st or {}).get("status")
+            lv = self.live(rec.id)
+            if status in ("running", "paused"):
+                adopt.append(rec)
+                rec.state.update(Status=status, Running=True, Paused=status == "paused", Restarting=False,
+                                 Pid=st.get("pid") or 0, StartedAt=st.get("startedAt") or rec.state.get("StartedAt"))
+                if not rec.network_settings.get("Networks") and (rec.extra.get("networks")):
+                    await asyncio.to_thread(self._refresh_network_settings, rec)
+                self.records.save(rec)
+                lv.gen += 1
+                lv.exited.clear()
+                lv.started_mono = time.monotonic()
+                self._watch(rec.id, lv.gen)
+                self._start_health(rec, lv)
+                continue
+            was = self.status(rec)
+            if st is not None or was in ("running", "paused", "restarting"):
+                code = st.get("exitCode") if st else None
+                if was in ("running", "paused", "restarting") or st is not None:
+                    rec.state.update(Status="exited", Running=False, Paused=False, Restarting=False, Pid=0,
+                                     ExitCode=int(code) if code is not None else rec.state.get("ExitCode", 255) if was == "exited" else (255 if code is None else code),
+                                     FinishedAt=(st or {}).get("finishedAt") or now_rfc3339())
+                    if status == "created" and was == "created":
+                        rec.state["Status"] = "created"
+                await asyncio.to_thread(self._cleanup_after_exit, rec)
+                self.records.save(rec)
+                if was in ("running", "paused", "restarting"):
+                    self.emit(rec, "die", exitCode=rec.state.get("ExitCode", 255))
+            else:
+                await asyncio.to_thread(self._teardown_network, rec)
+            name, _ = restart_policy(rec.host_config)
+            if self.status(rec) == "exited" and (
+                    name == "always" or (name == "unless-stopped" and not rec.extra.get("manually_stopped"))
+                    or (name == "on-failure" and was in ("running", "restarting") and rec.state.get("ExitCode"))):
+                restart.append(rec)
+        await asyncio.to_thread(self._sweep_leftovers)
+        for rec in restart:
+            lv = self.live(rec.id)
+            async with lv.lock:
+                try:
+                    rec.extra["manually_stopped"] = False
+                    await self._start_locked(rec, lv)
+                except Exception as exc:  # noqa: BLE001
+                    log.warning("restart of %s at engine start failed: %s", rec.id, exc)
+
+    def _runtime_state(self, cid: str) -> dict | None:
+        try:
+            return self.engine.runtime.state(cid)
+        except (NotFound, ValueError, OSError):
+            return None
+        except UserError:
+            return None
+
+    def _refresh_network_settings(self, rec: ContainerRecord) -> None:
+        from pystack.networking import docker_json
+        nets = {}
+        for ep in self.engine.networks.endpoints(rec.id):
+            try:
+                net = self.engine.networks.get_network(ep.network_id)
+            except NotFound:
+                continue
+            nets[net.name] = docker_json.endpoint_json(ep, net)
+        rec.network_settings = {"Networks": nets, "SandboxKey": str(self.engine.networks.sandbox_path(rec.id)),
+                                "Ports": docker_json.ports_json(self.engine.networks.port_bindings(rec.id))}
+
+    def _sweep_leftovers(self) -> None:
+        """Runtime states, sandboxes, cgroups and volume uses of containers without a record."""
+        known = {r.id for r in self.records}
+        rt = self.engine.runtime
+        state_root = rt.states.root
+        if state_root.is_dir():
+            for d in state_root.iterdir():
+                if d.name not in known:
+                    self._teardown_runtime(d.name)
+        try:
+            sandboxes = set(self.engine.networks.state.read().get("sandboxes", {}))
+        except Exception:  # noqa: BLE001
+            sandboxes = set()
+        netns_dir = self.engine.networks.sandbox_path("x").parent
+        if netns_dir.is_dir():
+            sandboxes |= {p.name for p in netns_dir.iterdir()}
+        running = {r.id for r in self.records if self.is_running(r)}
+        for cid in sandboxes - running:
+            try:
+                self.engine.networks.remove_sandbox(cid)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("leftover sandbox %s: %s", cid, exc)
+        try:
+            from pystack.runtime import cgroups
+            parent = cgroups.default_parent()
+            live_ids = {r.id for r in self.records if self.is_running(r)}
+            for name in cgroups.list_cgroups(parent) - live_ids:
+                cg = cgroups.Cgroup.find(parent, name)
+                if cg is not None:
+                    cg.kill_all(signal_mod.SIGKILL)
+                    cg.destroy()
+        except Exception as exc:  # noqa: BLE001
+            log.warning("leftover cgroups: %s", exc)
+        try:
+            self.engine.volumes.sync_users(known)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("volume users: %s", exc)
+
+    async def close(self) -> None:
+        """Engine stopping: containers keep running under their shims (a new engine adopts
+        them); only the manager's tasks stop."""
+        self._closing = True
+        for lv in self._live.values():
+            self._stop_health(lv)
+            if lv.restart_task is not None:
+                lv.restart_task.cancel()
+            for fut in lv.next_exit + lv.removed:
+                if not fut.done():
+                    fut.cancel()
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+def _specgen():
+    try:
+        from pystack.engine import specgen
+    except ImportError:
+        return None
+    if not all(hasattr(specgen, n) for n in ("check_create_body", "merge_image_config", "build_spec")):
+        return None
+    return specgen
+
+
+def _quiet(fn, *args) -> None:
+    try:
+        fn(*args)
+    except (Conflict, NotFound):
+        pass
+
+
+def _empty_endpoint() -> dict:
+    return {"IPAMConfig": None, "Links": None, "Aliases": None, "MacAddress": "", "NetworkID": "",
+            "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "",
+            "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DriverOpts": None, "DNSNames": None}
+
+
+def _write_intent(d: Path, what: str) -> None:
+    tmp = d / "intent.tmp"
+    with open(tmp, "w") as fh:
+        fh.write(what)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, d / "intent")
+
+
+def _clear_intent(d: Path) -> None:
+    try:
+        (d / "intent").unlink()
+    except FileNotFoundError:
+        pass
+
+
+def _read_intent(d: Path) -> str | None:
+    try:
+        return (d / "intent").read_text().strip() or None
+    except (FileNotFoundError, OSError):
+        return None
+
+
+def _du(path: str) -> int:
+    total = 0
+    if not path:
+        return 0
+    for dirpath, _dirs, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, f)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def _free_subnet() -> str:
+    """The first of Docker's usual default-bridge subnets that overlaps no host route."""
+    import ipaddress
+    import subprocess
+    routes = subprocess.run(["ip", "-4", "route", "show", "table", "all"], capture_output=True, text=True).stdout
+    used = []
+    for line in routes.splitlines():
+        first = line.split()[0] if line.split() else ""
+        if first in ("default", "broadcast", "local", "unreachable") and len(line.split()) > 1:
+            first = line.split()[1]
+        try:
+            net = ipaddress.ip_network(first, strict=False)
+        except ValueError:
+            continue
+        if net.prefixlen > 0:
+            used.append(net)
+    for cand in BRIDGE_CANDIDATES:
+        c = ipaddress.ip_network(cand)
+        if not any(c.overlaps(u) for u in used):
+            return cand
+    raise UserError("no free subnet for the default bridge: set PYSTACK_BRIDGE_SUBNET")
+
+
+_HC_SUPPORTED_LOG = ("json-file", "local", "")
+
+
+def _check_host_config(hc: dict) -> None:
+    log_type = (hc.get("LogConfig") or {}).get("Type") or ""
+    if log_type not in _HC_SUPPORTED_LOG:
+        raise BadRequest(f"HostConfig.LogConfig.Type: log driver {log_type!r} is not supported (json-file only)")
+    name, count = restart_policy(hc)
+    if name not in ("no", "always", "on-failure", "unless-stopped"):
+        raise BadRequest(f"HostConfig.RestartPolicy.Name: invalid restart policy {name!r}")
+    if count and name != "on-failure":
+        raise BadRequest(f"HostConfig.RestartPolicy.MaximumRetryCount: maximum retry count cannot be used "
+                         f"with restart policy '{name}'")
+    if count < 0:
+        raise BadRequest("HostConfig.RestartPolicy.MaximumRetryCount: must not be negative")
+
+
+def _host_config_defaults(hc: dict) -> dict:
+    hc = dict(hc)
+    mode = hc.get("NetworkMode") or "default"
+    hc["NetworkMode"] = "bridge" if mode == "default" else mode
+    hc.setdefault("RestartPolicy", {"Name": "no", "MaximumRetryCount": 0})
+    if not (hc["RestartPolicy"] or {}).get("Name"):
+        hc["RestartPolicy"] = {"Name": "no", "MaximumRetryCount": 0}
+    lc = hc.get("LogConfig") or {}
+    hc["LogConfig"] = {"Type": lc.get("Type") or "json-file", "Config": dict(lc.get("Config") or {})}
+    for key, default in (("Binds", None), ("PortBindings", {}), ("AutoRemove", False), ("Privileged", False),
+                         ("PublishAllPorts", False), ("ReadonlyRootfs", False), ("Dns", []), ("DnsOptions", []),
+                         ("DnsSearch", []), ("ExtraHosts", None), ("CapAdd", None), ("CapDrop", None)):
+        hc.setdefault(key, default)
+    return hc
+
+
+def _merge_image_config(config: dict, image: dict) -> dict:
+    """Docker's rules (used until specgen.merge_image_config exists)."""
+    out = dict(config)
+    env = {}
+    for item in list(image.get("Env") or []) + list(config.get("Env") or []):
+        k = item.split("=", 1)[0]
+        env[k] = item
+    out["Env"] = list(env.values())
+    if config.get("Entrypoint"):
+        out["Entrypoint"] = config["Entrypoint"]
+        out["Cmd"] = config.get("Cmd") or None
+    else:
+        out["Entrypoint"] = image.get("Entrypoint")
+        out["Cmd"] = config.get("Cmd") or image.get("Cmd")
+    for key in ("WorkingDir", "User", "StopSignal"):
+        out[key] = config.get(key) or image.get(key) or ("" if key != "StopSignal" else None)
+    if out.get("StopSignal") is None:
+        out.pop("StopSignal")
+    out["Labels"] = {**(image.get("Labels") or {}), **(config.get("Labels") or {})}
+    exposed = {**(image.get("ExposedPorts") or {}), **(config.get("ExposedPorts") or {})}
+    if exposed:
+        out["ExposedPorts"] = exposed
+    vols = {**(image.get("Volumes") or {}), **(config.get("Volumes") or {})}
+    out["Volumes"] = vols or None
+    if not config.get("Healthcheck") and image.get("Healthcheck"):
+        out["Healthcheck"] = image["Healthcheck"]
+    return out
+
+
+def _fallback_spec(rec: ContainerRecord, mounts: list, netns: str | None, files: dict, parent: str) -> dict:
+    """A minimal OCI spec (used until specgen.build_spec exists)."""
+    from pystack.runtime.spec import default_spec
+    cfg = rec.config
+    argv = list(cfg.get("Entrypoint") or []) + list(cfg.get("Cmd") or [])
+    if not argv:
+        raise BadRequest("No command specified")
+    spec = default_spec(argv, terminal=bool(cfg.get("Tty")))
+    proc = spec["process"]
+    env = {e.split("=", 1)[0]: e for e in proc["env"]}
+    for e in cfg.get("Env") or []:
+        env[e.split("=", 1)[0]] = e
+    if "HOSTNAME" not in env:
+        env["HOSTNAME"] = "HOSTNAME=" + (cfg.get("Hostname") or rec.id[:12])
+    proc["env"] = list(env.values())
+    proc["cwd"] = cfg.get("WorkingDir") or "/"
+    user = cfg.get("User") or ""
+    if user:
+        u, _, g = user.partition(":")
+        if u.isdigit():
+            proc["user"] = {"uid": int(u), "gid": int(g) if g.isdigit() else int(u)}
+    for ns in spec["linux"]["namespaces"]:
+        if ns["type"] == "network":
+            if netns:
+                ns["path"] = netns
+    if netns is None:
+        spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"] if n["type"] != "network"]
+    spec["linux"]["cgroupsPath"] = f"/{parent}/{rec.id}"
+    spec["mounts"] = spec["mounts"] + list(mounts) + [
+        {"destination": dst, "type": "bind", "source": src, "options": ["rbind", "rprivate"]}
+        for dst, src in files.items()]
+    spec["annotations"] = {"org.pystack.init": "true"} if rec.host_config.get("Init") else {}
+    return spec

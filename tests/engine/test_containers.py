@@ -1,0 +1,200 @@
+"""Container lifecycle through the Engine API of a private pystackd: real containers."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+
+def test_create_start_wait_logs_inspect_remove(api, busybox_engine, unique_name) -> None:
+    cid = api.run(["sh", "-c", "echo hello; echo oops >&2; exit 3"], name=unique_name,
+                  Labels={"com.example.t": unique_name})
+    assert api.wait(cid) == {"StatusCode": 3, "Error": None}
+    ins = api.inspect(unique_name)
+    assert ins["Id"] == cid and ins["Name"] == "/" + unique_name
+    assert ins["State"]["Status"] == "exited" and ins["State"]["ExitCode"] == 3
+    assert ins["State"]["Running"] is False and ins["State"]["FinishedAt"] > ins["State"]["StartedAt"]
+    assert ins["Config"]["Labels"] == {"com.example.t": unique_name}
+    assert ins["Path"] == "sh" and ins["Args"][0] == "-c"
+    assert ins["Image"].startswith("sha256:")
+    lines = [json.loads(line) for line in open(ins["LogPath"])]
+    assert [(e["stream"], e["log"]) for e in lines] == [("stdout", "hello\n"), ("stderr", "oops\n")] or \
+        sorted((e["stream"], e["log"]) for e in lines) == [("stderr", "oops\n"), ("stdout", "hello\n")]
+    status, items = api.get("/containers/json?all=1&filters=" + json.dumps({"label": [f"com.example.t={unique_name}"]}))
+    assert status == 200 and [c["Id"] for c in items] == [cid]
+    assert items[0]["Names"] == ["/" + unique_name] and items[0]["State"] == "exited"
+    assert items[0]["Status"].startswith("Exited (3) ")
+    status, items = api.get("/containers/json")  # running only
+    assert cid not in [c["Id"] for c in items]
+    assert api.delete(f"/containers/{cid}")[0] == 204
+    status, body = api.get(f"/containers/{cid}/json")
+    assert status == 404 and body["message"] == f"No such container: {cid}"
+    assert busybox_engine.leaks() == {}
+
+
+def test_user_errors_are_clear(api, unique_name) -> None:
+    status, body = api.post("/containers/create", {"Image": "nosuchimage:1", "Cmd": ["true"]})
+    assert (status, body["message"]) == (404, "No such image: nosuchimage:1")
+    cid = api.create(["true"], name=unique_name)
+    status, body = api.post(f"/containers/create?name={unique_name}", {"Image": "busybox", "Cmd": ["true"]})
+    assert status == 409 and f'"/{unique_name}" is already in use' in body["message"]
+    status, body = api.post("/containers/create?name=bad/name", {"Image": "busybox", "Cmd": ["true"]})
+    assert status == 400 and "Invalid container name" in body["message"]
+    status, body = api.post("/containers/create", {"Image": "busybox", "Cmd": ["true"],
+                                                    "HostConfig": {"RestartPolicy": {"Name": "sometimes"}}})
+    assert status == 400 and "RestartPolicy" in body["message"]
+    status, body = api.request("POST", "/containers/create", b"{not json", {"Content-Type": "application/json"})
+    assert status == 400 and "message" in body
+    for path in ("/containers/..%2F..%2Fetc/json", "/containers/nope/json"):
+        status, body = api.get(path)
+        assert status == 404 and "No such container" in body["message"]
+    status, body = api.post(f"/containers/{cid}/kill")
+    assert status == 409 and "is not running" in body["message"]
+    status, body = api.post(f"/containers/{cid}/wait?condition=sometime")
+    assert status == 400
+    status, body = api.get("/containers/json?filters=" + json.dumps({"colour": ["red"]}))
+    assert status == 400 and "invalid filter" in body["message"]
+
+
+def test_running_container_network_stop_restart_kill(api, busybox_engine, unique_name) -> None:
+    cid = api.run(["sh", "-c", "trap 'exit 7' TERM; while true; do sleep 0.1; done"], name=unique_name)
+    ins = api.inspect(cid)
+    assert ins["State"]["Running"] is True and ins["State"]["Pid"] > 0
+    net = ins["NetworkSettings"]["Networks"]["bridge"]
+    sub = busybox_engine.bridge_subnet.rsplit(".", 2)[0]
+    assert net["IPAddress"].startswith(sub) and net["Gateway"].startswith(sub)
+    assert ins["NetworkSettings"]["IPAddress"] == net["IPAddress"]
+    assert api.post(f"/containers/{cid}/start")[0] == 304
+    status, running = api.get("/containers/json")
+    assert cid in [c["Id"] for c in running]
+    assert running[[c["Id"] for c in running].index(cid)]["Status"].startswith("Up ")
+    # stop: the trap answers SIGTERM with exit 7
+    assert api.post(f"/containers/{cid}/stop?t=20")[0] == 204
+    ins = api.inspect(cid)
+    assert ins["State"]["Status"] == "exited" and ins["State"]["ExitCode"] == 7
+    assert ins["NetworkSettings"]["Networks"]["bridge"]["IPAddress"] == ""
+    assert api.post(f"/containers/{cid}/stop")[0] == 304
+    assert api.post(f"/containers/{cid}/restart?t=5")[0] == 204
+    assert api.inspect(cid)["State"]["Running"] is True
+    assert api.post(f"/containers/{cid}/kill?signal=SIGKILL")[0] == 204
+    ins = api.inspect(cid)
+    assert ins["State"]["Status"] == "exited" and ins["State"]["ExitCode"] == 137
+    assert api.delete(f"/containers/{cid}")[0] == 204
+    assert busybox_engine.leaks() == {}
+
+
+def test_stop_signal_and_sigkill_after_grace(api, unique_name) -> None:
+    # PID 1 with no handler for SIGTERM: the kernel drops it; SIGKILL after t seconds
+    cid = api.run(["sleep", "1000"], name=unique_name)
+    assert api.post(f"/containers/{cid}/stop?t=1")[0] == 204
+    assert api.inspect(cid)["State"]["ExitCode"] == 137
+    # a configured stop signal that the program handles
+    cid2 = api.run(["sh", "-c", "trap 'exit 5' USR1; while true; do sleep 0.1; done"],
+                   name=unique_name + "b", StopSignal="SIGUSR1")
+    assert api.post(f"/containers/{cid2}/stop?t=20")[0] == 204
+    assert api.inspect(cid2)["State"]["ExitCode"] == 5
+
+
+def test_remove_running_needs_force_and_v_removes_anonymous_volumes(api, busybox_engine, unique_name) -> None:
+    cid = api.run(["sleep", "1000"], name=unique_name, Volumes={"/data": {}})
+    mounts = api.inspect(cid)["Mounts"]
+    assert len(mounts) == 1 and mounts[0]["Destination"] == "/data" and mounts[0]["Type"] == "volume"
+    vol = mounts[0]["Name"]
+    status, body = api.delete(f"/containers/{cid}")
+    assert status == 409 and "cannot remove a running container" in body["message"]
+    assert api.delete(f"/containers/{cid}?force=1&v=1")[0] == 204
+    status, _ = api.get(f"/volumes/{vol}")
+    assert status == 404
+    assert busybox_engine.leaks() == {}
+
+
+def test_wait_conditions_and_slow_clients_do_not_block(api, unique_name) -> None:
+    import threading
+    cid = api.create(["sh", "-c", "sleep 0.5; exit 4"], name=unique_name)
+    results: dict[str, dict] = {}
+
+    def waiter(cond: str) -> None:
+        results[cond] = api.wait(cid, cond)
+
+    threads = [threading.Thread(target=waiter, args=(c,)) for c in ("next-exit", "removed")]
+    for t in threads:
+        t.start()
+    time.sleep(0.2)
+    # while two waits are in flight, others are served
+    others = [api.run(["true"], name=f"{unique_name}-{i}") for i in range(3)]
+    for o in others:
+        api.wait(o)
+        assert api.delete(f"/containers/{o}")[0] == 204
+    assert api.post(f"/containers/{cid}/start")[0] == 204
+    threads[0].join(30)
+    assert results["next-exit"]["StatusCode"] == 4
+    assert api.wait(cid)["StatusCode"] == 4  # not-running: at once
+    assert "removed" not in results
+    assert api.delete(f"/containers/{cid}")[0] == 204
+    threads[1].join(30)
+    assert results["removed"]["StatusCode"] == 4
+
+
+def test_pause_unpause_rename_top_stats(api, busybox_engine, unique_name) -> None:
+    cid = api.run(["sleep", "1000"], name=unique_name)
+    assert api.post(f"/containers/{cid}/pause")[0] == 204
+    ins = api.inspect(cid)
+    assert ins["State"]["Status"] == "paused" and ins["State"]["Paused"] is True
+    assert api.post(f"/containers/{cid}/pause")[0] == 409
+    assert api.post(f"/containers/{cid}/unpause")[0] == 204
+    assert api.inspect(cid)["State"]["Status"] == "running"
+    assert api.post(f"/containers/{cid}/rename?name={unique_name}-new")[0] == 204
+    assert api.inspect(f"{unique_name}-new")["Id"] == cid
+    assert api.get(f"/containers/{unique_name}/json")[0] == 404
+    status, top = api.get(f"/containers/{cid}/top")
+    assert status == 200 and "PID" in top["Titles"]
+    assert any("sleep 1000" in " ".join(p) for p in top["Processes"])
+    status, st = api.get(f"/containers/{cid}/stats?stream=false")
+    assert status == 200 and st["id"] == cid and st["name"] == f"/{unique_name}-new"
+    assert st["memory_stats"]["usage"] > 0 and st["cpu_stats"]["cpu_usage"]["total_usage"] >= 0
+    assert st["pids_stats"]["current"] >= 1
+    assert "eth0" in st["networks"]
+    assert api.delete(f"/containers/{cid}?force=1")[0] == 204
+
+
+def test_list_filters_and_limit(api, unique_name) -> None:
+    a = api.create(["true"], name=unique_name + "-a", Labels={"t": unique_name, "role": "a"})
+    b = api.run(["sleep", "1000"], name=unique_name + "-b", Labels={"t": unique_name, "role": "b"})
+
+    def ids(filters: dict, all_: bool = True) -> set[str]:
+        status, items = api.get(f"/containers/json?all={int(all_)}&filters=" + json.dumps(filters))
+        assert status == 200, items
+        return {c["Id"] for c in items}
+
+    assert ids({"label": [f"t={unique_name}"]}) == {a, b}
+    assert ids({"label": [f"t={unique_name}", "role=b"]}) == {b}
+    assert ids({"label": [f"t={unique_name}"]}, all_=False) == {b}
+    assert ids({"status": ["created"], "label": [f"t={unique_name}"]}) == {a}
+    assert ids({"status": ["running"], "label": [f"t={unique_name}"]}) == {b}
+    assert ids({"name": [unique_name + "-a"]}) == {a}
+    assert ids({"id": [b[:12]]}) == {b}
+    assert ids({"ancestor": ["busybox"], "label": [f"t={unique_name}"]}) == {a, b}
+    assert ids({"network": ["bridge"], "label": [f"t={unique_name}"]}) == {a, b}
+    status, items = api.get("/containers/json?limit=1")
+    assert [c["Id"] for c in items] == [b]
+    assert api.delete(f"/containers/{b}?force=1")[0] == 204
+    assert api.delete(f"/containers/{a}")[0] == 204
+
+
+def test_docker_py_run_logs_wait_remove(busybox_engine, unique_name) -> None:
+    import importlib.util
+    client = busybox_engine.client()
+    if importlib.util.find_spec("pystack.engine.stream_routes") is not None:  # logs are another area's
+        out = client.containers.run("busybox", ["echo", "hi from docker-py"], name=unique_name, remove=True)
+        assert out == b"hi from docker-py\n"
+    c = client.containers.run("busybox", ["sh", "-c", "echo a; sleep 1000"], detach=True,
+                              name=unique_name + "d", labels={"x": "y"})
+    c.reload()
+    assert c.status == "running" and c.labels == {"x": "y"}
+    assert c.name == unique_name + "d"
+    assert [x.id for x in client.containers.list(filters={"label": "x=y"})] == [c.id]
+    c.stop(timeout=1)
+    assert c.wait()["StatusCode"] == 137
+    c.remove()
+    client.close()
