@@ -566,6 +566,8 @@ class ContainerManager:
         self.records.save(rec)
         if oom:
             self.emit(rec, "oom")
+        for net_name, net_id in rec.extra.pop("_disconnected", None) or []:
+            self.emit_network("disconnect", rec, net_id, net_name)
         self.emit(rec, "die", exitCode=code)
         lv.exited.set()
         for fut in lv.next_exit:

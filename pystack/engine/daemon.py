@@ -25,6 +25,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--run", default=None, help="runtime directory (PYSTACK_RUN)")
     parser.add_argument("-H", "--host", default=None, help="unix socket path or unix:// URL (PYSTACK_HOST)")
     parser.add_argument("-G", "--group", default=None, help="group allowed to use the socket")
+    parser.add_argument("--bridge-subnet", default=None,
+                        help="subnet of the default network \"bridge\" (PYSTACK_BRIDGE_SUBNET; default: "
+                             "the first of 172.17.0.0/16, 172.18.0.0/16... that no host route uses)")
     parser.add_argument("-D", "--debug", action="store_true")
     return parser.parse_args(argv)
 
@@ -37,6 +40,8 @@ def main(argv: list[str] | None = None) -> None:
         os.environ["PYSTACK_RUN"] = args.run
     if args.host:
         os.environ["PYSTACK_HOST"] = args.host
+    if args.bridge_subnet:
+        os.environ["PYSTACK_BRIDGE_SUBNET"] = args.bridge_subnet
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
                         format="%(asctime)s pystackd %(levelname)s %(message)s")
     if os.geteuid() != 0:
