@@ -1,0 +1,195 @@
+"""Hijacked connections: Docker's attach / exec-start streams on top of aiohttp.
+
+Docker clients ask for ``Connection: Upgrade`` + ``Upgrade: tcp``; the engine answers
+``101 UPGRADED`` (or ``200 OK`` when no upgrade was asked for) with a raw-stream or
+multiplexed-stream content type and from then on the socket carries raw bytes both ways:
+output from the container, stdin to it.
+
+aiohttp has no API for this, so :func:`hijack` writes the response head itself, then
+swaps the transport's protocol for :class:`_HijackProtocol`, which
+
+* keeps the socket open when the client half-closes (the docker CLI always sends
+  ``CloseWrite`` once its stdin ends, even without ``-i``: aiohttp would close the whole
+  connection and lose the output);
+* turns incoming bytes into an ``asyncio.StreamReader`` (with flow control);
+* hands ``connection_lost`` back to aiohttp's protocol so that its bookkeeping stays right.
+
+The handler then returns :class:`HijackedResponse`, whose ``prepare``/``write_eof`` do
+nothing (the head was already sent).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+
+log = logging.getLogger("pystackd.hijack")
+
+RAW_STREAM = "application/vnd.docker.raw-stream"
+MULTIPLEXED_STREAM = "application/vnd.docker.multiplexed-stream"
+
+STDIN, STDOUT, STDERR = 0, 1, 2
+
+
+def frame(stream: int, data: bytes) -> bytes:
+    """One frame of Docker's multiplexed stream: [stream, 0, 0, 0, size (big-endian u32)] + data."""
+    return bytes((stream, 0, 0, 0)) + len(data).to_bytes(4, "big") + data
+
+
+def wants_upgrade(request: web.Request) -> bool:
+    conn = request.headers.get("Connection", "").lower()
+    return "upgrade" in [t.strip() for t in conn.split(",")] and bool(request.headers.get("Upgrade"))
+
+
+class HijackedResponse(web.StreamResponse):
+    """What a hijacking handler returns: aiohttp must not write anything any more."""
+
+    async def prepare(self, request):  # type: ignore[override]
+        return None
+
+    async def write_eof(self, data: bytes = b"") -> None:  # type: ignore[override]
+        return None
+
+
+class _HijackProtocol(asyncio.Protocol):
+    def __init__(self, conn: "Hijacked", original: asyncio.BaseProtocol) -> None:
+        self.conn = conn
+        self.original = original
+
+    def data_received(self, data: bytes) -> None:
+        self.conn.reader.feed_data(data)
+
+    def eof_received(self) -> bool:
+        self.conn.reader.feed_eof()
+        return True  # half-closed: keep writing to the client
+
+    def pause_writing(self) -> None:
+        self.conn._can_write.clear()
+
+    def resume_writing(self) -> None:
+        self.conn._can_write.set()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.conn.closed = True
+        self.conn._can_write.set()
+        if not self.conn.reader.at_eof():
+            self.conn.reader.feed_eof()
+        if not self.conn.lost.done():
+            self.conn.lost.set_result(None)
+        try:
+            self.original.connection_lost(exc)
+        except Exception:  # noqa: BLE001 - aiohttp's bookkeeping only
+            log.debug("aiohttp connection_lost failed", exc_info=True)
+
+
+class Hijacked:
+    """The raw connection after the response head: ``reader`` (client -> engine bytes),
+    ``write``/``drain`` (engine -> client), ``close``."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self.reader = asyncio.StreamReader(limit=1 << 20)
+        self.reader.set_transport(transport)
+        self._can_write = asyncio.Event()
+        self._can_write.set()
+        self.closed = False
+        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def write(self, data: bytes) -> None:
+        """Send ``data``; ConnectionResetError once the client has gone."""
+        if self.closed or self.transport.is_closing():
+            raise ConnectionResetError("client went away")
+        if data:
+            self.transport.write(data)
+        await self._can_write.wait()
+        if self.closed:
+            raise ConnectionResetError("client went away")
+
+    def close(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.close()
+
+
+async def hijack(request: web.Request, content_type: str = RAW_STREAM) -> Hijacked:
+    """Answer the request with 101 (upgrade asked) or 200 and take over its socket."""
+    transport = request.transport
+    protocol = request.protocol
+    if transport is None or transport.is_closing():
+        raise ConnectionResetError("client went away")
+    if wants_upgrade(request):
+        head = (f"HTTP/1.1 101 UPGRADED\r\nContent-Type: {content_type}\r\n"
+                "Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n")
+    else:
+        head = f"HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nConnection: close\r\n\r\n"
+    # the request body (exec start's JSON) must be consumed before the stream begins
+    if request.can_read_body:
+        try:
+            await request.read()
+        except Exception:  # noqa: BLE001 - already read by the handler
+            pass
+    conn = Hijacked(transport)
+    tail = b""
+    try:  # bytes the client sent right after the upgrade request (aiohttp buffers them)
+        tail = getattr(protocol, "_message_tail", b"") or b""
+        if tail:
+            protocol._message_tail = b""  # type: ignore[union-attr]
+    except AttributeError:
+        pass
+    transport.set_protocol(_HijackProtocol(conn, protocol))
+    if tail:
+        conn.reader.feed_data(tail)
+    transport.resume_reading()
+    transport.write(head.encode())
+    return conn
+
+
+async def pump_stdin(conn: Hijacked, fd: int, *, close_at_eof: bool = True) -> None:
+    """Copy the client's bytes into ``fd`` (a pipe, FIFO or pty master) until the client
+    half-closes or goes; then close ``fd`` when ``close_at_eof``."""
+    import os
+    loop = asyncio.get_running_loop()
+    os.set_blocking(fd, False)
+    try:
+        while True:
+            data = await conn.reader.read(65536)
+            if not data:
+                break
+            view = memoryview(data)
+            while view:
+                try:
+                    n = os.write(fd, view)
+                    view = view[n:]
+                except BlockingIOError:
+                    fut = loop.create_future()
+                    loop.add_writer(fd, lambda: fut.done() or fut.set_result(None))
+                    try:
+                        await fut
+                    finally:
+                        loop.remove_writer(fd)
+    except (BrokenPipeError, OSError):
+        pass
+    finally:
+        if close_at_eof:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+async def read_fd(fd: int, size: int = 65536) -> bytes:
+    """One non-blocking read of ``fd`` on the event loop; b"" at EOF (EIO of a pty too)."""
+    import os
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            return os.read(fd, size)
+        except BlockingIOError:
+            fut = loop.create_future()
+            loop.add_reader(fd, lambda: fut.done() or fut.set_result(None))
+            try:
+                await fut
+            finally:
+                loop.remove_reader(fd)
+        except OSError:  # EIO: the pty's other side closed
+            return b""
