@@ -574,7 +574,18 @@ class ContainerManager:
             if not fut.done():
                 fut.set_result(code)
         lv.next_exit.clear()
+        if rec.host_config.get("AutoRemove"):
+            asyncio.ensure_future(self._auto_remove(cid))
+            return
         self._maybe_restart(rec, lv, code)
+
+    async def _auto_remove(self, cid: str) -> None:
+        try:
+            await self.remove(cid, force=True, volumes=True)
+        except (NotFound, Conflict):
+            pass
+        except Exception as exc:  # noqa: BLE001
+            log.warning("auto-remove of %s: %s", cid, exc)
 
     def _cleanup_after_exit(self, rec: ContainerRecord) -> None:
         self._teardown_runtime(rec.id)
@@ -1380,6 +1391,8 @@ def _check_host_config(hc: dict) -> None:
                          f"with restart policy '{name}'")
     if count < 0:
         raise BadRequest("HostConfig.RestartPolicy.MaximumRetryCount: must not be negative")
+    if hc.get("AutoRemove") and name != "no":
+        raise BadRequest("HostConfig.AutoRemove: can't create 'AutoRemove' container with restart policy")
 
 
 def _host_config_defaults(hc: dict) -> dict:
