@@ -10,6 +10,14 @@ from pystack.runtime.images.store import ImageStore
 from .registryfix import TokenIssuer, htpasswd_file, start_registry
 
 
+@pytest.fixture(autouse=True)
+def engines_stopped(tmp_path: Path):
+    """The CLI goes through pystackd, started on demand per PYSTACK_ROOT: stop them all after."""
+    yield
+    from .helpers import stop_engines
+    stop_engines(tmp_path)
+
+
 @pytest.fixture
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """PYSTACK_ROOT and DOCKER_CONFIG under tmp: tests never touch the host's state."""

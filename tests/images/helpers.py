@@ -124,5 +124,35 @@ def store_files(root: Path) -> dict[str, list[str]]:
 
 
 def run_cli(args: list[str], env: dict[str, str], input: bytes | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(["/opt/pystack/venv/bin/pystack", *args], env={**os.environ, **env},
+    """``pystack ARGS`` as a user runs it: the image commands go through the engine, which the
+    CLI starts on first use (``pystack.compose.autostart``) for this PYSTACK_ROOT, with its
+    socket in ``<root>.run/`` (stopped by ``stop_engines`` in teardown)."""
+    full = {**os.environ, **env}
+    full.pop("PYSTACK_HOST", None)
+    if "PYSTACK_RUN" not in env:
+        full["PYSTACK_RUN"] = full["PYSTACK_ROOT"].rstrip("/") + ".run"
+    return subprocess.run(["/opt/pystack/venv/bin/pystack", *args], env=full,
                           capture_output=True, input=input, timeout=120)
+
+
+def stop_engines(base: Path, timeout: float = 20.0) -> list[int]:
+    """Stop (by PID, SIGTERM then SIGKILL) every pystackd the CLI started under ``base``."""
+    import signal
+    import time
+    stopped = []
+    for pid_file in base.rglob("pystackd.pid"):
+        try:
+            pid = int(pid_file.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue
+        if b"pystackd" not in cmdline and b"pystack.engine.daemon" not in cmdline:
+            continue
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if Path(f"/proc/{pid}").exists():
+            os.kill(pid, signal.SIGKILL)
+        stopped.append(pid)
+    return stopped

@@ -36,6 +36,8 @@ def _multilayer(store: ImageStore, tmp_path: Path, name: str = "multi:1"):
 
 @pytest.mark.slow
 def test_push_pull_busybox_and_multilayer_via_cli(env, registry, busybox, busybox_rootfs, store, tmp_path) -> None:
+    # chunked uploads (chunk smaller than each layer): the engine pushes, so it is started with the setting
+    env = {**env, "PYSTACK_PUSH_CHUNK": "200000"}
     ref = f"{registry.host}/test/busybox:1"
     assert run_cli(["image", "tag", "busybox", ref], env).returncode == 0
     push = run_cli(["image", "push", ref], env)
@@ -48,7 +50,7 @@ def test_push_pull_busybox_and_multilayer_via_cli(env, registry, busybox, busybo
     multi = _multilayer(store, tmp_path)
     mref = f"{registry.host}/test/multi:2"
     store.tag("multi:1", mref)
-    r = run_cli(["image", "push", mref], {**env, "PYSTACK_PUSH_CHUNK": "200000"})
+    r = run_cli(["image", "push", mref], env)
     assert r.returncode == 0, r.stderr
     again = run_cli(["image", "push", mref], env).stdout.decode()
     assert again.count("Layer already exists") == 4  # 3 layers + config: HEAD says present
