@@ -1,4 +1,5 @@
-"""`pystack volume ...` end to end, as a user runs it (a real process, PYSTACK_ROOT under tmp)."""
+"""`pystack volume ...` end to end, as a user runs it (a real process, PYSTACK_ROOT under tmp):
+the commands go through the engine, which the CLI starts on first use; stopped by PID after."""
 from __future__ import annotations
 
 import json
@@ -10,9 +11,28 @@ from pathlib import Path
 import pytest
 
 
+def _stop_engine(run_dir: Path) -> None:
+    """Stop the pystackd the CLI started for this test (by the PID it wrote)."""
+    import signal
+    import time
+    try:
+        pid = int((run_dir / "pystackd.pid").read_text())
+        if b"pystack" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return
+    except (OSError, ValueError):
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if Path(f"/proc/{pid}").exists():
+        os.kill(pid, signal.SIGKILL)
+
+
 @pytest.fixture
 def pystack(tmp_path: Path):
     env = dict(os.environ, PYSTACK_ROOT=str(tmp_path / "state"), PYSTACK_RUN=str(tmp_path / "run"))
+    env.pop("PYSTACK_HOST", None)
 
     def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess:
         p = subprocess.run([sys.executable, "-c", "from pystack.cli import main; main()", *args],
@@ -20,7 +40,8 @@ def pystack(tmp_path: Path):
         if ok:
             assert p.returncode == 0, p.stderr
         return p
-    return run
+    yield run
+    _stop_engine(tmp_path / "run")
 
 
 def test_volume_lifecycle(pystack, tmp_path: Path) -> None:
@@ -75,11 +96,14 @@ def test_permission_problem_is_one_line(tmp_path: Path) -> None:
         pytest.skip("setpriv (util-linux) missing")
     root = tmp_path / "state"
     root.mkdir(mode=0o700)
-    env = dict(os.environ, PYSTACK_ROOT=str(root))
+    env = dict(os.environ, PYSTACK_ROOT=str(root), PYSTACK_RUN=str(tmp_path / "run"))
+    env.pop("PYSTACK_HOST", None)
     p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c",
                         "from pystack.cli import main; main()", "volume", "create", "data1"],
                        capture_output=True, text=True, env=env, timeout=60)
-    assert p.returncode == 1 and "permission denied" in p.stderr and "Traceback" not in p.stderr
+    # the CLI goes through the engine: a non-root user cannot start one (nor use root's socket)
+    assert p.returncode == 1 and "needs root" in p.stderr and "Traceback" not in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1 and not (tmp_path / "run" / "pystackd.pid").exists()
 
 
 def test_inspect_prints_found_then_fails_for_missing(pystack) -> None:
