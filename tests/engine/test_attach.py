@@ -1,0 +1,145 @@
+"""Attach through the Engine API: the hijacked stream (101 UPGRADED), attach before start,
+stdin into the container, client half-close, docker CLI ``run`` (attached) and ``logs -f``."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+
+import pytest
+
+from tests.engine.test_logs import demux, joined
+
+DOCKER = shutil.which("docker")
+# the docker CLI sends HostConfig.NetworkMode "default"; until the container manager maps it
+# to "bridge" these tests name the network explicitly (streams are what is tested here)
+NETWORK_DEFAULT_BROKEN = True
+
+
+def hijacked(engine, path: str, body: bytes = b"", upgrade: bool = True) -> tuple[socket.socket, bytes, bytes]:
+    """POST ``path`` asking for an upgrade; returns (socket, response head, bytes after it)."""
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(60)
+    s.connect(str(engine.socket))
+    head = f"POST {path} HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\n" \
+           f"Content-Length: {len(body)}\r\n"
+    if upgrade:
+        head += "Connection: Upgrade\r\nUpgrade: tcp\r\n"
+    s.sendall(head.encode() + b"\r\n" + body)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(4096)
+        assert chunk, data
+        data += chunk
+    resp, _, rest = data.partition(b"\r\n\r\n")
+    return s, resp, rest
+
+
+def read_all(s: socket.socket, rest: bytes = b"") -> bytes:
+    data = rest
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
+def test_attach_before_start_loses_nothing_and_ends_at_exit(api, busybox_engine, unique_name) -> None:
+    cid = api.create(["sh", "-c", "echo first; echo second >&2; echo third"], name=unique_name)
+    s, head, rest = hijacked(busybox_engine, f"/containers/{cid}/attach?stream=1&stdout=1&stderr=1")
+    assert head.startswith(b"HTTP/1.1 101 ")
+    assert b"Upgrade: tcp" in head and b"application/vnd.docker.multiplexed-stream" in head
+    s.shutdown(socket.SHUT_WR)  # what the docker CLI does when it has no stdin to send
+    assert api.post(f"/containers/{cid}/start")[0] == 204
+    raw = read_all(s, rest)
+    s.close()
+    assert joined(raw, 1) == b"first\nthird\n" and joined(raw, 2) == b"second\n"
+
+
+def test_attach_without_upgrade_and_logs_replay(api, busybox_engine, unique_name) -> None:
+    cid = api.run(["sh", "-c", "echo before; sleep 0.5; echo after"], name=unique_name)
+    import time
+    time.sleep(0.25)
+    s, head, rest = hijacked(busybox_engine, f"/containers/{cid}/attach?stream=1&logs=1&stdout=1",
+                             upgrade=False)
+    assert head.startswith(b"HTTP/1.1 200 ")
+    raw = read_all(s, rest)
+    s.close()
+    assert joined(raw) == b"before\nafter\n"
+
+
+def test_attach_stdin_reaches_the_container(api, busybox_engine, unique_name) -> None:
+    cid = api.create(["sh", "-c", "read line; echo got:$line; read two; echo two:$two"], name=unique_name,
+                     OpenStdin=True, AttachStdin=True)
+    s, head, rest = hijacked(busybox_engine, f"/containers/{cid}/attach?stream=1&stdin=1&stdout=1&stderr=1")
+    assert head.startswith(b"HTTP/1.1 101 ")
+    assert api.post(f"/containers/{cid}/start")[0] == 204
+    s.sendall(b"hello\n")
+    s.sendall(b"world\n")
+    raw = read_all(s, rest)
+    s.close()
+    assert joined(raw, 1) == b"got:hello\ntwo:world\n"
+    assert api.wait(cid)["StatusCode"] == 0
+
+
+def test_attach_tty_is_raw(api, busybox_engine, unique_name) -> None:
+    cid = api.create(["sh", "-c", "echo tty-out"], name=unique_name, Tty=True)
+    s, head, rest = hijacked(busybox_engine, f"/containers/{cid}/attach?stream=1&stdout=1&stderr=1")
+    assert b"application/vnd.docker.raw-stream" in head
+    api.post(f"/containers/{cid}/start")
+    raw = read_all(s, rest)
+    s.close()
+    assert raw.replace(b"\r\n", b"\n") == b"tty-out\n"
+
+
+def test_attach_errors(api, unique_name) -> None:
+    assert api.post("/containers/nope/attach?stream=1&stdout=1")[0] == 404
+    cid = api.create(["true"], name=unique_name)
+    status, body = api.post(f"/containers/{cid}/attach?stdout=1")
+    assert status == 400 and "stream or logs" in body["message"]
+
+
+def test_docker_py_attach_socket(busybox_engine, unique_name) -> None:
+    client = busybox_engine.client()
+    c = client.containers.create("busybox", ["sh", "-c", "echo via-docker-py"], name=unique_name)
+    stream = c.attach(stdout=True, stderr=True, stream=True)
+    c.start()
+    assert b"".join(stream) == b"via-docker-py\n"
+    assert c.wait()["StatusCode"] == 0
+    c.remove()
+    client.close()
+
+
+@pytest.fixture
+def docker_cli(busybox_engine):
+    if DOCKER is None:
+        pytest.skip("the docker CLI is not installed (apt-get install docker.io; .ci/run installs it)")
+    env = {**os.environ, "DOCKER_HOST": busybox_engine.url, "DOCKER_CONFIG": str(busybox_engine.base / "dockercfg")}
+    env.pop("DOCKER_CONTEXT", None)
+
+    def run(*args: str, input: bytes | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+        if args[0] in ("run", "create") and NETWORK_DEFAULT_BROKEN:
+            args = (args[0], "--network", "bridge", *args[1:])
+        return subprocess.run([DOCKER, *args], env=env, input=input, capture_output=True, timeout=timeout)
+    return run
+
+
+def test_docker_cli_run_attached_and_logs_follow(docker_cli, unique_name) -> None:
+    out = docker_cli("run", "--rm", "busybox", "echo", "hi")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == b"hi\n"
+    out = docker_cli("run", "--name", unique_name, "busybox", "sh", "-c", "echo o; echo e >&2; exit 3")
+    assert out.returncode == 3 and out.stdout == b"o\n" and out.stderr == b"e\n"
+    out = docker_cli("run", "-d", "--name", unique_name + "f", "busybox", "sh", "-c",
+                     "for i in 1 2 3; do echo f$i; sleep 0.2; done")
+    assert out.returncode == 0, out.stderr
+    out = docker_cli("logs", "-f", unique_name + "f")
+    assert out.returncode == 0 and out.stdout == b"f1\nf2\nf3\n"
+    out = docker_cli("logs", "--tail", "1", unique_name + "f")
+    assert out.stdout == b"f3\n"
+    out = docker_cli("run", "-i", "--rm", "busybox", "sh", "-c", "read x; echo in:$x", input=b"piped\n")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == b"in:piped\n"
+    assert json.loads(docker_cli("inspect", unique_name).stdout)[0]["State"]["ExitCode"] == 3
