@@ -135,6 +135,14 @@ def run_cli(args: list[str], env: dict[str, str], input: bytes | None = None) ->
                           capture_output=True, input=input, timeout=120)
 
 
+def _running(pid: int) -> bool:
+    """Alive and not a zombie waiting for its (sub)reaper."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def stop_engines(base: Path, timeout: float = 20.0) -> list[int]:
     """Stop (by PID, SIGTERM then SIGKILL) every pystackd the CLI started under ``base``."""
     import signal
@@ -150,9 +158,9 @@ def stop_engines(base: Path, timeout: float = 20.0) -> list[int]:
             continue
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        while _running(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        if Path(f"/proc/{pid}").exists():
+        if _running(pid):
             os.kill(pid, signal.SIGKILL)
         stopped.append(pid)
     return stopped

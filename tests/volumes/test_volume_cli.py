@@ -11,6 +11,14 @@ from pathlib import Path
 import pytest
 
 
+def _running(pid: int) -> bool:
+    """Alive and not a zombie waiting for its (sub)reaper."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def _stop_engine(run_dir: Path) -> None:
     """Stop the pystackd the CLI started for this test (by the PID it wrote)."""
     import signal
@@ -23,9 +31,9 @@ def _stop_engine(run_dir: Path) -> None:
         return
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 20
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+    while _running(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    if Path(f"/proc/{pid}").exists():
+    if _running(pid):
         os.kill(pid, signal.SIGKILL)
 
 
