@@ -1153,8 +1153,6 @@ class ContainerManager:
     async def recover(self) -> None:
         """At engine start: finish or roll back interrupted work, adopt running containers,
         restart policy containers, remove leftovers of containers that no longer exist."""
-        restart: list[ContainerRecord] = []
-        adopt: list[ContainerRecord] = []
         root = self.records.root
         for d in sorted(root.iterdir()) if root.is_dir() else []:
             if not ID_RE.match(d.name):
@@ -1162,54 +1160,48 @@ class ContainerManager:
             intent = _read_intent(d)
             if intent == "create":
                 await asyncio.to_thread(self._rollback_create, d.name)
-                continue
-            if intent and intent.startswith("remove"):
-                try:
-                    rec = self.records.get(d.name)
-                except NotFound:
-                    shutil.rmtree(d, ignore_errors=True)
-                    continue
-                await asyncio.to_thread(self._finish_remove, rec, intent == "remove-v")
-                self.engine.events.emit("container", "destroy", rec.id, {"name": rec.name, "image": rec.image})
-                continue
-            if not (d / "record.json").exists():
-                shutil.rmtree(d, ignore_errors=True)
+            elif intent and intent.startswith("remove"):
+                await asyncio.to_thread(self._remove_by_id, d.name, intent == "remove-v")
+            elif not (d / "record.json").exists():
+                await asyncio.to_thread(self._remove_by_id, d.name, True)
+        restart: list[ContainerRecord] = []
         for rec in list(self.records):
             st = await asyncio.to_thread(self._runtime_state, rec.id)
-            status = (st or {}).get("status")
+            rstatus = (st or {}).get("status")
+            was = self.status(rec)
             lv = self.live(rec.id)
-            if status in ("running", "paused"):
-                adopt.append(rec)
-                rec.state.update(Status=status, Running=True, Paused=status == "paused", Restarting=False,
+            if rstatus in ("running", "paused"):
+                rec.state.update(Status=rstatus, Running=True, Paused=rstatus == "paused", Restarting=False,
                                  Pid=st.get("pid") or 0, StartedAt=st.get("startedAt") or rec.state.get("StartedAt"))
-                if not rec.network_settings.get("Networks") and (rec.extra.get("networks")):
+                if was not in ("running", "paused") or not (rec.network_settings or {}).get("Networks"):
                     await asyncio.to_thread(self._refresh_network_settings, rec)
-                self.records.save(rec)
                 lv.gen += 1
                 lv.exited.clear()
                 lv.started_mono = time.monotonic()
-                self._watch(rec.id, lv.gen)
                 self._start_health(rec, lv)
+                self.records.save(rec)
+                self._watch(rec.id, lv.gen)
                 continue
-            was = self.status(rec)
             if st is not None or was in ("running", "paused", "restarting"):
-                code = st.get("exitCode") if st else None
-                if was in ("running", "paused", "restarting") or st is not None:
-                    rec.state.update(Status="exited", Running=False, Paused=False, Restarting=False, Pid=0,
-                                     ExitCode=int(code) if code is not None else rec.state.get("ExitCode", 255) if was == "exited" else (255 if code is None else code),
-                                     FinishedAt=(st or {}).get("finishedAt") or now_rfc3339())
-                    if status == "created" and was == "created":
-                        rec.state["Status"] = "created"
+                # it died (or never got past start) while no engine watched it
+                code = (st or {}).get("exitCode")
+                if rstatus == "created" or code is None:
+                    code = 255 if was in ("running", "paused") else 128
+                rec.state.update(Status="exited", Running=False, Paused=False, Restarting=False, Pid=0,
+                                 ExitCode=int(code), FinishedAt=(st or {}).get("finishedAt") or now_rfc3339())
+                if rstatus == "created" and not rec.state.get("StartedAt"):
+                    rec.state["Status"] = "created"
                 await asyncio.to_thread(self._cleanup_after_exit, rec)
+                rec.extra.pop("_disconnected", None)
                 self.records.save(rec)
                 if was in ("running", "paused", "restarting"):
-                    self.emit(rec, "die", exitCode=rec.state.get("ExitCode", 255))
-            else:
-                await asyncio.to_thread(self._teardown_network, rec)
-            name, _ = restart_policy(rec.host_config)
-            if self.status(rec) == "exited" and (
-                    name == "always" or (name == "unless-stopped" and not rec.extra.get("manually_stopped"))
-                    or (name == "on-failure" and was in ("running", "restarting") and rec.state.get("ExitCode"))):
+                    self.emit(rec, "die", exitCode=int(code))
+            name, max_retry = restart_policy(rec.host_config)
+            if self.status(rec) != "exited":
+                continue
+            if name == "always" or (name == "unless-stopped" and not rec.extra.get("manually_stopped")) or (
+                    name == "on-failure" and not rec.extra.get("manually_stopped") and rec.state.get("ExitCode")
+                    and (not max_retry or rec.restart_count < max_retry)):
                 restart.append(rec)
         await asyncio.to_thread(self._sweep_leftovers)
         for rec in restart:
@@ -1220,6 +1212,29 @@ class ContainerManager:
                     await self._start_locked(rec, lv)
                 except Exception as exc:  # noqa: BLE001
                     log.warning("restart of %s at engine start failed: %s", rec.id, exc)
+
+    def _remove_by_id(self, cid: str, volumes: bool) -> None:
+        """Finish a removal a crash interrupted (the record may be gone or unreadable)."""
+        try:
+            rec = self.records.get(cid)
+        except (NotFound, UserError):
+            rec = None
+        self._teardown_runtime(cid)
+        if rec is not None:
+            self._teardown_network(rec)
+        else:
+            try:
+                self.engine.networks.remove_sandbox(cid)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("sandbox of %s: %s", cid, exc)
+        try:
+            from pystack.volumes import lifecycle
+            lifecycle.release(cid, self.engine.volumes, remove_anonymous=volumes)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("remove %s: volumes: %s", cid, exc)
+        self.records.remove(cid)
+        if rec is not None:
+            self.emit(rec, "destroy")
 
     def _runtime_state(self, cid: str) -> dict | None:
         try:
@@ -1244,11 +1259,12 @@ class ContainerManager:
     def _sweep_leftovers(self) -> None:
         """Runtime states, sandboxes, cgroups and volume uses of containers without a record."""
         known = {r.id for r in self.records}
+        running_ids = {r.id for r in self.records if self.is_running(r)}
         rt = self.engine.runtime
         state_root = rt.states.root
         if state_root.is_dir():
             for d in state_root.iterdir():
-                if d.name not in known:
+                if d.name not in running_ids:
                     self._teardown_runtime(d.name)
         try:
             sandboxes = set(self.engine.networks.state.read().get("sandboxes", {}))

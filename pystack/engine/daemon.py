@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> None:
         print("pystackd: must run as root (it creates namespaces, mounts and bridges)", file=sys.stderr)
         sys.exit(1)
     root, run, sock = paths.state_root(), paths.run_root(), paths.engine_socket()
+    # children (fork server, shims) carry the engine's roots: recovery finds a killed
+    # engine's orphans by them
+    os.environ["PYSTACK_ROOT"], os.environ["PYSTACK_RUN"] = str(root), str(run)
     root.mkdir(parents=True, exist_ok=True)
     lock = open(root / "engine.lock", "w")
     try:

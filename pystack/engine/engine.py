@@ -60,7 +60,7 @@ class Engine:
         """Before serving: start the runtime's fork server first (no threads exist yet, so
         forking is safe), then let each subsystem repair what a crash left behind, in
         dependency order: volumes and networks first, containers (which use both) last."""
-        self.runtime  # noqa: B018 - fork server before any executor thread
+        self._replace_fork_server()
         import asyncio
         from concurrent.futures import ThreadPoolExecutor
         # blocking library calls run in threads: enough of them that slow ones (a stop's
@@ -79,6 +79,25 @@ class Engine:
         recover = getattr(manager, "recover", None)
         if recover is not None:
             await recover()
+
+    def _replace_fork_server(self) -> None:
+        """Start the runtime's fork server now (before any thread exists), after stopping a
+        killed engine's one that may still be finishing a request: recovery must not race
+        with a shim appearing behind its back."""
+        import signal
+        pid_file = self.run / "forkserver.pid"
+        try:
+            old = int(pid_file.read_text())
+            cmdline = Path(f"/proc/{old}/cmdline").read_bytes()
+            environ = Path(f"/proc/{old}/environ").read_bytes().split(b"\0")
+            if b"pystack.runtime.forkserver" in cmdline and f"PYSTACK_RUN={self.run}".encode() in environ:
+                os.kill(old, signal.SIGKILL)
+        except (OSError, ValueError):
+            pass
+        server = getattr(self.runtime, "_server", None)
+        if server is not None:
+            fs = server()
+            pid_file.write_text(str(fs.proc.pid))
 
     async def shutdown(self) -> None:
         """SIGTERM: containers keep running under their shims (documented choice: a new
