@@ -116,11 +116,34 @@ def merge_env(base: list[str], extra: list[str]) -> list[str]:
     return list(out.values())
 
 
+DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def container_env(rec) -> list[str]:
+    """The environment the container's own process got (its OCI spec), else its Config.Env
+    with Docker's default PATH."""
+    import json
+    from pathlib import Path
+    bundle = (rec.extra or {}).get("bundle")
+    if bundle:
+        try:
+            spec = json.loads((Path(bundle) / "config.json").read_text())
+            env = (spec.get("process") or {}).get("env")
+            if isinstance(env, list):
+                return [e for e in env if isinstance(e, str)]
+        except (OSError, ValueError):
+            pass
+    env = list((rec.config or {}).get("Env") or [])
+    if not any(e.startswith("PATH=") for e in env):
+        env.insert(0, DEFAULT_PATH)
+    return env
+
+
 def build_process(inst: ExecInstance, rec, root: str) -> dict:
     """The OCI process for ``inst`` in container ``rec`` (root: its rootfs path for users)."""
     cfg = rec.config or {}
     proc: dict[str, Any] = {"args": inst.cmd, "terminal": inst.tty}
-    env = merge_env(cfg.get("Env") or [], inst.env)
+    env = merge_env(container_env(rec), inst.env)
     if inst.tty and not any(e.startswith("TERM=") for e in env):
         env.append("TERM=xterm")
     proc["env"] = env
