@@ -84,7 +84,7 @@ def clean_path(path: str) -> str:
         raise ArchiveError("path is required (path=/...)")
     if "\x00" in path:
         raise ArchiveError("path contains a NUL byte")
-    return posixpath.normpath("/" + path) if not path.startswith("//") else posixpath.normpath(path[1:])
+    return posixpath.normpath("/" + path.lstrip("/"))
 
 
 def open_in_root(root_fd: int, path: str, *, follow_last: bool = True, container: str = "") -> int:
@@ -122,6 +122,12 @@ class Target:
         if raw_path.endswith("/.") or raw_path == ".":
             self.name = "."
         self.fds: list[int] = []
+        try:
+            self._open(root_fd, raw_path, path, follow, container)
+        except NotFound:
+            raise NotFound(f"Could not find the file {path} in container {container}") from None
+
+    def _open(self, root_fd: int, raw_path: str, path: str, follow: bool, container: str) -> None:
         if follow:
             fd = open_in_root(root_fd, path, follow_last=True, container=container)
             self.fds.append(fd)
