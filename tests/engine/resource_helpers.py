@@ -123,3 +123,26 @@ def free_subnet() -> str:
 
 def link_exists(name: str) -> bool:
     return subprocess.run(["ip", "link", "show", name], capture_output=True).returncode == 0
+
+
+def assert_engine_clean(engine, bridges=(), container_ids=(), timeout: float = 15.0) -> None:
+    """What this test's engine made is gone: the given bridges, the host veths of the given
+    containers, and every netns mount under the engine's run dir.
+
+    Only this engine's objects are checked (other suites may run beside this one); the
+    container manager tears a sandbox down right after the removal, so this polls a while.
+    """
+    import time
+
+    def leftovers() -> list[str]:
+        links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+        names = {ln.split(": ")[1].split("@")[0] for ln in links.splitlines() if ": " in ln}
+        found = [b for b in bridges if b in names]
+        found += [n for n in names for cid in container_ids if n.startswith("psv" + cid[:8])]
+        mounts = Path("/proc/self/mounts").read_text().split("\n")
+        found += [m.split()[1] for m in mounts if m and m.split()[1].startswith(str(engine.run))]
+        return found
+    deadline = time.monotonic() + timeout
+    while (left := leftovers()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not left, f"left behind by the engine: {left}"

@@ -202,3 +202,23 @@ def test_docker_cli_images(engine, busybox_rootfs: Path, tmp_path: Path) -> None
     assert bad.returncode != 0 and b"No such image: nope:1" in bad.stderr
     df = docker("system", "df", "--format", "{{.Type}} {{.TotalCount}}").stdout.decode().splitlines()
     assert "Images 1" in df
+
+
+@pytest.mark.slow
+def test_docker_cli_login_push_pull(engine, basic_registry, busybox_rootfs: Path, tmp_path: Path) -> None:
+    docker = docker_cli(engine, tmp_path)
+    image_id = import_busybox(engine, busybox_rootfs, tmp_path)
+    repo = f"{basic_registry.host}/cli/bb"
+    docker("tag", "busybox", f"{repo}:1")
+    bad = docker("login", basic_registry.host, "-u", "alice", "--password-stdin", input=b"wrong\n", ok=False)
+    assert bad.returncode != 0 and b"unauthorized" in bad.stderr.lower()
+    docker("login", basic_registry.host, "-u", "alice", "--password-stdin", input=b"s3cret\n")
+    pushed = docker("push", f"{repo}:1").stdout.decode()
+    assert "1: digest: sha256:" in pushed
+    docker("rmi", f"{repo}:1", "busybox")
+    assert docker("images", "-q").stdout.strip() == b""
+    pulled = docker("pull", f"{repo}:1").stdout.decode()
+    assert f"Status: Downloaded newer image for {repo}:1" in pulled
+    assert docker("image", "inspect", "--format", "{{.Id}}", f"{repo}:1").stdout.decode().strip() == image_id
+    missing = docker("pull", f"{repo}:nope", ok=False)
+    assert missing.returncode != 0 and b"not found" in missing.stderr

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from resource_helpers import API, docker_cli, docker_client, free_subnet, http, import_busybox, link_exists
+from resource_helpers import (API, assert_engine_clean, docker_cli, docker_client, free_subnet, http, import_busybox,
+                              link_exists)
 
 
 @pytest.fixture
@@ -26,7 +27,7 @@ def _bridge(net) -> str:
     return net.attrs["Options"]["com.docker.network.bridge.name"]
 
 
-def test_create_inspect_list_remove(engine, dc, unique_name, kernel_snapshot) -> None:
+def test_create_inspect_list_remove(engine, dc, unique_name) -> None:
     import docker
     subnet = free_subnet()
     net = dc.networks.create(unique_name, driver="bridge", ipam=_ipam(subnet), labels={"team": "core"},
@@ -75,10 +76,10 @@ def test_create_inspect_list_remove(engine, dc, unique_name, kernel_snapshot) ->
         dc.networks.get(unique_name)
     status, _, body = http(engine.socket, "DELETE", f"{API}/networks/{unique_name}")
     assert status == 404 and "not found" in json.loads(body)["message"]
-    kernel_snapshot()
+    assert_engine_clean(engine, bridges=[_bridge(net)])
 
 
-def test_prune_by_label(engine, dc, unique_name, kernel_snapshot) -> None:
+def test_prune_by_label(engine, dc, unique_name) -> None:
     a = dc.networks.create(unique_name + "a", ipam=_ipam(free_subnet()), labels={"prune": "yes"})
     b = dc.networks.create(unique_name + "b", ipam=_ipam(free_subnet()))
     try:
@@ -88,11 +89,11 @@ def test_prune_by_label(engine, dc, unique_name, kernel_snapshot) -> None:
         assert not link_exists(_bridge(a))
     finally:
         b.remove()
-    kernel_snapshot()
+    assert_engine_clean(engine, bridges=[_bridge(a), _bridge(b)])
 
 
-def test_connect_disconnect_and_remove_conflict(engine, dc, unique_name, busybox_rootfs: Path, tmp_path: Path,
-                                                kernel_snapshot) -> None:
+def test_connect_disconnect_and_remove_conflict(engine, dc, unique_name, busybox_rootfs: Path,
+                                                tmp_path: Path) -> None:
     import docker
     import_busybox(engine, busybox_rootfs, tmp_path)
     front = dc.networks.create(unique_name + "f", ipam=_ipam(free_subnet()))
@@ -130,10 +131,10 @@ def test_connect_disconnect_and_remove_conflict(engine, dc, unique_name, busybox
                 net.remove()
             except docker.errors.NotFound:
                 pass
-    kernel_snapshot()
+    assert_engine_clean(engine, bridges=[_bridge(front), _bridge(back)], container_ids=[container.id])
 
 
-def test_docker_cli_networks(engine, unique_name, tmp_path: Path, kernel_snapshot) -> None:
+def test_docker_cli_networks(engine, unique_name, tmp_path: Path) -> None:
     docker = docker_cli(engine, tmp_path)
     subnet = free_subnet()
     net_id = docker("network", "create", "--subnet", subnet, "--label", "via=cli", unique_name).stdout.decode().strip()
@@ -149,4 +150,4 @@ def test_docker_cli_networks(engine, unique_name, tmp_path: Path, kernel_snapsho
     finally:
         docker("network", "rm", unique_name)
     assert unique_name not in docker("network", "ls").stdout.decode()
-    kernel_snapshot()
+    assert_engine_clean(engine, bridges=["psbr-" + net_id[:8]])
