@@ -222,3 +222,24 @@ def test_docker_cli_login_push_pull(engine, basic_registry, busybox_rootfs: Path
     assert docker("image", "inspect", "--format", "{{.Id}}", f"{repo}:1").stdout.decode().strip() == image_id
     missing = docker("pull", f"{repo}:nope", ok=False)
     assert missing.returncode != 0 and b"not found" in missing.stderr
+
+
+def test_a_client_that_does_not_read_blocks_nobody(engine, dc, busybox_rootfs: Path, tmp_path: Path,
+                                                    unique_name) -> None:
+    import socket
+    import_busybox(engine, busybox_rootfs, tmp_path)
+    stalled = []
+    for _ in range(3):  # `docker save` streams of ~2 MB nobody reads: far more than a socket buffer
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(str(engine.socket))
+        s.sendall(b"GET /v1.43/images/busybox/get HTTP/1.1\r\nHost: x\r\n\r\n")
+        stalled.append(s)
+    try:
+        for _ in range(3):
+            assert [i.tags for i in dc.images.list()] == [["busybox:latest"]]
+            assert dc.volumes.create(unique_name).name == unique_name
+            assert dc.ping()
+    finally:
+        for s in stalled:
+            s.close()
+    assert dc.images.get("busybox").tag("after", "1")  # the writers ended; the store is usable
