@@ -54,6 +54,9 @@ class JsonLogWriter:
         self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
         self.size = os.fstat(self.fd).st_size
         self.partial: dict[str, bytes] = {}
+        # a terminal's output is written as it comes, partial lines included (a shell prompt
+        # has no newline; attach clients follow the log): set by the shim for TTY containers
+        self.flush_partial = False
 
     def write(self, stream: str, data: bytes) -> None:
         """Feed raw bytes read from ``stream``; complete lines are written at once."""
@@ -70,6 +73,11 @@ class JsonLogWriter:
                 break
             out.append(self._entry(stream, buf[: nl + 1], now))
             buf = buf[nl + 1:]
+        if self.flush_partial and buf:
+            cut = _utf8_complete(buf)
+            if cut:
+                out.append(self._entry(stream, buf[:cut], now))
+                buf = buf[cut:]
         self.partial[stream] = buf
         for line in out:
             self._append(line)
@@ -108,6 +116,18 @@ class JsonLogWriter:
         for stream in list(self.partial):
             self.end(stream)
         os.close(self.fd)
+
+
+def _utf8_complete(buf: bytes) -> int:
+    """Length of ``buf`` without a UTF-8 sequence cut at its end (kept for the next read)."""
+    for back in range(1, min(4, len(buf)) + 1):
+        b = buf[-back]
+        if b < 0x80:
+            return len(buf)
+        if b >= 0xC0:  # a lead byte: is its sequence complete?
+            need = 2 if b < 0xE0 else 3 if b < 0xF0 else 4
+            return len(buf) if back >= need else len(buf) - back
+    return len(buf)
 
 
 def read_logs(path: str | os.PathLike, max_file: int = 1) -> Iterator[dict]:

@@ -220,6 +220,7 @@ def shim_main(plan: dict, stdio: tuple[int, int, int] | None, reply: int) -> Non
         return
     for fd in child_ends + list(keep_stdio or ()):
         os.close(fd)
+    tty_stdin = None
     if master is not None:
         if plan.get("console_socket"):
             send_console(plan["console_socket"], master)
@@ -228,20 +229,57 @@ def shim_main(plan: dict, stdio: tuple[int, int, int] | None, reply: int) -> Non
             for fd in list(pipes):
                 os.close(fd)
             pipes = {master: "stdout"}
+            writer.flush_partial = True
+            tty_stdin = open_tty_stdin(plan, master)
         else:
             os.close(master)
     write_atomic(os.path.join(plan["dir"], "state.json"),
                  json.dumps(record(plan, pid, os.getpid())))
     os.write(reply, json.dumps({"pid": pid}).encode() + b"\n")
     os.close(reply)
-    supervise(plan, pid, pipes, writer)
+    supervise(plan, pid, pipes, writer, tty_stdin=tty_stdin)
 
 
-def supervise(plan: dict, pid: int, pipes: dict[int, str], writer) -> None:
-    """Copy output to the log until PID 1 exits and the pipes drain; write exit.json."""
+# -- stdin of a terminal container (engine streams: attach -i with a TTY) -------------------
+
+def open_tty_stdin(plan: dict, master: int) -> tuple[int, int] | None:
+    """With a terminal, the container reads the pty, not the stdin FIFO: the shim copies
+    the FIFO (where attach clients write) into the pty master. Returns (fifo fd, master)."""
+    if not plan.get("stdin_path"):
+        return None
+    try:
+        fifo = os.open(plan["stdin_path"], os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    return fifo, master
+
+
+def copy_tty_stdin(fifo: int, master: int) -> None:
+    """Move what is in the FIFO to the pty master (dropped if the pty is gone)."""
+    try:
+        data = os.read(fifo, 65536)
+    except BlockingIOError:
+        return
+    view = memoryview(data)
+    deadline = time.monotonic() + 5.0
+    while view and time.monotonic() < deadline:
+        try:
+            n = os.write(master, view)
+            view = view[n:]
+        except BlockingIOError:
+            time.sleep(0.005)
+        except OSError:
+            return
+
+
+def supervise(plan: dict, pid: int, pipes: dict[int, str], writer, tty_stdin=None) -> None:
+    """Copy output to the log until PID 1 exits and the pipes drain; write exit.json.
+    ``tty_stdin``: (FIFO fd, pty master) to copy attach input into a terminal container."""
     sel = selectors.DefaultSelector()
     pidfd = os.pidfd_open(pid)
     sel.register(pidfd, selectors.EVENT_READ, None)
+    if tty_stdin is not None:
+        sel.register(tty_stdin[0], selectors.EVENT_READ, "<stdin>")
     for fd, stream in pipes.items():
         os.set_blocking(fd, False)
         sel.register(fd, selectors.EVENT_READ, stream)
@@ -258,6 +296,14 @@ def supervise(plan: dict, pid: int, pipes: dict[int, str], writer) -> None:
                 sel.unregister(pidfd)
                 os.close(pidfd)
                 deadline = time.monotonic() + 2.0
+                if tty_stdin is not None:
+                    sel.unregister(tty_stdin[0])
+                    os.close(tty_stdin[0])
+                    tty_stdin = None
+                continue
+            if key.data == "<stdin>":
+                if tty_stdin is not None:
+                    copy_tty_stdin(*tty_stdin)
                 continue
             try:
                 data = os.read(key.fd, 65536)

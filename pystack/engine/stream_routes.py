@@ -339,7 +339,46 @@ async def archive_put(request: web.Request) -> web.Response:
     return web.Response(status=200)
 
 
+# -- resize (the TTY of a container) -------------------------------------------------------
+
+def _resize_tty(pid: int, h: int, w: int) -> None:
+    """TIOCSWINSZ on the container's terminal, reached as PID 1's stdin (the pty slave):
+    the shim holds the master, the kernel applies the size to the pair either way."""
+    import os
+    import stat as stat_mod
+    from pystack.engine.execs import set_winsize
+    fd = os.open(f"/proc/{pid}/fd/0", os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if stat_mod.S_ISCHR(os.fstat(fd).st_mode) and os.isatty(fd):
+            set_winsize(fd, h, w)
+    finally:
+        os.close(fd)
+
+
+async def container_resize(request: web.Request) -> web.Response:
+    from pystack.errors import Conflict
+    engine = request.app["engine"]
+    rec = engine.containers.get(request.match_info["id"])
+    try:
+        h = int(request.query.get("h", "0"))
+        w = int(request.query.get("w", "0"))
+    except ValueError:
+        raise BadRequest("h and w must be integers") from None
+    if not (0 <= h <= 65535 and 0 <= w <= 65535):
+        raise BadRequest("h and w must be between 0 and 65535")
+    if not await _maybe(engine.containers.is_running(rec)):
+        raise Conflict(f"Container {rec.id} is not running")
+    pid = await asyncio.to_thread(_container_pid, engine, rec)
+    if pid and _tty(rec):
+        try:
+            await asyncio.to_thread(_resize_tty, pid, h, w)
+        except OSError as exc:
+            log.debug("resize %s: %s", rec.id[:12], exc)
+    return web.Response(status=200)
+
+
 def setup(app: web.Application) -> None:
+    add_route(app, "POST", "/containers/{id}/resize", container_resize)
     add_route(app, "GET", "/containers/{id}/logs", container_logs)
     add_route(app, "POST", "/containers/{id}/attach", container_attach)
     add_route(app, "HEAD", "/containers/{id}/archive", archive_head)

@@ -143,3 +143,65 @@ def test_docker_cli_run_attached_and_logs_follow(docker_cli, unique_name) -> Non
     assert out.returncode == 0, out.stderr
     assert out.stdout == b"in:piped\n"
     assert json.loads(docker_cli("inspect", unique_name).stdout)[0]["State"]["ExitCode"] == 3
+
+
+def test_attach_tty_stdin_and_resize(api, busybox_engine, unique_name) -> None:
+    cid = api.create(["sh", "-c", "read x; echo got:$x; sleep 0.6; stty size"], name=unique_name,
+                     Tty=True, OpenStdin=True, AttachStdin=True)
+    s, head, rest = hijacked(busybox_engine, f"/containers/{cid}/attach?stream=1&stdin=1&stdout=1&stderr=1")
+    assert head.startswith(b"HTTP/1.1 101 ")
+    assert api.post(f"/containers/{cid}/start")[0] == 204
+    s.sendall(b"typed\r")
+    import time
+    data = rest
+    while b"got:typed" not in data:
+        chunk = s.recv(4096)
+        assert chunk, data
+        data += chunk
+    assert api.post(f"/containers/{cid}/resize?h=41&w=123")[0] == 200
+    data = read_all(s, data)
+    s.close()
+    assert b"41 123" in data
+    assert api.post(f"/containers/{cid}/resize?h=1&w=1")[0] == 409  # exited
+    assert api.post(f"/containers/{cid}/resize?h=a&w=1")[0] == 400
+
+
+def test_docker_cli_run_it_on_a_pty(docker_cli, busybox_engine, unique_name) -> None:
+    import pty
+    import select
+    import time
+    env = {**os.environ, "DOCKER_HOST": busybox_engine.url, "DOCKER_CONFIG": str(busybox_engine.base / "dockercfg")}
+    args = [DOCKER, "run", "-it", "--rm", "--name", unique_name]
+    if NETWORK_DEFAULT_BROKEN:
+        args += ["--network", "bridge"]
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execve(DOCKER, args + ["busybox", "sh"], env)
+    out = b""
+
+    def expect(token: bytes, timeout: float = 30) -> None:
+        nonlocal out
+        deadline = time.monotonic() + timeout
+        while token not in out:
+            r, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            assert r, f"timed out waiting for {token!r}: {out!r}"
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                chunk = b""
+            assert chunk, f"EOF waiting for {token!r}: {out!r}"
+            out += chunk
+    try:
+        expect(b"# ")
+        os.write(fd, b"echo $((6*7))\r")
+        expect(b"42")
+        os.write(fd, b"exit 3\r")
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 3
+    finally:
+        try:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+        os.close(fd)
