@@ -345,9 +345,17 @@ class ContainerManager:
             except NotFound:
                 pass
             from pystack.networking.types import IPAMPool, NetworkSpec
-            subnet = os.environ.get("PYSTACK_BRIDGE_SUBNET") or _free_subnet()
-            spec = NetworkSpec(id=new_id(), name=DEFAULT_BRIDGE, ipam=[IPAMPool(subnet=subnet)])
-            return self.engine.networks.create_network(spec)
+            wanted = [s.strip() for s in (os.environ.get("PYSTACK_BRIDGE_SUBNET") or "").split(",") if s.strip()]
+            candidates = wanted or [_free_subnet()]
+            for i, subnet in enumerate(candidates):
+                spec = NetworkSpec(id=new_id(), name=DEFAULT_BRIDGE, ipam=[IPAMPool(subnet=subnet)])
+                try:
+                    return self.engine.networks.create_network(spec)
+                except Conflict:
+                    # routed meanwhile (another engine): the next candidate of the list
+                    if i == len(candidates) - 1:
+                        raise
+            raise UserError("no subnet for the default bridge")  # pragma: no cover
 
     # -- start -----------------------------------------------------------------------------
 

@@ -10,8 +10,8 @@ Fixtures for every engine test module:
   ``api.run(cmd, **config) -> id`` (create + start), ``api.create(cmd, **config) -> id``;
 - ``EngineProcess.kill9()`` / ``.start()`` (a new daemon on the same root: recovery tests).
 
-Each engine gets ``PYSTACK_CGROUP_PARENT=pystack-t<hex>`` and a default bridge
-``PYSTACK_BRIDGE_SUBNET=10.211.<128..255>.0/24`` (the engine test range; networks that tests
+Each engine gets ``PYSTACK_CGROUP_PARENT=pystack-t<hex>`` and default bridge candidates
+``PYSTACK_BRIDGE_SUBNET=10.211.<128..254>.0/24,...`` (the engine test range; networks that tests
 create themselves should use ``10.211.0.0/17``, e.g. ``engine_subnet()``).
 """
 from __future__ import annotations
@@ -59,7 +59,9 @@ class EngineProcess:
         self.run = base / "run"
         self.socket = base / "pystack.sock"
         self.cgroup_parent = "pystack-t" + uuid.uuid4().hex[:8]
-        self.bridge_subnet = f"10.211.{_free_octet(128, 254)}.0/24"
+        # a list: the engine takes the first one no other engine has routed meanwhile
+        octets = [_free_octet(128, 254) for _ in range(4)]
+        self.bridge_subnet = ",".join(f"10.211.{n}.0/24" for n in octets)
         self.env = {**os.environ, "PYSTACK_ROOT": str(self.root), "PYSTACK_RUN": str(self.run),
                     "PYSTACK_HOST": f"unix://{self.socket}", "PYSTACK_CGROUP_PARENT": self.cgroup_parent,
                     "PYSTACK_BRIDGE_SUBNET": self.bridge_subnet, **(env or {})}
