@@ -197,10 +197,11 @@ def shim_main(plan: dict, stdio: tuple[int, int, int] | None, reply: int) -> Non
         cin, cout, cerr = keep_stdio
     else:
         cin = cout = cerr = null
+    stdin_keeper = None
     if plan.get("stdin"):
         path = os.path.join(plan["dir"], "stdin")
         os.mkfifo(path, 0o600)
-        cin = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        cin, stdin_keeper = open_stdin_fifo(plan, path)
         plan["stdin_path"] = path
         child_ends.append(cin)
     writer = None
@@ -237,7 +238,23 @@ def shim_main(plan: dict, stdio: tuple[int, int, int] | None, reply: int) -> Non
                  json.dumps(record(plan, pid, os.getpid())))
     os.write(reply, json.dumps({"pid": pid}).encode() + b"\n")
     os.close(reply)
-    supervise(plan, pid, pipes, writer, tty_stdin=tty_stdin)
+    supervise(plan, pid, pipes, writer, tty_stdin=tty_stdin, stdin_keeper=stdin_keeper)
+
+
+# -- stdin (engine streams: attach -i) ------------------------------------------------------
+
+def open_stdin_fifo(plan: dict, path: str) -> tuple[int, tuple[int, int] | None]:
+    """The container's end of the stdin FIFO (read-only, blocking) and the shim's keeper:
+    a write end (so the container does not see EOF between attach clients) plus a control
+    FIFO ``stdin-ctl``; writing ``close`` there drops the keeper, so that the container gets
+    EOF once the last writer (the attach client) is gone: Docker's ``StdinOnce``."""
+    cin = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    keeper = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    os.set_blocking(cin, True)
+    ctl_path = os.path.join(plan["dir"], "stdin-ctl")
+    os.mkfifo(ctl_path, 0o600)
+    ctl = os.open(ctl_path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+    return cin, (keeper, ctl)
 
 
 # -- stdin of a terminal container (engine streams: attach -i with a TTY) -------------------
@@ -272,14 +289,18 @@ def copy_tty_stdin(fifo: int, master: int) -> None:
             return
 
 
-def supervise(plan: dict, pid: int, pipes: dict[int, str], writer, tty_stdin=None) -> None:
+def supervise(plan: dict, pid: int, pipes: dict[int, str], writer, tty_stdin=None,
+              stdin_keeper=None) -> None:
     """Copy output to the log until PID 1 exits and the pipes drain; write exit.json.
-    ``tty_stdin``: (FIFO fd, pty master) to copy attach input into a terminal container."""
+    ``tty_stdin``: (FIFO fd, pty master) to copy attach input into a terminal container;
+    ``stdin_keeper``: (FIFO write end, control FIFO) from open_stdin_fifo."""
     sel = selectors.DefaultSelector()
     pidfd = os.pidfd_open(pid)
     sel.register(pidfd, selectors.EVENT_READ, None)
     if tty_stdin is not None:
         sel.register(tty_stdin[0], selectors.EVENT_READ, "<stdin>")
+    if stdin_keeper is not None:
+        sel.register(stdin_keeper[1], selectors.EVENT_READ, "<stdin-ctl>")
     for fd, stream in pipes.items():
         os.set_blocking(fd, False)
         sel.register(fd, selectors.EVENT_READ, stream)
@@ -304,6 +325,17 @@ def supervise(plan: dict, pid: int, pipes: dict[int, str], writer, tty_stdin=Non
             if key.data == "<stdin>":
                 if tty_stdin is not None:
                     copy_tty_stdin(*tty_stdin)
+                continue
+            if key.data == "<stdin-ctl>":
+                try:
+                    msg = os.read(key.fd, 64)
+                except BlockingIOError:
+                    msg = b""
+                if b"close" in msg and stdin_keeper is not None:
+                    sel.unregister(stdin_keeper[1])
+                    for fd in stdin_keeper:
+                        os.close(fd)
+                    stdin_keeper = None
                 continue
             try:
                 data = os.read(key.fd, 65536)

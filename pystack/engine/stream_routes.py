@@ -193,6 +193,20 @@ async def _attach_stdin(engine, cid: str, conn: hijack.Hijacked, once: bool) -> 
     except OSError:
         return
     await hijack.pump_stdin(conn, fd, close_at_eof=True)
+    if once:
+        # StdinOnce: the client's stdin ended, so does the container's (the shim drops
+        # its own write end; ours is closed: the container reads EOF)
+        ctl = os.path.join(os.path.dirname(path), "stdin-ctl")
+        try:
+            cfd = os.open(ctl, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            return
+        try:
+            os.write(cfd, b"close\n")
+        except OSError:
+            pass
+        finally:
+            os.close(cfd)
 
 
 # -- archive -------------------------------------------------------------------------------

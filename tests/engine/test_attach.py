@@ -205,3 +205,22 @@ def test_docker_cli_run_it_on_a_pty(docker_cli, busybox_engine, unique_name) -> 
         except (ProcessLookupError, ChildProcessError):
             pass
         os.close(fd)
+
+
+def test_stdin_once_gives_the_container_eof(api, busybox_engine, unique_name) -> None:
+    cid = api.create(["sh", "-c", "cat; echo END"], name=unique_name, OpenStdin=True, StdinOnce=True,
+                     AttachStdin=True)
+    s, head, rest = hijacked(busybox_engine, f"/containers/{cid}/attach?stream=1&stdin=1&stdout=1")
+    assert api.post(f"/containers/{cid}/start")[0] == 204
+    s.sendall(b"piped data\n")
+    s.shutdown(socket.SHUT_WR)  # end of the client's stdin: cat must see EOF
+    raw = read_all(s, rest)
+    s.close()
+    assert joined(raw, 1) == b"piped data\nEND\n"
+    assert api.wait(cid)["StatusCode"] == 0
+
+
+def test_docker_cli_run_i_with_piped_input(docker_cli, unique_name) -> None:
+    out = docker_cli("run", "-i", "--rm", "busybox", "sh", "-c", "wc -l; echo done", input=b"a\nb\nc\n")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [b"3", b"done"]
