@@ -94,8 +94,11 @@ async def wait(request: web.Request) -> web.StreamResponse:
         raise
     except Exception as exc:  # noqa: BLE001 - the status line is gone: report in the body
         result = {"StatusCode": -1, "Error": {"Message": str(exc)}}
-    await resp.write(json.dumps(result).encode() + b"\n")
-    await resp.write_eof()
+    try:
+        await resp.write(json.dumps(result).encode() + b"\n")
+        await resp.write_eof()
+    except (ConnectionError, RuntimeError):
+        pass  # the client went away (docker run --rm stops waiting once it has the exit)
     return resp
 
 
@@ -222,7 +225,10 @@ async def stats(request: web.Request) -> web.StreamResponse:
     previous = None
     while True:
         doc = await asyncio.to_thread(_stats_doc, mgr, rec, previous)
-        await resp.write(json.dumps(doc).encode() + b"\n")
+        try:
+            await resp.write(json.dumps(doc).encode() + b"\n")
+        except (ConnectionError, RuntimeError):
+            return resp
         previous = doc
         if not mgr.is_running(rec):
             break
@@ -231,7 +237,10 @@ async def stats(request: web.Request) -> web.StreamResponse:
             mgr.get(rec.id)
         except Exception:  # noqa: BLE001 - removed
             break
-    await resp.write_eof()
+    try:
+        await resp.write_eof()
+    except (ConnectionError, RuntimeError):
+        pass
     return resp
 
 

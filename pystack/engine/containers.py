@@ -312,6 +312,8 @@ class ContainerManager:
             if mode.startswith("container:"):
                 self.get(mode.split(":", 1)[1])
             return {}
+        if "default" in eps:  # the docker CLI names the default network "default"
+            eps = {("bridge" if k == "default" else k): v for k, v in eps.items()}
         out: dict[str, dict] = {}
         if mode not in eps and not any(self._net_matches(k, mode) for k in eps):
             eps = {mode: {}, **eps}
