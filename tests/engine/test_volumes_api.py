@@ -54,6 +54,10 @@ def test_names_cannot_reach_outside_the_root(engine, tmp_path: Path) -> None:
         assert status in (400, 404), (name, status, body)
         status, _, body = http(engine.socket, "DELETE", f"{API}/volumes/{name}?force=1")
         assert status in (204, 400, 404), (name, status, body)
+    for path in ("/images/..%2F..%2F..%2Fetc%2Fpasswd/json", "/images/sha256:..%2F..%2Fx/json",
+                 "/networks/..%2F..%2Fetc", "/images/%2E%2E/get"):
+        status, _, body = http(engine.socket, "GET", API + path)
+        assert status in (400, 404), (path, status, body)
     status, _, body = http(engine.socket, "POST", API + "/volumes/create", {"Name": "../../outside"})
     assert status == 400
     status, _, body = http(engine.socket, "POST", API + "/volumes/create", b"[1, 2]")
