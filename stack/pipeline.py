@@ -25,7 +25,7 @@ from .normalize import (check_shapes, drop_unused_resources, escape_dollars, nor
                         resolve_environment, resolve_paths, set_defaults)
 from .options import LoadOptions
 from .profiles import apply_profiles
-from .transform import canonical
+from .transform import canonical, depends_on_defaults
 from .yamlpos import Locator, parse_yaml_documents
 
 
@@ -110,8 +110,10 @@ class _Loader:
         self._texts[path] = text
         return text, path
 
-    def documents(self, path: str, sub: Substitutor) -> list[tuple[dict[str, Any], Locator]]:
-        """Each YAML document of ``path``, interpolated, schema-checked and canonical."""
+    def documents(self, path: str, sub: Substitutor) -> list[tuple[dict[str, Any], Locator, dict[str, Any]]]:
+        """Each YAML document of ``path``: canonical, its locator, and the interpolated
+        document as written (what compose-go's schema check sees, merged over the model
+        so far: ``environment: ["=x"]`` is valid there, ``depends_on: {db: {}}`` is not)."""
         text, display = self.read(path)
         docs = parse_yaml_documents(text, display)
         if not docs:
@@ -125,8 +127,9 @@ class _Loader:
                 raise ComposeError("Top-level object must be a mapping", file=display)
             if self.options.interpolate:
                 data = interpolate(data, sub, locator)
+            written = deep_copy(data)
             data = canonical(data, locator.error, raw=not self.options.interpolate)
-            out.append((data, locator))
+            out.append((data, locator, written))
         return out
 
     # -- extends and include ------------------------------------------------------
@@ -137,9 +140,10 @@ class _Loader:
                 raise ComposeError(f"open {path}: no such file or directory")
             merged: dict[str, Any] = {}
             resets: list[KeyPath] = []
-            for data, locator in self.documents(path, sub):
+            for data, locator, _ in self.documents(path, sub):
                 resets.extend(locator.reset_paths + locator.override_paths)
                 merged = merge(merged, data)
+            depends_on_defaults(merged)
             if self.options.resolve_paths:
                 resolve_paths(merged, os.path.dirname(path), self.home)
             return merged, resets
@@ -150,7 +154,7 @@ class _Loader:
         """Files merged into one model (compose-go ``loadYamlModel``), before normalization."""
         model: dict[str, Any] = {}
         for path in files:
-            for data, locator in self.documents(path, sub):
+            for data, locator, written in self.documents(path, sub):
                 resets = locator.reset_paths + locator.override_paths
                 apply_extends(data, locator.file, working_dir, resets, self.other_file(sub), locator.error)
                 if "include" in data:
@@ -158,10 +162,12 @@ class _Loader:
                     apply_include(data, working_dir, env, included + [main] if not included else included,
                                   self.include_loader(), locator.file)
                 apply_resets(model, resets)
-                model = merge(model, data)
                 if self.validate_file is not None:
-                    # as compose-go: the schema checks the model merged so far, after each file
-                    self.validate_file(model, _Positions(self.locators), locator.file)
+                    # as compose-go: the schema checks the file as written merged over the
+                    # (canonical) model so far, before the file's own canonical transform
+                    self.validate_file(merge(model, written), _Positions(self.locators), locator.file)
+                model = merge(model, data)
+                depends_on_defaults(model)
         if not files:
             model = enforce_unicity(model)
         set_defaults(model)

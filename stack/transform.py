@@ -32,10 +32,20 @@ def go_str(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
-        if value == int(value) and abs(value) < 1e21:
-            return str(int(value))
-        return repr(value)
+        return go_float(value)
     return str(value)
+
+
+def go_float(value: float) -> str:
+    """A float64 as Go's ``%v`` prints it: ``+Inf``, ``-Inf``, ``NaN``, plain digits for
+    integers below 1e21, else the shortest repr (exponents with at least two digits)."""
+    if value != value:
+        return "NaN"
+    if value in (float("inf"), float("-inf")):
+        return "+Inf" if value > 0 else "-Inf"
+    if value == int(value) and abs(value) < 1e21:
+        return str(int(value))
+    return repr(value)
 
 
 def shell_split(value: str) -> list[str]:
@@ -296,12 +306,30 @@ def _depends_on(value: Any, path: KeyPath, err: ErrorFn) -> dict[str, Any]:
     if isinstance(value, dict):
         out: dict[str, Any] = {}
         for name, dep in value.items():
+            # defaults come after the merge (depends_on_defaults), as in compose-go, where
+            # the schema sees the entry as written (``condition`` is required) merged over
+            # the files before it, and an override's ``{required: false}`` keeps the
+            # condition of the file it overrides
+            out[name] = dict(dep) if isinstance(dep, dict) else dep
+        return out
+    raise err("must be a list or a mapping", path)
+
+
+def depends_on_defaults(model: dict[str, Any]) -> None:
+    """compose-go's canonical ``depends_on``: ``condition`` and ``required`` made explicit
+    (in place, on the merged model)."""
+    services = model.get("services")
+    if not isinstance(services, dict):
+        return
+    for svc in services.values():
+        deps = svc.get("depends_on") if isinstance(svc, dict) else None
+        if not isinstance(deps, dict):
+            continue
+        for name, dep in list(deps.items()):
             dep = dict(dep) if isinstance(dep, dict) else {}
             dep.setdefault("condition", "service_started")
             dep.setdefault("required", True)
-            out[name] = dep
-        return out
-    raise err("must be a list or a mapping", path)
+            deps[name] = dep
 
 
 def _env_files(value: Any, path: KeyPath, err: ErrorFn) -> list[Any]:

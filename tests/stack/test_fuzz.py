@@ -22,7 +22,8 @@ CORPUS = Path(os.environ.get("PYSTACK_CORPUS", "/work/shared/corpus"))
 def fuzz(examples: int) -> settings:
     """Bounded runs (~220 examples over the three tests), no timing, no example database
     left in the working tree."""
-    return settings(max_examples=examples, deadline=None, database=None,
+    scale = float(os.environ.get("PYSTACK_FUZZ_SCALE", "1"))  # longer runs by hand
+    return settings(max_examples=max(1, int(examples * scale)), deadline=None, database=None,
                     suppress_health_check=list(HealthCheck))
 
 SERVICE_KEYS = ["image", "build", "command", "entrypoint", "ports", "volumes", "depends_on",

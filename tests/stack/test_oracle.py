@@ -340,14 +340,13 @@ SWITCH_CASE = {"compose.yaml": """
         image: postgres
         healthcheck: {test: pg_isready, interval: 90s}
     volumes: {logs: {}}
-    """}
+    """, "web.env": "FROM_FILE=1\nA=from-file\n"}
 
 
 @pytest.mark.parametrize("flag", ["--no-interpolate", "--no-normalize", "--no-path-resolution",
                                   "--no-env-resolution"])
 def test_switches_match_docker_compose(flag, tmp_path):
     _write(tmp_path, SWITCH_CASE)
-    (tmp_path / "web.env").write_text("FROM_FILE=1\nA=from-file\n")
     args = ["config", "--format", "json", flag]
     want = _run([COMPOSE, *args], tmp_path, {"TAG": "1.27"})
     got = _run([PYSTACK, *args], tmp_path, {"TAG": "1.27"})
