@@ -173,10 +173,36 @@ def _layers_size(store) -> int:
     return total
 
 
-def disk_usage(engine, types: list[str]) -> dict[str, Any]:
+def _container_rows(engine) -> list[dict[str, Any]]:
+    """``/containers/json`` rows (the container manager's, when it has them), on the loop."""
+    records = list(engine.records)
+    try:
+        manager = engine.containers
+        return [dict(manager.list_json(r)) for r in records]
+    except (ModuleNotFoundError, AttributeError):
+        pass
+    rows = []
+    for r in records:
+        state = (r.state or {}).get("Status", "created")
+        rows.append({
+            "Id": r.id, "Names": [f"/{r.name}"], "Image": r.image, "ImageID": r.image_id,
+            "Command": " ".join((r.config.get("Entrypoint") or []) + (r.config.get("Cmd") or [])),
+            "Created": _unix(r.created), "State": state, "Status": state, "Labels": r.labels,
+            "Mounts": r.mounts,
+        })
+    return rows
+
+
+def _unix(text: str) -> int:
+    try:
+        return parse_time(text) // 1_000_000_000
+    except Exception:  # noqa: BLE001 - a record without a usable time
+        return 0
+
+
+def disk_usage(engine, types: list[str], containers: list[dict[str, Any]]) -> dict[str, Any]:
     from pystack.engine.image_routes import images_in_use, summary
     out: dict[str, Any] = {"LayersSize": 0, "Images": [], "Containers": [], "Volumes": [], "BuildCache": []}
-    records = list(engine.records)
     if not types or "image" in types:
         store = engine.images
         in_use = images_in_use(engine)
@@ -185,15 +211,12 @@ def disk_usage(engine, types: list[str]) -> dict[str, Any]:
             row["SharedSize"] = 0
         out["LayersSize"] = _layers_size(store)
     if not types or "container" in types:
-        for r in records:
-            state = (r.state or {}).get("Status", "created")
-            upper = (r.extra or {}).get("upper")
-            out["Containers"].append({
-                "Id": r.id, "Names": [f"/{r.name}"], "Image": r.image, "ImageID": r.image_id,
-                "Command": " ".join((r.config.get("Entrypoint") or []) + (r.config.get("Cmd") or [])),
-                "Created": 0, "State": state, "Status": state, "Labels": r.labels,
-                "SizeRw": _dir_size(upper) if upper else 0, "SizeRootFs": 0, "Mounts": r.mounts,
-            })
+        uppers = {r.id: (r.extra or {}).get("upper") for r in engine.records}
+        for row in containers:
+            upper = uppers.get(row["Id"])
+            row["SizeRw"] = _dir_size(upper) if upper else 0
+            row["SizeRootFs"] = row["SizeRw"]
+            out["Containers"].append(row)
     if not types or "volume" in types:
         for vol in engine.volumes.list():
             doc = vol.to_api()
@@ -207,7 +230,9 @@ async def system_df(request: web.Request) -> web.Response:
     for t in types:
         if t not in ("container", "image", "volume", "build-cache"):
             raise BadRequest(f"unknown object type: {t}")
-    return web.json_response(await asyncio.to_thread(disk_usage, request.app["engine"], types))
+    engine = request.app["engine"]
+    containers = _container_rows(engine) if not types or "container" in types else []
+    return web.json_response(await asyncio.to_thread(disk_usage, engine, types, containers))
 
 
 def setup(app: web.Application) -> None:

@@ -107,6 +107,14 @@ def test_system_df(engine, dc, unique_name, busybox_rootfs: Path, tmp_path: Path
     assert v["Name"] == unique_name and v["UsageData"]["Size"] >= 10000 and v["UsageData"]["RefCount"] == 0
     status, _, _ = http(engine.socket, "GET", f"{API}/system/df?type=bogus")
     assert status == 400
+    container = dc.containers.create("busybox", ["true"], network_mode="none", name=unique_name)
+    try:
+        df = dc.df()
+        [c] = df["Containers"]
+        assert c["Id"] == container.id and c["Names"] == [f"/{unique_name}"] and c["SizeRw"] >= 0
+        assert df["Images"][0]["Containers"] == 1
+    finally:
+        container.remove(force=True)
 
 
 def test_docker_cli_events(engine, unique_name, tmp_path: Path) -> None:
