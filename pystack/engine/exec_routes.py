@@ -155,6 +155,7 @@ async def exec_start(request: web.Request) -> web.StreamResponse:
         return web.Response(status=200)
 
     conn = await hijack.hijack(request, hijack.RAW_STREAM if inst.tty else hijack.MULTIPLEXED_STREAM)
+    tracker = hijack.track(request).__enter__()
     try:
         try:
             proc = await _spawn(engine, inst, rec, detach=False)
@@ -176,6 +177,7 @@ async def exec_start(request: web.Request) -> web.StreamResponse:
     except (ConnectionError, asyncio.CancelledError):
         pass
     finally:
+        tracker.__exit__()
         conn.close()
     return hijack.HijackedResponse()
 
@@ -249,6 +251,7 @@ async def _run_attached(conn: hijack.Hijacked, inst: execs.ExecInstance, proc) -
 
 
 def setup(app: web.Application) -> None:
+    hijack.setup_shutdown(app)
     add_route(app, "POST", "/containers/{id}/exec", exec_create)
     add_route(app, "POST", "/exec/{id}/start", exec_start)
     add_route(app, "POST", "/exec/{id}/resize", exec_resize)

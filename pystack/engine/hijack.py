@@ -193,3 +193,41 @@ async def read_fd(fd: int, size: int = 65536) -> bytes:
                 loop.remove_reader(fd)
         except OSError:  # EIO: the pty's other side closed
             return b""
+
+
+# -- long-lived streams end when the engine stops -------------------------------------------
+
+_TASKS = "pystack.stream_tasks"
+
+
+class track:
+    """``with hijack.track(request):`` around a long-lived stream handler, so that SIGTERM
+    (aiohttp's on_shutdown) cancels it instead of waiting for the server's shutdown timeout."""
+
+    def __init__(self, request: web.Request) -> None:
+        self.tasks = request.app.get(_TASKS)
+        self.task = asyncio.current_task()
+
+    def __enter__(self) -> "track":
+        if self.tasks is not None and self.task is not None:
+            self.tasks.add(self.task)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.tasks is not None and self.task is not None:
+            self.tasks.discard(self.task)
+
+
+def setup_shutdown(app: web.Application) -> None:
+    """Install (once per app) the on_shutdown hook cancelling tracked streams."""
+    if _TASKS in app:
+        return
+    app[_TASKS] = set()
+
+    async def cancel_streams(app: web.Application) -> None:
+        tasks = list(app[_TASKS])
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
+    app.on_shutdown.append(cancel_streams)

@@ -79,10 +79,11 @@ async def container_logs(request: web.Request) -> web.StreamResponse:
     resp.enable_chunked_encoding()
     await resp.prepare(request)
     try:
-        async for chunk in logs.stream_log(path, opts, history=True, follow=follow, stopped=stopped):
-            await resp.write(chunk)
-            if request.transport is None or request.transport.is_closing():
-                break
+        with hijack.track(request):
+            async for chunk in logs.stream_log(path, opts, history=True, follow=follow, stopped=stopped):
+                await resp.write(chunk)
+                if request.transport is None or request.transport.is_closing():
+                    break
     except (ConnectionError, asyncio.CancelledError):
         return resp
     try:
@@ -138,6 +139,7 @@ async def container_attach(request: web.Request) -> web.StreamResponse:
         watch.close()
         raise
     stdin_task = None
+    tracker = hijack.track(request).__enter__()
     try:
         if want_stdin and rec.config.get("OpenStdin"):
             stdin_task = asyncio.ensure_future(_attach_stdin(engine, cid, conn, bool(rec.config.get("StdinOnce"))))
@@ -163,6 +165,7 @@ async def container_attach(request: web.Request) -> web.StreamResponse:
     except (ConnectionError, asyncio.CancelledError):
         pass
     finally:
+        tracker.__exit__()
         watch.close()
         if stdin_task is not None:
             stdin_task.cancel()
@@ -392,6 +395,7 @@ async def container_resize(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
+    hijack.setup_shutdown(app)
     add_route(app, "POST", "/containers/{id}/resize", container_resize)
     add_route(app, "GET", "/containers/{id}/logs", container_logs)
     add_route(app, "POST", "/containers/{id}/attach", container_attach)

@@ -193,3 +193,31 @@ def test_docker_py_logs_and_run_attached(busybox_engine, unique_name) -> None:
     c.remove()
     c2.remove(force=True)
     client.close()
+
+
+def test_sigterm_ends_open_streams(api, busybox_engine, unique_name) -> None:
+    """Open logs -f, attach and exec streams must not hold the engine's shutdown."""
+    import signal
+    import subprocess
+    from tests.engine.test_attach import hijacked
+    cid = api.run(["sh", "-c", "while true; do echo t; sleep 0.2; done"], name=unique_name)
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(str(busybox_engine.socket))
+    s.sendall(f"GET /containers/{cid}/logs?stdout=1&follow=1 HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    assert s.recv(100)
+    a, _, _ = hijacked(busybox_engine, f"/containers/{cid}/attach?stream=1&stdout=1")
+    _, out = api.post(f"/containers/{cid}/exec", {"Cmd": ["sleep", "60"], "AttachStdout": True})
+    e, _, _ = hijacked(busybox_engine, f"/exec/{out['Id']}/start", b"{}")
+    busybox_engine.proc.send_signal(signal.SIGTERM)
+    try:
+        busybox_engine.proc.wait(30)  # aiohttp would wait 60 s per handler
+    except subprocess.TimeoutExpired:
+        pytest.fail("pystackd did not stop while streams were open")
+    assert busybox_engine.proc.returncode == 0
+    for sock in (s, a, e):
+        sock.settimeout(10)
+        while sock.recv(65536):
+            pass  # the engine closed them
+        sock.close()
+    busybox_engine.start()  # the container still runs: let the fixture remove it
+    assert api.inspect(cid)["State"]["Running"] is True
