@@ -151,3 +151,26 @@ def test_docker_cli_networks(engine, unique_name, tmp_path: Path) -> None:
         docker("network", "rm", unique_name)
     assert unique_name not in docker("network", "ls").stdout.decode()
     assert_engine_clean(engine, bridges=["psbr-" + net_id[:8]])
+
+
+def test_concurrent_creates_of_one_name(engine, unique_name) -> None:
+    import threading
+    from urllib.parse import quote
+    results: list[int] = []
+    subnets = [free_subnet() for _ in range(4)]
+
+    def create(i: int) -> None:
+        status, _, _ = http(engine.socket, "POST", API + "/networks/create",
+                            {"Name": unique_name, "IPAM": {"Config": [{"Subnet": subnets[i]}]}})
+        results.append(status)
+    threads = [threading.Thread(target=create, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(results) == [201, 409, 409, 409]
+    status, _, body = http(engine.socket, "GET", f"{API}/networks?filters=" + quote(json.dumps({"name": [unique_name]})))
+    [doc] = json.loads(body)
+    status, _, _ = http(engine.socket, "DELETE", f"{API}/networks/{doc['Id']}")
+    assert status == 204
+    assert_engine_clean(engine, bridges=[doc["Options"]["com.docker.network.bridge.name"]])
