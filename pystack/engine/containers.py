@@ -378,6 +378,8 @@ class ContainerManager:
                 lv.restart_task.cancel()
                 lv.restart_task = None
             rec.extra["manually_stopped"] = False
+            rec.restart_count = 0  # moby: a manual start resets the restart manager
+            lv.backoff = 0.0
             await self._start_locked(rec, lv)
             return True
 
@@ -617,7 +619,8 @@ class ContainerManager:
     def _teardown_network(self, rec: ContainerRecord) -> None:
         mode = rec.host_config.get("NetworkMode") or "bridge"
         nets = (rec.network_settings or {}).get("Networks") or {}
-        if mode != "host" and not mode.startswith("container:"):
+        if mode != "host" and not mode.startswith("container:") and (rec.network_settings or {}).get("SandboxKey"):
+            # (a sandbox a crash left unrecorded is swept by recover())
             try:
                 self.engine.networks.remove_sandbox(rec.id)
             except Exception as exc:  # noqa: BLE001

@@ -82,6 +82,8 @@ class HealthMonitor:
                 health = self.rec.state.get("Health") or {}
                 starting = health.get("Status") == "starting" and self._in_start_period()
                 await asyncio.sleep(self.start_interval if starting else self.interval)
+                if self.manager.status(self.rec) != "running":
+                    continue  # paused: no probe (it could not run), no verdict
                 result = await asyncio.to_thread(self._probe)
                 self._record(result)
         except asyncio.CancelledError:

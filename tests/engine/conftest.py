@@ -32,15 +32,11 @@ from urllib.parse import quote, urlencode
 
 import pytest
 
-_used_third_octets: set[int] = set()
-
-
-def _free_octet(low: int, high: int) -> int:
+def _free_octet(low: int, high: int, avoid: tuple[int, ...] = ()) -> int:
     routes = subprocess.run(["ip", "-4", "route", "show", "table", "all"], capture_output=True, text=True).stdout
-    for _ in range(200):
+    for _ in range(500):
         n = random.randint(low, high)
-        if n not in _used_third_octets and f"10.211.{n}." not in routes:
-            _used_third_octets.add(n)
+        if n not in avoid and f"10.211.{n}.0/" not in routes:
             return n
     raise RuntimeError("no free 10.211.x.0/24 subnet for a test engine")
 
@@ -60,7 +56,9 @@ class EngineProcess:
         self.socket = base / "pystack.sock"
         self.cgroup_parent = "pystack-t" + uuid.uuid4().hex[:8]
         # a list: the engine takes the first one no other engine has routed meanwhile
-        octets = [_free_octet(128, 254) for _ in range(4)]
+        octets: list[int] = []
+        for _ in range(4):
+            octets.append(_free_octet(128, 254, tuple(octets)))
         self.bridge_subnet = ",".join(f"10.211.{n}.0/24" for n in octets)
         self.env = {**os.environ, "PYSTACK_ROOT": str(self.root), "PYSTACK_RUN": str(self.run),
                     "PYSTACK_HOST": f"unix://{self.socket}", "PYSTACK_CGROUP_PARENT": self.cgroup_parent,
