@@ -1497,6 +1497,11 @@ def _fallback_spec(rec: ContainerRecord, mounts: list, netns: str | None, files:
     if netns is None:
         spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"] if n["type"] != "network"]
     spec["linux"]["cgroupsPath"] = f"/{parent}/{rec.id}"
+    hc = rec.host_config
+    if hc.get("Memory"):
+        spec["linux"]["resources"]["memory"] = {"limit": int(hc["Memory"])}
+        if hc.get("MemorySwap"):
+            spec["linux"]["resources"]["memory"]["swap"] = int(hc["MemorySwap"])
     spec["mounts"] = spec["mounts"] + list(mounts) + [
         {"destination": dst, "type": "bind", "source": src, "options": ["rbind", "rprivate"]}
         for dst, src in files.items()]

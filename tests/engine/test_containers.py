@@ -200,3 +200,57 @@ def test_docker_py_run_logs_wait_remove(busybox_engine, unique_name) -> None:
     assert c.wait()["StatusCode"] == 137
     c.remove()
     client.close()
+
+
+def test_oom_kill_is_reported(api, busybox_engine, unique_name) -> None:
+    since = int(time.time()) - 1
+    cid = api.run(["sh", "-c", "x=a; while true; do x=$x$x; done"], name=unique_name,
+                  HostConfig={"Memory": 16 * 1024 * 1024, "MemorySwap": 16 * 1024 * 1024})
+    assert api.wait(cid)["StatusCode"] == 137
+    st = api.inspect(cid)["State"]
+    assert st["OOMKilled"] is True and st["ExitCode"] == 137
+    status, raw = api.get(f"/events?since={since}&until={int(time.time()) + 1}&filters="
+                          + json.dumps({"container": [cid]}))
+    actions = [json.loads(line)["Action"] for line in raw.decode().splitlines() if line.strip()]
+    assert "oom" in actions and actions.index("oom") < actions.index("die")
+    assert api.delete(f"/containers/{cid}")[0] == 204
+
+
+def test_stats_stream_and_network_connect(busybox_engine, unique_name) -> None:
+    import ipaddress
+    from conftest import engine_subnet
+    client = busybox_engine.client()
+    api = busybox_engine.api()
+    c = client.containers.run("busybox", ["sleep", "1000"], detach=True, name=unique_name)
+    stream = c.stats(stream=True, decode=True)
+    first, second = next(stream), next(stream)
+    assert first["id"] == c.id and second["precpu_stats"]["cpu_usage"]["total_usage"] == \
+        first["cpu_stats"]["cpu_usage"]["total_usage"]
+    stream.close()
+    subnet = engine_subnet()
+    net = client.networks.create(unique_name + "-n", ipam={"Driver": "default", "Config": [{"Subnet": subnet}]})
+    try:
+        net.connect(c, aliases=["db"])
+        ins = api.inspect(c.id)
+        ep = ins["NetworkSettings"]["Networks"][unique_name + "-n"]
+        assert ipaddress.ip_address(ep["IPAddress"]) in ipaddress.ip_network(subnet)
+        assert "db" in (ep["Aliases"] or []) + (ep["DNSNames"] or [])
+        # the new interface is really there
+        res = c.exec_run(["ip", "-4", "addr"])
+        assert ep["IPAddress"].encode() in res.output
+        # a created container joins at start
+        d = client.containers.create("busybox", ["sleep", "1000"], name=unique_name + "-d")
+        net.connect(d)
+        d.start()
+        ep2 = api.inspect(d.id)["NetworkSettings"]["Networks"][unique_name + "-n"]
+        assert ipaddress.ip_address(ep2["IPAddress"]) in ipaddress.ip_network(subnet)
+        assert c.exec_run(["ping", "-c", "1", "-W", "2", ep2["IPAddress"]]).exit_code == 0
+        net.disconnect(c)
+        assert unique_name + "-n" not in api.inspect(c.id)["NetworkSettings"]["Networks"]
+        assert ep["IPAddress"].encode() not in c.exec_run(["ip", "-4", "addr"]).output
+        d.remove(force=True)
+    finally:
+        c.remove(force=True)
+        net.remove()
+    client.close()
+    assert busybox_engine.leaks() == {}
