@@ -54,13 +54,26 @@ async def exec_create(request: web.Request) -> web.Response:
     return web.json_response({"Id": inst.id}, status=201)
 
 
+def _instance(request: web.Request) -> execs.ExecInstance:
+    """The exec instance named in the path; gone (404) once its container is removed."""
+    engine = request.app["engine"]
+    store = execs.store_of(engine)
+    inst = store.get(request.match_info["id"])
+    try:
+        engine.containers.get(inst.container_id)
+    except NotFound:
+        if not inst.running:
+            store.items.pop(inst.id, None)
+            raise NotFound(f"No such exec instance: {request.match_info['id']}") from None
+    return inst
+
+
 async def exec_json(request: web.Request) -> web.Response:
-    inst = execs.store_of(request.app["engine"]).get(request.match_info["id"])
-    return web.json_response(inst.inspect())
+    return web.json_response(_instance(request).inspect())
 
 
 async def exec_resize(request: web.Request) -> web.Response:
-    inst = execs.store_of(request.app["engine"]).get(request.match_info["id"])
+    inst = _instance(request)
     try:
         h = int(request.query.get("h", "0"))
         w = int(request.query.get("w", "0"))
@@ -116,7 +129,7 @@ async def _wait_exit(proc) -> int:
 
 async def exec_start(request: web.Request) -> web.StreamResponse:
     engine = request.app["engine"]
-    inst = execs.store_of(engine).get(request.match_info["id"])
+    inst = _instance(request)
     body = await json_body(request)
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")

@@ -83,6 +83,14 @@ def test_exec_tty_and_resize(api, busybox_engine, unique_name) -> None:
     assert api.post(f"/exec/{eid}/resize?h=x&w=1")[0] == 400
 
 
+def test_exec_gone_with_its_container(api, busybox_engine, unique_name) -> None:
+    cid = _sleeper(api, unique_name)
+    _, out = api.post(f"/containers/{cid}/exec", {"Cmd": ["true"]})
+    assert api.delete(f"/containers/{cid}?force=1")[0] == 204
+    status, body = api.get(f"/exec/{out['Id']}/json")
+    assert status == 404 and "No such exec instance" in body["message"]
+
+
 def test_exec_detached_and_errors(api, busybox_engine, unique_name) -> None:
     cid = _sleeper(api, unique_name)
     status, out = api.post(f"/containers/{cid}/exec", {"Cmd": ["sh", "-c", "echo detached > /tmp/d"]})
