@@ -3,7 +3,8 @@
 ``engine start`` starts pystackd in the background when the default socket is silent
 (``pystack.compose.autostart``, the same path every command takes on first use);
 ``engine stop`` sends SIGTERM to the PID in ``<run_root>/pystackd.pid`` and waits until the
-socket is gone; ``engine status`` says whether it answers (exit 1 when not).
+socket is gone; ``engine status`` says whether it answers (exit 1 when not); ``engine logs``
+prints the log of an engine started on demand.
 """
 from __future__ import annotations
 
@@ -175,3 +176,19 @@ def status(fmt: str) -> None:
         click.echo(f"pystackd is not running (no answer on {path})")
     if not running:
         raise SystemExit(1)
+
+
+@engine.command("logs")
+@click.option("-n", "--tail", "tail", type=int, default=50, show_default=True,
+              help="Number of lines from the end (0: all).")
+def logs(tail: int) -> None:
+    """Show the log of a pystackd started on demand (``<run_root>/pystackd.log``)."""
+    from pystack.paths import run_root
+    path = run_root() / "pystackd.log"
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        raise UserError(f"no engine log at {path} (pystackd started by hand or by systemd logs "
+                        "to its own stdout/journal)") from None
+    for line in lines[-tail:] if tail > 0 else lines:
+        click.echo(line)

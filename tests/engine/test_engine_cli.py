@@ -66,6 +66,8 @@ def test_engine_start_status_stop(private_env, tmp_path: Path) -> None:
     assert _pystack(private_env, "engine", "stop").stdout == b"pystackd is not running\n"
     # a command started on demand brings the engine back, with its state
     assert _pystack(private_env, "volume", "ls", "-q").stdout == b"v1\n"
+    log = _pystack(private_env, "engine", "logs", "-n", "0")
+    assert log.returncode == 0 and log.stdout.count(b"listening on unix://") == 2
     assert _pystack(private_env, "engine", "stop").returncode == 0
 
 
