@@ -31,10 +31,6 @@ CREATE_FIELDS = {"Name", "Driver", "Internal", "Attachable", "EnableIPv6", "IPAM
                  "CheckDuplicate", "Scope", "Ingress", "ConfigOnly", "ConfigFrom", "EnableIPv4"}
 
 
-class Forbidden(UserError):
-    """Docker answers 403 for operations on the predefined networks."""
-
-
 def _now() -> str:
     t = datetime.now(timezone.utc)
     return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond:06d}000Z"
