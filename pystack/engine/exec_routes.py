@@ -161,7 +161,13 @@ async def exec_start(request: web.Request) -> web.StreamResponse:
                            {"name": rec.name, "image": rec.image, "execID": inst.id})
 
         async def reap():
+            drain = None
+            if proc.pty is not None:  # nobody reads a detached terminal: keep it from filling
+                drain = asyncio.ensure_future(_discard(proc.pty))
             code = await _wait_exit(proc)
+            if drain is not None:
+                drain.cancel()
+                await asyncio.gather(drain, return_exceptions=True)
             proc.close()
             _finish(engine, inst, code)
         asyncio.ensure_future(reap())
@@ -195,6 +201,12 @@ async def exec_start(request: web.Request) -> web.StreamResponse:
     return hijack.HijackedResponse()
 
 
+async def _discard(fd: int) -> None:
+    os.set_blocking(fd, False)
+    while await hijack.read_fd(fd):
+        pass
+
+
 def _oci_error(exc: Exception) -> str:
     return f"OCI runtime exec failed: exec failed: unable to start container process: {exc}: unknown"
 
@@ -217,11 +229,13 @@ async def _run_attached(conn: hijack.Hijacked, inst: execs.ExecInstance, proc) -
 
     async def copy_out(fd: int, stream: int | None) -> None:
         os.set_blocking(fd, False)
+        wanted = inst.attach_stdout if stream in (None, hijack.STDOUT) else inst.attach_stderr
         while True:
             data = await hijack.read_fd(fd)
             if not data:
                 return
-            await send(data if stream is None else hijack.frame(stream, data))
+            if wanted:  # not attached: read and dropped, as Docker does
+                await send(data if stream is None else hijack.frame(stream, data))
 
     if proc.pty is not None:
         master = proc.pty

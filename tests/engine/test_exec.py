@@ -83,6 +83,21 @@ def test_exec_tty_and_resize(api, busybox_engine, unique_name) -> None:
     assert api.post(f"/exec/{eid}/resize?h=x&w=1")[0] == 400
 
 
+def test_exec_unattached_streams_and_detached_tty(api, busybox_engine, unique_name) -> None:
+    cid = _sleeper(api, unique_name)
+    raw, info = _exec(busybox_engine, api, cid, ["sh", "-c", "echo o; echo e >&2"], AttachStdout=False)
+    assert joined(raw, 1) == b"" and joined(raw, 2) == b"e\n" and info["ExitCode"] == 0
+    # a detached exec with a terminal writing a lot must not block on a full pty
+    _, out = api.post(f"/containers/{cid}/exec", {"Cmd": ["sh", "-c", "seq 1 20000; touch /tmp/done"], "Tty": True})
+    assert api.post(f"/exec/{out['Id']}/start", {"Detach": True, "Tty": True})[0] == 200
+    for _ in range(200):
+        _, info = api.get(f"/exec/{out['Id']}/json")
+        if info["ExitCode"] is not None:
+            break
+        time.sleep(0.05)
+    assert info["ExitCode"] == 0
+
+
 def test_exec_gone_with_its_container(api, busybox_engine, unique_name) -> None:
     cid = _sleeper(api, unique_name)
     _, out = api.post(f"/containers/{cid}/exec", {"Cmd": ["true"]})
