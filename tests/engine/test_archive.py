@@ -264,4 +264,22 @@ def test_docker_cli_cp_both_ways(api, busybox_engine, unique_name, tmp_path) -> 
     assert r.returncode == 0 and _tar_of(r.stdout) == {"a": b"from-container\n"}
     r = docker("cp", f"{unique_name}:/does/not/exist", str(tmp_path / "x"))
     assert r.returncode != 0 and b"Could not find the file" in r.stderr
+    # a file to a new name, a directory's contents, a file back to a new local name
+    r = docker("cp", str(src / "nested/file.txt"), f"{unique_name}:/tmp/renamed.txt")
+    assert r.returncode == 0, r.stderr
+    assert _tar_of(api.get(f"/containers/{cid}/archive?path=/tmp/renamed.txt")[1]) == {"renamed.txt": b"from-host\n"}
+    assert docker("exec", unique_name, "mkdir", "/contents").returncode == 0
+    r = docker("cp", f"{src}/.", f"{unique_name}:/contents/")
+    assert r.returncode == 0, r.stderr
+    assert api.get(f"/containers/{cid}/archive?path=/contents/nested/file.txt")[0] == 200
+    r = docker("cp", f"{unique_name}:/out/a", str(tmp_path / "local-name"))
+    assert r.returncode == 0 and (tmp_path / "local-name").read_text() == "from-container\n"
+    # a tar on stdin
+    r = subprocess.run([DOCKER, "cp", "-", f"{unique_name}:/tmp"], env=env, capture_output=True, timeout=60,
+                       input=make_tar([("from-stdin", "file", b"s")]))
+    assert r.returncode == 0, r.stderr
+    assert _tar_of(api.get(f"/containers/{cid}/archive?path=/tmp/from-stdin")[1]) == {"from-stdin": b"s"}
+    # a user that does not exist: docker exec fails like Docker (126)
+    r = docker("exec", "-u", "nosuchuser", unique_name, "true")
+    assert r.returncode == 126
     api.post(f"/containers/{cid}/kill")
