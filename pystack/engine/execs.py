@@ -157,12 +157,24 @@ def build_process(inst: ExecInstance, rec, root: str) -> dict:
         group_add = (rec.host_config or {}).get("GroupAdd") or ()
         proc["user"] = resolve_user(root, user, group_add).to_oci()
     if inst.privileged:
-        from pystack.runtime import caps
-        all_caps = caps.tweak([], ["ALL"], [])
-        proc["capabilities"] = {k: list(all_caps) for k in ("bounding", "effective", "permitted")}
+        every = privileged_caps()
+        proc["capabilities"] = {k: list(every) for k in ("bounding", "effective", "permitted")}
     if inst.size and inst.tty:
         proc["consoleSize"] = {"height": inst.size[0], "width": inst.size[1]}
     return proc
+
+
+def privileged_caps() -> list[str]:
+    """Every capability the engine itself may give: all of this kernel's, within the
+    engine's own bounding set (asking for one outside it makes capset fail)."""
+    from pystack.runtime import caps
+    every = caps.tweak([], ["ALL"], [])
+    try:
+        with open("/proc/self/status") as fh:
+            bnd = next(int(line.split()[1], 16) for line in fh if line.startswith("CapBnd:"))
+    except (OSError, StopIteration, ValueError):
+        return every
+    return [c for c in every if bnd >> caps.CAPABILITIES.index(c) & 1] if hasattr(caps, "CAPABILITIES") else every
 
 
 def set_winsize(fd: int, height: int, width: int) -> None:

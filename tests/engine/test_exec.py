@@ -98,8 +98,13 @@ def test_exec_unattached_streams_and_detached_tty(api, busybox_engine, unique_na
     assert info["ExitCode"] == 0
 
 
-def test_exec_gone_with_its_container(api, busybox_engine, unique_name) -> None:
+def test_exec_privileged_and_gone_with_its_container(api, busybox_engine, unique_name) -> None:
     cid = _sleeper(api, unique_name)
+    cmd = ["sh", "-c", "grep CapEff /proc/self/status"]
+    plain = int(joined(_exec(busybox_engine, api, cid, cmd)[0]).split()[1], 16)
+    priv = int(joined(_exec(busybox_engine, api, cid, cmd, Privileged=True)[0]).split()[1], 16)
+    CAP_SYS_ADMIN = 21
+    assert not plain & (1 << CAP_SYS_ADMIN) and priv & (1 << CAP_SYS_ADMIN) and priv & plain == plain
     _, out = api.post(f"/containers/{cid}/exec", {"Cmd": ["true"]})
     assert api.delete(f"/containers/{cid}?force=1")[0] == 204
     status, body = api.get(f"/exec/{out['Id']}/json")
