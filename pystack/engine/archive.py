@@ -44,6 +44,10 @@ class ArchiveError(UserError):
     """A copy the engine refuses (bad path, wrong kind of file): HTTP 400."""
 
 
+class ContainerGone(ArchiveError):
+    """The container's process went away between looking it up and opening its root."""
+
+
 def _sys():
     from pystack.volumes import _sys as s
     return s
@@ -518,21 +522,45 @@ def cleanup_stale_mounts(run: Path) -> None:
             pass
 
 
+def open_container_proc(pid: int, container_id: str) -> int:
+    """An fd of ``/proc/<pid>`` checked to be a process of container ``container_id`` (its
+    cgroup path names the id). The fd pins that very process: if it exits and the pid is
+    reused, lookups through the fd fail instead of reaching another process (the host's
+    root, say). OSError when it is not (or no longer) the container's."""
+    fd = os.open(f"/proc/{pid}", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        cg = os.open("cgroup", os.O_RDONLY | os.O_CLOEXEC, dir_fd=fd)
+        try:
+            text = os.read(cg, 65536).decode(errors="replace")
+        finally:
+            os.close(cg)
+        if container_id not in text:
+            raise OSError(errno.ESRCH, f"pid {pid} is not a process of container {container_id[:12]}")
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 @contextmanager
 def container_root(pid: int | None, extra: dict, run: Path, container_id: str) -> Iterator[int]:
     """A directory fd of the container's root: ``/proc/<pid>/root`` while it has a process,
     else its overlay mounted on a temporary directory (unmounted on exit)."""
     if pid:
+        # never fall back to mounting the overlay here: the container may still use it
         try:
-            fd = os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        except OSError:
-            fd = -1
-        if fd >= 0:
+            procfd = open_container_proc(pid, container_id)
             try:
-                yield fd
+                fd = os.open("root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=procfd)
             finally:
-                os.close(fd)
-            return
+                os.close(procfd)
+        except OSError:
+            raise ContainerGone(f"container {container_id[:12]} changed state during the copy") from None
+        try:
+            yield fd
+        finally:
+            os.close(fd)
+        return
     lowers = extra.get("lowerdirs") or []
     upper, work = extra.get("upper"), extra.get("work")
     if not lowers or not upper or not work:

@@ -245,7 +245,17 @@ async def container_root(engine, rec):
         if lock is not None:
             pid = await asyncio.to_thread(_container_pid, engine, rec)
         ctx = archive.container_root(pid, rec.extra or {}, engine.run, rec.id)
-        root = await asyncio.to_thread(ctx.__enter__)
+        try:
+            root = await asyncio.to_thread(ctx.__enter__)
+        except archive.ContainerGone:
+            if lock is not None:
+                raise
+            # it stopped meanwhile: look again under its lock (then its overlay is free)
+            lock = engine.containers.lock(rec.id)
+            await lock.acquire()
+            pid = await asyncio.to_thread(_container_pid, engine, rec)
+            ctx = archive.container_root(pid, rec.extra or {}, engine.run, rec.id)
+            root = await asyncio.to_thread(ctx.__enter__)
         try:
             yield root
         finally:
@@ -358,13 +368,18 @@ async def archive_put(request: web.Request) -> web.Response:
 
 # -- resize (the TTY of a container) -------------------------------------------------------
 
-def _resize_tty(pid: int, h: int, w: int) -> None:
+def _resize_tty(pid: int, cid: str, h: int, w: int) -> None:
     """TIOCSWINSZ on the container's terminal, reached as PID 1's stdin (the pty slave):
     the shim holds the master, the kernel applies the size to the pair either way."""
     import os
     import stat as stat_mod
+    from pystack.engine.archive import open_container_proc
     from pystack.engine.execs import set_winsize
-    fd = os.open(f"/proc/{pid}/fd/0", os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC)
+    procfd = open_container_proc(pid, cid)
+    try:
+        fd = os.open("fd/0", os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=procfd)
+    finally:
+        os.close(procfd)
     try:
         if stat_mod.S_ISCHR(os.fstat(fd).st_mode) and os.isatty(fd):
             set_winsize(fd, h, w)
@@ -388,7 +403,7 @@ async def container_resize(request: web.Request) -> web.Response:
     pid = await asyncio.to_thread(_container_pid, engine, rec)
     if pid and _tty(rec):
         try:
-            await asyncio.to_thread(_resize_tty, pid, h, w)
+            await asyncio.to_thread(_resize_tty, pid, rec.id, h, w)
         except OSError as exc:
             log.debug("resize %s: %s", rec.id[:12], exc)
     return web.Response(status=200)
