@@ -12,6 +12,7 @@ import calendar
 import json
 import os
 import re
+import threading
 from collections import deque
 from pathlib import Path
 from typing import AsyncIterator, Awaitable, Callable, Iterator
@@ -120,32 +121,70 @@ class LogOptions:
         return frame(STDERR if entry.get("stream") == "stderr" else STDOUT, data)
 
 
-def read_history(path: Path, tail: int | None) -> tuple[list[dict], int, int | None]:
-    """Every entry (or the last ``tail``) oldest first, plus the current file's end offset and
-    inode (where following starts)."""
+def end_of_log(path: Path) -> tuple[int, int | None]:
+    """Where following starts now: the current file's inode and the end of its last
+    complete line."""
+    try:
+        fh = open(path, "rb")
+    except FileNotFoundError:
+        return 0, None
+    with fh:
+        st = os.fstat(fh.fileno())
+        size = st.st_size
+        if size == 0:
+            return 0, st.st_ino
+        back = min(size, 1 << 16)
+        while True:  # find the last newline, reading backwards
+            fh.seek(size - back)
+            chunk = fh.read(back)
+            nl = chunk.rfind(b"\n")
+            if nl >= 0:
+                return size - back + nl + 1, st.st_ino
+            if back >= size:
+                return 0, st.st_ino
+            back = min(size, back * 4)
+
+
+def history_lines(path: Path, tail: int | None) -> tuple[Iterator[bytes], int, int | None]:
+    """The raw lines of the log, oldest first across the rotated files (only the last
+    ``tail`` with a tail: kept as bytes, so memory stays bounded by it, not by the log),
+    plus where following starts (offset, inode of the current file)."""
+    offset, inode = end_of_log(path)
     files = log_files(path)
-    entries: deque[dict] | list[dict] = deque(maxlen=tail) if tail is not None else []
-    offset, inode = 0, None
-    for f in files:
-        try:
-            fh = open(f, "rb")
-        except FileNotFoundError:
-            continue
-        with fh:
-            st = os.fstat(fh.fileno())
-            data = fh.read()
-            if f == path:
-                # keep a last partial line for the follower
-                cut = data.rfind(b"\n") + 1
-                offset, inode = cut, st.st_ino
-                data = data[:cut]
-            if tail == 0:
+
+    def lines() -> Iterator[bytes]:
+        for f in files:
+            try:
+                fh = open(f, "rb")
+            except FileNotFoundError:
                 continue
-            for line in data.splitlines():
-                entry = _parse(line)
-                if entry is not None:
-                    entries.append(entry)
-    return list(entries), offset, inode
+            with fh:
+                if f == path:
+                    if inode is None or os.fstat(fh.fileno()).st_ino != inode:
+                        continue  # rotated since: its lines are in a .N file read above
+                    left = offset
+                    for line in fh:
+                        if left <= 0:
+                            break
+                        left -= len(line)
+                        yield line
+                else:
+                    yield from fh
+    if tail is None:
+        return lines(), offset, inode
+    if tail == 0:
+        return iter(()), offset, inode
+    last: deque[bytes] = deque(maxlen=tail)
+    for line in lines():
+        if line.strip():
+            last.append(line)
+    return iter(last), offset, inode
+
+
+def read_history(path: Path, tail: int | None) -> tuple[list[dict], int, int | None]:
+    """Every entry (or the last ``tail``) oldest first, plus the follow start (offset, inode)."""
+    it, offset, inode = history_lines(path, tail)
+    return [e for e in map(_parse, it) if e is not None], offset, inode
 
 
 class LogFollower:
@@ -225,22 +264,70 @@ async def stream_log(path: Path, opts: LogOptions, *, history: bool, follow: boo
     end of the history (attach taken before start)."""
     offset, inode = start if start is not None else (0, None)
     if history:
-        entries, offset, inode = await asyncio.to_thread(read_history, path, opts.tail)
-        batch = []
-        for entry in entries:
-            ok = opts.in_window(entry) if opts.wanted(entry) else False
-            if ok is None:
-                follow = False
-                break
-            if ok:
-                batch.append(opts.encode(entry))
-            if len(batch) >= 256:
-                yield b"".join(batch)
-                batch = []
-        if batch:
-            yield b"".join(batch)
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue(maxsize=8)
+        stop = threading.Event()
+        where: list = []
+
+        def produce() -> None:
+            """In a thread: parse, filter and encode the history in batches (backpressure
+            through the bounded queue; a client that goes stops it)."""
+            past_until = False
+            try:
+                it, off, ino = history_lines(path, opts.tail)
+                where.extend((off, ino))
+                batch: list[bytes] = []
+                size = 0
+                for line in it:
+                    if stop.is_set():
+                        return
+                    entry = _parse(line)
+                    if entry is None or not opts.wanted(entry):
+                        continue
+                    ok = opts.in_window(entry)
+                    if ok is None:
+                        past_until = True
+                        break
+                    if ok:
+                        data = opts.encode(entry)
+                        batch.append(data)
+                        size += len(data)
+                    if size >= 256 * 1024:
+                        asyncio.run_coroutine_threadsafe(queue.put(b"".join(batch)), loop).result()
+                        batch, size = [], 0
+                if batch:
+                    asyncio.run_coroutine_threadsafe(queue.put(b"".join(batch)), loop).result()
+            except Exception as exc:  # noqa: BLE001 - reported to the reader
+                asyncio.run_coroutine_threadsafe(queue.put(exc), loop).result()
+                return
+            finally:
+                if not stop.is_set():
+                    asyncio.run_coroutine_threadsafe(queue.put(("end", past_until)), loop).result()
+
+        worker = loop.run_in_executor(None, produce)
+        try:
+            while True:
+                item = await queue.get()
+                if isinstance(item, tuple):
+                    if item[1]:
+                        follow = False
+                    break
+                if isinstance(item, Exception):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            while not queue.empty():  # unblock a producer waiting on a full queue
+                queue.get_nowait()
+            if not worker.done():
+                try:
+                    await asyncio.wait_for(asyncio.shield(worker), 5)
+                except (asyncio.TimeoutError, Exception):  # noqa: BLE001
+                    pass
+        if where:
+            offset, inode = where
     elif start is None:
-        _, offset, inode = await asyncio.to_thread(read_history, path, 0)
+        offset, inode = await asyncio.to_thread(end_of_log, path)
     if not follow:
         return
     follower = LogFollower(path, offset, inode)

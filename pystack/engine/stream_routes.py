@@ -80,10 +80,12 @@ async def container_logs(request: web.Request) -> web.StreamResponse:
     await resp.prepare(request)
     try:
         with hijack.track(request):
-            async for chunk in logs.stream_log(path, opts, history=True, follow=follow, stopped=stopped):
-                await resp.write(chunk)
-                if request.transport is None or request.transport.is_closing():
-                    break
+            async with contextlib.aclosing(logs.stream_log(path, opts, history=True, follow=follow,
+                                                           stopped=stopped)) as chunks:
+                async for chunk in chunks:
+                    await resp.write(chunk)
+                    if request.transport is None or request.transport.is_closing():
+                        break
     except (ConnectionError, asyncio.CancelledError):
         return resp
     try:
@@ -130,7 +132,7 @@ async def container_attach(request: web.Request) -> web.StreamResponse:
     if not want_stream and not want_logs:
         raise BadRequest("Bad parameters: you must choose at least one of stream or logs")
     path = _log_path(rec)
-    _, offset, inode = await asyncio.to_thread(logs.read_history, path, 0)
+    offset, inode = await asyncio.to_thread(logs.end_of_log, path)
     watch = _DieWatch(engine, cid)
     seen_running = bool(await _maybe(mgr.is_running(rec)))
     try:
@@ -156,9 +158,11 @@ async def container_attach(request: web.Request) -> web.StreamResponse:
             return seen_running and not running
 
         if opts.stdout or opts.stderr:
-            async for chunk in logs.stream_log(path, opts, history=want_logs, follow=want_stream,
-                                               stopped=stopped, start=None if want_logs else (offset, inode)):
-                await conn.write(chunk)
+            async with contextlib.aclosing(logs.stream_log(
+                    path, opts, history=want_logs, follow=want_stream, stopped=stopped,
+                    start=None if want_logs else (offset, inode))) as chunks:
+                async for chunk in chunks:
+                    await conn.write(chunk)
         elif want_stream:
             while not await stopped():
                 await asyncio.sleep(logs.POLL)

@@ -221,3 +221,36 @@ def test_sigterm_ends_open_streams(api, busybox_engine, unique_name) -> None:
         sock.close()
     busybox_engine.start()  # the container still runs: let the fixture remove it
     assert api.inspect(cid)["State"]["Running"] is True
+
+
+def test_history_is_streamed_not_loaded(tmp_path) -> None:
+    """A big log is read line by line (tail keeps only N raw lines); the follow start is
+    the end of the last complete line."""
+    log = tmp_path / "big-json.log"
+    line = json.dumps({"log": "x" * 100 + "\n", "stream": "stdout", "time": "2026-01-01T00:00:00Z"}) + "\n"
+    with open(log, "w") as fh:
+        for _ in range(20000):
+            fh.write(line)
+        fh.write(line[:30])  # a line being written
+    it, offset, inode = logs.history_lines(log, None)
+    assert not isinstance(it, list)
+    assert sum(1 for _ in it) == 20000 and offset == 20000 * len(line)
+    it, _, _ = logs.history_lines(log, 2)
+    assert len(list(it)) == 2
+    assert logs.end_of_log(tmp_path / "missing") == (0, None)
+
+    import asyncio
+
+    async def collect():
+        out = []
+        async for chunk in logs.stream_log(log, logs.LogOptions(tty=True), history=True, follow=False):
+            out.append(chunk)
+        return b"".join(out)
+    assert len(asyncio.run(collect())) == 20000 * 101
+
+    async def stop_early():
+        gen = logs.stream_log(log, logs.LogOptions(), history=True, follow=False)
+        first = await gen.__anext__()
+        await gen.aclose()  # the producer thread must not stay blocked
+        return first
+    assert asyncio.run(asyncio.wait_for(stop_early(), 30))
