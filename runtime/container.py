@@ -76,6 +76,28 @@ class ExecProcess:
         except socket.timeout:
             raise TimeoutError(f"exec {self.pid} still running") from None
 
+    # -- for event loops (the engine's exec streams): wait without holding a thread -----
+
+    def fileno(self) -> int:
+        """The supervisor socket: readable once the exit status (or EOF) has arrived."""
+        return self._sock.fileno()
+
+    def poll(self) -> int | None:
+        """The exit code if it has arrived, else None; never blocks."""
+        if self.returncode is not None:
+            return self.returncode
+        try:
+            msg = self._sock.recv(65536, socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return None
+        if not msg:
+            raise ContainerError("exec supervisor died without an exit status")
+        reply = json.loads(msg)
+        if "exit" in reply:
+            self.returncode = int(reply["exit"])
+            self._sock.close()
+        return self.returncode
+
     def kill(self, sig: int | str = signal.SIGKILL) -> None:
         try:
             os.kill(self.pid, parse_signal(sig))

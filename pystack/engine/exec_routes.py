@@ -121,8 +121,25 @@ def _finish(engine, inst: execs.ExecInstance, code: int) -> None:
 
 
 async def _wait_exit(proc) -> int:
+    """The exec's exit code, waited for on the event loop (no thread held per exec)."""
+    if not hasattr(proc, "poll") or not hasattr(proc, "fileno"):
+        try:
+            return await asyncio.to_thread(proc.wait)
+        except Exception:  # noqa: BLE001 - the supervisor died: unknown
+            return 126
+    loop = asyncio.get_running_loop()
     try:
-        return await asyncio.to_thread(proc.wait)
+        while True:
+            code = proc.poll()
+            if code is not None:
+                return code
+            fd = proc.fileno()
+            fut = loop.create_future()
+            loop.add_reader(fd, lambda: fut.done() or fut.set_result(None))
+            try:
+                await fut
+            finally:
+                loop.remove_reader(fd)
     except Exception:  # noqa: BLE001 - the supervisor died: unknown
         return 126
 
@@ -258,6 +275,21 @@ async def _run_attached(conn: hijack.Hijacked, inst: execs.ExecInstance, proc) -
                 proc.stdin = None
     wait_task = asyncio.ensure_future(_wait_exit(proc))
     try:
+        await asyncio.wait({wait_task, conn.lost}, return_when=asyncio.FIRST_COMPLETED)
+        if not wait_task.done():
+            # the client went away: hang up the terminal (SIGHUP) or close the pipes (EOF,
+            # SIGPIPE) as a dropped connection does with Docker; the exit is still recorded
+            for t in tasks + outputs:
+                t.cancel()
+            await asyncio.gather(*tasks, *outputs, return_exceptions=True)
+            if proc.pty is not None:
+                os.close(proc.pty)
+                proc.pty = None
+            for name in ("stdin", "stdout", "stderr"):
+                f = getattr(proc, name)
+                if f is not None:
+                    f.close()
+                    setattr(proc, name, None)
         code = await wait_task
         if proc.pty is not None:
             # the pty's output may still hold bytes: drain briefly (EIO ends it once the

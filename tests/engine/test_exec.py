@@ -111,6 +111,26 @@ def test_exec_privileged_and_gone_with_its_container(api, busybox_engine, unique
     assert status == 404 and "No such exec instance" in body["message"]
 
 
+def test_exec_output_to_a_gone_client_ends_it(api, busybox_engine, unique_name) -> None:
+    """A writer whose client dropped the connection gets SIGPIPE (as with Docker), and the
+    instance records its exit."""
+    cid = _sleeper(api, unique_name)
+    _, out = api.post(f"/containers/{cid}/exec", {"Cmd": ["sh", "-c", "while true; do echo x; sleep 0.05; done"],
+                                                   "AttachStdout": True})
+    eid = out["Id"]
+    s, head, rest = hijacked(busybox_engine, f"/exec/{eid}/start", b"{}")
+    data = rest
+    while b"x" not in data:
+        data += s.recv(4096)
+    s.close()
+    for _ in range(200):
+        _, info = api.get(f"/exec/{eid}/json")
+        if not info["Running"]:
+            break
+        time.sleep(0.05)
+    assert info["Running"] is False and info["ExitCode"] == 141  # 128 + SIGPIPE
+
+
 def test_exec_detached_and_errors(api, busybox_engine, unique_name) -> None:
     cid = _sleeper(api, unique_name)
     status, out = api.post(f"/containers/{cid}/exec", {"Cmd": ["sh", "-c", "echo detached > /tmp/d"]})
