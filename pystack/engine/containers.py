@@ -1172,7 +1172,13 @@ class ContainerManager:
                 continue
             intent = _read_intent(d)
             if intent == "create":
+                try:
+                    since = (d / "intent").stat().st_mtime
+                except OSError:
+                    since = None
                 await asyncio.to_thread(self._rollback_create, d.name)
+                if since is not None:
+                    await asyncio.to_thread(self._drop_orphan_anonymous_volumes, since)
             elif intent and intent.startswith("remove"):
                 await asyncio.to_thread(self._remove_by_id, d.name, intent == "remove-v")
             elif not (d / "record.json").exists():
@@ -1225,6 +1231,29 @@ class ContainerManager:
                     await self._start_locked(rec, lv)
                 except Exception as exc:  # noqa: BLE001
                     log.warning("restart of %s at engine start failed: %s", rec.id, exc)
+
+    def _drop_orphan_anonymous_volumes(self, since: float) -> None:
+        """Workaround: the volume store makes a new volume visible before it records its
+        user, so a kill in between leaves an anonymous volume no rollback can attribute.
+        Remove the unused anonymous volumes created since the interrupted create began."""
+        from datetime import datetime
+        vs = self.engine.volumes
+        try:
+            vols = vs.list()
+        except Exception:  # noqa: BLE001
+            return
+        for v in vols:
+            if not v.anonymous or v.users:
+                continue
+            try:
+                created = datetime.fromisoformat(str(v.created_at).replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                continue
+            if created >= int(since):
+                try:
+                    vs.remove(v.name)
+                except Exception as exc:  # noqa: BLE001
+                    log.warning("orphan volume %s: %s", v.name, exc)
 
     def _remove_by_id(self, cid: str, volumes: bool) -> None:
         """Finish a removal a crash interrupted (the record may be gone or unreadable)."""
