@@ -144,17 +144,80 @@ async def hijack(request: web.Request, content_type: str = RAW_STREAM) -> Hijack
     return conn
 
 
-async def pump_stdin(conn: Hijacked, fd: int, *, close_at_eof: bool = True) -> None:
+DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
+
+
+def parse_detach_keys(spec: str) -> bytes:
+    """Docker's detach-keys syntax: comma-separated ``ctrl-<x>`` or single characters."""
+    out = bytearray()
+    for part in spec.split(","):
+        part = part.strip()
+        if len(part) == 1:
+            out.append(ord(part))
+        elif part.lower().startswith("ctrl-") and len(part) == 6:
+            c = part[5].lower()
+            if "a" <= c <= "z":
+                out.append(ord(c) - ord("a") + 1)
+            elif c in "@[\\]^_":
+                out.append({"@": 0, "[": 27, "\\": 28, "]": 29, "^": 30, "_": 31}[c])
+            else:
+                raise ValueError(part)
+        else:
+            raise ValueError(part)
+    if not out:
+        raise ValueError(spec)
+    return bytes(out)
+
+
+class DetachScanner:
+    """Holds back bytes that may start the detach sequence; ``feed`` returns what to pass on
+    and whether the sequence was typed (then the session detaches, as Docker's escape proxy)."""
+
+    def __init__(self, keys: bytes) -> None:
+        self.keys = keys
+        self.held = b""
+
+    def feed(self, data: bytes) -> tuple[bytes, bool]:
+        out = bytearray()
+        for b in data:
+            cand = self.held + bytes((b,))
+            if self.keys.startswith(cand):
+                if cand == self.keys:
+                    return bytes(out), True
+                self.held = cand
+            else:
+                out += cand
+                self.held = b""
+        return bytes(out), False
+
+
+class Detached(Exception):
+    """The client typed the detach keys."""
+
+
+async def pump_stdin(conn: Hijacked, fd: int, *, close_at_eof: bool = True,
+                     detach_keys: bytes | None = None) -> None:
     """Copy the client's bytes into ``fd`` (a pipe, FIFO or pty master) until the client
-    half-closes or goes; then close ``fd`` when ``close_at_eof``."""
+    half-closes or goes; then close ``fd`` when ``close_at_eof``. With ``detach_keys``,
+    typing them raises :class:`Detached` (the bytes are not passed on)."""
     import os
     loop = asyncio.get_running_loop()
     os.set_blocking(fd, False)
+    scanner = DetachScanner(detach_keys) if detach_keys else None
     try:
         while True:
             data = await conn.reader.read(65536)
             if not data:
                 break
+            if scanner is not None:
+                data, detach = scanner.feed(data)
+                if detach:
+                    if data:
+                        try:
+                            os.write(fd, data)
+                        except OSError:
+                            pass
+                    raise Detached()
             view = memoryview(data)
             while view:
                 try:

@@ -131,6 +131,10 @@ async def container_attach(request: web.Request) -> web.StreamResponse:
     opts = logs.LogOptions(stdout=flag(request, "stdout"), stderr=flag(request, "stderr"), tty=tty)
     if not want_stream and not want_logs:
         raise BadRequest("Bad parameters: you must choose at least one of stream or logs")
+    try:
+        detach_keys = hijack.parse_detach_keys(request.query.get("detachKeys") or hijack.DEFAULT_DETACH_KEYS)
+    except ValueError:
+        raise BadRequest(f"Invalid detach keys ({request.query.get('detachKeys')}) provided") from None
     path = _log_path(rec)
     offset, inode = await asyncio.to_thread(logs.end_of_log, path)
     watch = _DieWatch(engine, cid)
@@ -144,11 +148,15 @@ async def container_attach(request: web.Request) -> web.StreamResponse:
     tracker = hijack.track(request).__enter__()
     try:
         if want_stdin and rec.config.get("OpenStdin"):
-            stdin_task = asyncio.ensure_future(_attach_stdin(engine, cid, conn, bool(rec.config.get("StdinOnce"))))
+            stdin_task = asyncio.ensure_future(_attach_stdin(engine, cid, conn, bool(rec.config.get("StdinOnce")),
+                                                             detach_keys))
 
         async def stopped() -> bool:
             nonlocal seen_running
             if conn.closed or watch.check():
+                return True
+            if stdin_task is not None and stdin_task.done() and not stdin_task.cancelled() \
+                    and stdin_task.result() == "detached":
                 return True
             running = await _is_running(mgr, cid)
             if running is None:
@@ -177,7 +185,8 @@ async def container_attach(request: web.Request) -> web.StreamResponse:
     return hijack.HijackedResponse()
 
 
-async def _attach_stdin(engine, cid: str, conn: hijack.Hijacked, once: bool) -> None:
+async def _attach_stdin(engine, cid: str, conn: hijack.Hijacked, once: bool,
+                        detach_keys: bytes | None = None) -> str | None:
     """Client bytes -> the container's stdin FIFO (the pty, for a TTY container: the shim
     copies the FIFO to it). Waits for the container to be started first."""
     import os
@@ -199,7 +208,10 @@ async def _attach_stdin(engine, cid: str, conn: hijack.Hijacked, once: bool) -> 
         fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return
-    await hijack.pump_stdin(conn, fd, close_at_eof=True)
+    try:
+        await hijack.pump_stdin(conn, fd, close_at_eof=True, detach_keys=detach_keys)
+    except hijack.Detached:
+        return "detached"  # the container goes on; its stdin stays open
     if once:
         # StdinOnce: the client's stdin ended, so does the container's (the shim drops
         # its own write end; ours is closed: the container reads EOF)

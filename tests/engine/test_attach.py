@@ -224,3 +224,29 @@ def test_docker_cli_run_i_with_piped_input(docker_cli, unique_name) -> None:
     out = docker_cli("run", "-i", "--rm", "busybox", "sh", "-c", "wc -l; echo done", input=b"a\nb\nc\n")
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == [b"3", b"done"]
+
+
+def test_detach_keys(api, busybox_engine, unique_name) -> None:
+    from pystack.engine import hijack
+    assert hijack.parse_detach_keys("ctrl-p,ctrl-q") == b"\x10\x11"
+    assert hijack.parse_detach_keys("a,ctrl-[") == b"a\x1b"
+    with pytest.raises(ValueError):
+        hijack.parse_detach_keys("ctrl-1")
+    sc = hijack.DetachScanner(b"\x10\x11")
+    assert sc.feed(b"ab\x10") == (b"ab", False) and sc.feed(b"x") == (b"\x10x", False)
+    assert sc.feed(b"\x10") == (b"", False) and sc.feed(b"\x11rest") == (b"", True)
+    cid = api.run(["sh"], name=unique_name, Tty=True, OpenStdin=True, AttachStdin=True)
+    s, head, rest = hijacked(busybox_engine, f"/containers/{cid}/attach?stream=1&stdin=1&stdout=1")
+    s.sendall(b"echo $((40+2))\r")
+    data = rest
+    while b"42" not in data:
+        chunk = s.recv(4096)
+        assert chunk, data
+        data += chunk
+    s.sendall(b"\x10\x11")  # ctrl-p ctrl-q: the engine ends the session, the shell goes on
+    read_all(s)
+    s.close()
+    assert api.inspect(cid)["State"]["Running"] is True
+    status, body = api.post(f"/containers/{cid}/attach?stream=1&stdin=1&detachKeys=ctrl-1")
+    assert status == 400 and "Invalid detach keys" in body["message"]
+    api.post(f"/containers/{cid}/kill")
