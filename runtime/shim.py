@@ -207,6 +207,8 @@ def shim_main(plan: dict, stdio: tuple[int, int, int] | None, reply: int) -> Non
     writer = None
     if plan.get("log_path"):
         writer = jsonlog.JsonLogWriter(plan["log_path"], plan.get("log_opts"))
+        # an interactive container (stdin open): prompts without newline reach attach at once
+        writer.flush_partial = bool(plan.get("stdin"))
         out_r, cout = os.pipe()
         err_r, cerr = os.pipe()
         pipes = {out_r: "stdout", err_r: "stderr"}

@@ -84,6 +84,23 @@ def test_attach_stdin_reaches_the_container(api, busybox_engine, unique_name) ->
     assert api.wait(cid)["StatusCode"] == 0
 
 
+def test_interactive_prompt_without_newline_arrives(api, busybox_engine, unique_name) -> None:
+    cid = api.create(["sh", "-c", "printf 'name? '; read n; echo hi $n"], name=unique_name,
+                     OpenStdin=True, StdinOnce=True, AttachStdin=True)
+    s, head, rest = hijacked(busybox_engine, f"/containers/{cid}/attach?stream=1&stdin=1&stdout=1")
+    api.post(f"/containers/{cid}/start")
+    data = rest
+    while b"name? " not in data:  # before any input: the prompt alone
+        chunk = s.recv(4096)
+        assert chunk, data
+        data += chunk
+    s.sendall(b"bob\n")
+    s.shutdown(socket.SHUT_WR)
+    data = read_all(s, data)
+    s.close()
+    assert joined(data, 1) == b"name? hi bob\n"
+
+
 def test_attach_tty_is_raw(api, busybox_engine, unique_name) -> None:
     cid = api.create(["sh", "-c", "echo tty-out"], name=unique_name, Tty=True)
     s, head, rest = hijacked(busybox_engine, f"/containers/{cid}/attach?stream=1&stdout=1&stderr=1")
