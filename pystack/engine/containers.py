@@ -1176,10 +1176,12 @@ class ContainerManager:
                     since = (d / "intent").stat().st_mtime
                 except OSError:
                     since = None
+                log.info("recovery: rolling back the interrupted create of %s", d.name)
                 await asyncio.to_thread(self._rollback_create, d.name)
                 if since is not None:
                     await asyncio.to_thread(self._drop_orphan_anonymous_volumes, since)
             elif intent and intent.startswith("remove"):
+                log.info("recovery: finishing the interrupted removal of %s", d.name)
                 await asyncio.to_thread(self._remove_by_id, d.name, intent == "remove-v")
             elif not (d / "record.json").exists():
                 await asyncio.to_thread(self._remove_by_id, d.name, True)
@@ -1203,6 +1205,7 @@ class ContainerManager:
                 continue
             if st is not None or was in ("running", "paused", "restarting"):
                 # it died (or never got past start) while no engine watched it
+                log.info("recovery: %s (%s) is no longer running", rec.id, was)
                 code = (st or {}).get("exitCode")
                 if rstatus == "created" or code is None:
                     code = 255 if was in ("running", "paused") else 128

@@ -82,25 +82,26 @@ def test_sigkill_during_create_and_remove_many_times(busybox_engine, unique_name
     rng = random.Random(os.environ.get("PYSTACK_TEST_SEED", unique_name))
     counter = iter(range(10_000))
 
-    def worker(stop: threading.Event) -> None:
+    def worker(stop: threading.Event, start: bool) -> None:
         api = engine.api(timeout=10)
         mine: list[str] = []
         while not stop.is_set():
             try:
-                if mine and rng.random() < 0.5:
+                if mine and rng.random() < (0.5 if start else 0.2):
                     api.delete(f"/containers/{mine.pop()}?force=1&v=1")
                 else:
                     status, out = api.post(f"/containers/create?name={unique_name}-{next(counter)}",
                                            {"Image": "busybox", "Cmd": ["sleep", "1000"], "Volumes": {"/data": {}}})
                     if status == 201:
                         mine.append(out["Id"])
-                        api.post(f"/containers/{out['Id']}/start")
+                        if start:
+                            api.post(f"/containers/{out['Id']}/start")
             except (OSError, ValueError):
                 return  # the engine died under us
 
     for _round in range(20):
         stop = threading.Event()
-        threads = [threading.Thread(target=worker, args=(stop,)) for _ in range(3)]
+        threads = [threading.Thread(target=worker, args=(stop, i < 2)) for i in range(4)]
         for t in threads:
             t.start()
         time.sleep(rng.uniform(0.05, 0.6))
