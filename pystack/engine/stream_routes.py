@@ -72,6 +72,8 @@ async def container_logs(request: web.Request) -> web.StreamResponse:
     cid = rec.id
 
     async def stopped() -> bool:
+        if request.transport is None or request.transport.is_closing():
+            return True  # the client went away (a silent container would keep us polling)
         return not await _is_running(mgr, cid)
 
     resp = web.StreamResponse(status=200, headers={
