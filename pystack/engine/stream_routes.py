@@ -193,17 +193,18 @@ async def _attach_stdin(engine, cid: str, conn: hijack.Hijacked, once: bool,
     copies the FIFO to it). Waits for the container to be started first."""
     import os
     path = None
-    for _ in range(600):
+    delay = 0.02
+    while not conn.closed:  # attached before start: wait (as long as the client stays)
         try:
             st = await asyncio.to_thread(engine.runtime.state, cid)
             path = st.get("stdinPath")
-            if path:
+            if path and st.get("status") in ("created", "running", "paused"):
                 break
+            path = None
         except Exception:  # noqa: BLE001 - not started yet
             pass
-        if conn.closed:
-            return
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.5)
     if not path:
         return
     try:
