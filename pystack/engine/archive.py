@@ -322,7 +322,8 @@ class Extractor:
     """Applies tar entries below ``dest`` (a directory fd inside the container root)."""
 
     def __init__(self, root_fd: int, dest_path: str, no_overwrite_dir_non_dir: bool = False,
-                 container: str = "") -> None:
+                 container: str = "", owner: tuple[int, int] | None = None) -> None:
+        self.owner = owner  # copyUIDGID: every entry owned by the container's user
         self.root_fd = root_fd
         self.no_overwrite = no_overwrite_dir_non_dir
         self.container = container
@@ -379,6 +380,8 @@ class Extractor:
         parts = _member_parts(member.name)
         if not parts:  # the extraction point itself ("./")
             return
+        if self.owner is not None:
+            member.uid, member.gid = self.owner
         if member.type in (tarfile.XHDTYPE, tarfile.XGLTYPE):
             return
         pfd = self._parent(parts[:-1])
@@ -474,11 +477,20 @@ class Extractor:
                 os.close(pfd)
 
 
+def container_owner(root_fd: int, user: str | None) -> tuple[int, int]:
+    """uid/gid of the container's ``User`` (Config.User) from its own /etc/passwd."""
+    from pystack.runtime.userdb import resolve_user
+    u = resolve_user(f"/proc/self/fd/{root_fd}", user or "")
+    return u.uid, u.gid
+
+
 def extract_tar(root_fd: int, dest: str, stream, *, no_overwrite_dir_non_dir: bool = False,
-                container: str = "") -> int:
+                container: str = "", copy_uid_gid_of: str | None = None) -> int:
     """Extract the tar read from ``stream`` (plain, gzip, bzip2 or xz: decompressed in
-    process) below ``dest``; returns the number of entries applied."""
-    ex = Extractor(root_fd, dest, no_overwrite_dir_non_dir, container)
+    process) below ``dest``; returns the number of entries applied. ``copy_uid_gid_of``:
+    a container user (``docker cp -a``): entries are owned by it instead of the archive's ids."""
+    owner = container_owner(root_fd, copy_uid_gid_of) if copy_uid_gid_of is not None else None
+    ex = Extractor(root_fd, dest, no_overwrite_dir_non_dir, container, owner)
     n = 0
     try:
         try:

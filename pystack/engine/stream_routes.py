@@ -381,7 +381,9 @@ async def archive_put(request: web.Request) -> web.Response:
     reader = _BodyReader(request, loop, MAX_ARCHIVE)
     async with container_root(engine, rec) as root:
         await asyncio.to_thread(archive.extract_tar, root, path, reader,
-                                no_overwrite_dir_non_dir=no_overwrite, container=rec.name)
+                                no_overwrite_dir_non_dir=no_overwrite, container=rec.name,
+                                copy_uid_gid_of=(rec.config or {}).get("User") or ""
+                                if flag(request, "copyUIDGID") else None)
     return web.Response(status=200)
 
 

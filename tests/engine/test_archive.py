@@ -226,17 +226,21 @@ def test_api_archive_running_and_stopped(api, busybox_engine, unique_name) -> No
 def test_running_container_is_seen_with_its_mounts(api, busybox_engine, unique_name) -> None:
     """Through /proc/<pid>/root: a tmpfs mounted in the container is part of what cp sees."""
     cid = api.run(["sh", "-c", "echo in-tmpfs > /scratch/x; trap 'exit 0' TERM; while true; do sleep 0.1; done"],
-                  name=unique_name, HostConfig={"Tmpfs": {"/scratch": ""}})
+                  name=unique_name, User="app", HostConfig={"Tmpfs": {"/scratch": "mode=1777"}})
     for _ in range(100):
         status, raw = api.get(f"/containers/{cid}/archive?path=/scratch/x")
         if status == 200:
             break
     assert status == 200 and _tar_of(raw) == {"x": b"in-tmpfs\n"}
     assert api.request("PUT", f"/containers/{cid}/archive?path=/scratch", make_tar([("y", "file", b"put")]))[0] == 200
+    assert api.request("PUT", f"/containers/{cid}/archive?path=/scratch&copyUIDGID=1",
+                       make_tar([("owned", "file", b"o")]))[0] == 200
     from tests.engine.test_exec import _exec
     from tests.engine.test_logs import joined
     raw, _ = _exec(busybox_engine, api, cid, ["cat", "/scratch/y"])
     assert joined(raw, 1) == b"put"
+    raw, _ = _exec(busybox_engine, api, cid, ["stat", "-c", "%u:%g", "/scratch/owned"])
+    assert joined(raw, 1) == b"1000:1000\n"  # the container's User (app)
     assert str(busybox_engine.run / "archive") not in open("/proc/self/mounts").read()
     api.post(f"/containers/{cid}/kill")
 
