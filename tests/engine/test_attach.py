@@ -125,6 +125,16 @@ def test_docker_py_attach_socket(busybox_engine, unique_name) -> None:
     c.start()
     assert b"".join(stream) == b"via-docker-py\n"
     assert c.wait()["StatusCode"] == 0
+    assert c.attach(stdout=True, stderr=True, logs=True, stream=False) == b"via-docker-py\n"
+    sock = c.attach_socket(params={"stdout": 1, "logs": 1})
+    raw = b""
+    while True:
+        chunk = sock._sock.recv(4096)
+        if not chunk:
+            break
+        raw += chunk
+    sock.close()
+    assert joined(raw, 1) == b"via-docker-py\n"
     c.remove()
     client.close()
 
