@@ -220,7 +220,8 @@ def test_api_archive_running_and_stopped(api, busybox_engine, unique_name) -> No
     assert api.post(f"/containers/{cid}/start")[0] == 204
     status, raw = api.get(f"/containers/{cid}/archive?path=/srv/while-stopped")
     assert status == 200 and _tar_of(raw) == {"while-stopped": b"s"}
-    api.post(f"/containers/{cid}/kill")
+    assert api.delete(f"/containers/{cid}?force=1")[0] == 204
+    assert busybox_engine.leaks() == {}
 
 
 def test_running_container_is_seen_with_its_mounts(api, busybox_engine, unique_name) -> None:
