@@ -214,3 +214,28 @@ def test_docker_cli_exec_it_on_a_pty(api, busybox_engine, unique_name) -> None:
     r = subprocess.run([DOCKER, "exec", unique_name, "sh", "-c", "echo plain; exit 2"], env=env,
                        capture_output=True, timeout=60)
     assert r.returncode == 2 and r.stdout == b"plain\n"
+
+
+def test_many_execs_and_streams_at_once(busybox_engine, unique_name) -> None:
+    """Concurrent exec sessions, a follower and an attach on one container: each gets its own output."""
+    import threading
+    client = busybox_engine.client()
+    c = client.containers.run("busybox", ["sh", "-c", "while true; do echo tick; sleep 0.1; done"],
+                              detach=True, name=unique_name)
+    follower = c.logs(stream=True, follow=True)
+    results: dict[int, tuple[int, bytes]] = {}
+
+    def one(i: int) -> None:
+        res = c.exec_run(["sh", "-c", f"for j in 1 2 3; do echo {i}-$j; sleep 0.05; done; exit {i}"])
+        results[i] = (res.exit_code, res.output)
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert {i: r for i, r in results.items()} == {i: (i, f"{i}-1\n{i}-2\n{i}-3\n".encode()) for i in range(12)}
+    assert next(follower).startswith(b"tick")
+    c.remove(force=True)
+    rest = b"".join(follower)  # returns: the follow ends once the container is gone
+    assert b"tick" in rest or rest == b""
+    client.close()
