@@ -229,6 +229,8 @@ class ContainerManager:
         merged = specgen.merge_image_config(config, image_cfg) if specgen is not None \
             else _merge_image_config(config, image_cfg)
         merged["Image"] = ref
+        if not merged.get("Entrypoint") and not merged.get("Cmd"):
+            raise BadRequest("No command specified")
         host_config = _host_config_defaults(host_config)
         networks = await asyncio.to_thread(self._desired_networks, host_config, networking)
 
@@ -723,22 +725,23 @@ class ContainerManager:
         await self._settle(lv)
 
     async def kill(self, ref: str, sig: str | None = None) -> None:
+        """Signal the container. No lock: a kill must get through while a stop waits out
+        its grace period (Compose's second Ctrl-C), as with dockerd."""
         rec = self.get(ref)
         lv = self.live(rec.id)
         signum = parse_signal(sig, signal_mod.SIGKILL)
-        async with lv.lock:
-            if not self.is_running(rec):
-                raise Conflict(f"Container {rec.id} is not running")
-            if signum in (signal_mod.SIGKILL, parse_signal(rec.config.get("StopSignal"), signal_mod.SIGTERM)):
-                rec.extra["manually_stopped"] = True  # moby: a kill stops the restart policy
-                self.records.save(rec)
-            if self.status(rec) == "paused" and signum == signal_mod.SIGKILL:
-                await asyncio.to_thread(_quiet, self.engine.runtime.resume, rec.id)
-            try:
-                await asyncio.to_thread(self.engine.runtime.kill, rec.id, signum)
-            except Conflict:
-                raise Conflict(f"Container {rec.id} is not running") from None
-            self.emit(rec, "kill", signal=signum)
+        if not self.is_running(rec):
+            raise Conflict(f"Container {rec.id} is not running")
+        if signum in (signal_mod.SIGKILL, parse_signal(rec.config.get("StopSignal"), signal_mod.SIGTERM)):
+            rec.extra["manually_stopped"] = True  # moby: a kill stops the restart policy
+            self.records.save(rec)
+        if self.status(rec) == "paused" and signum == signal_mod.SIGKILL:
+            await asyncio.to_thread(_quiet, self.engine.runtime.resume, rec.id)
+        try:
+            await asyncio.to_thread(self.engine.runtime.kill, rec.id, signum)
+        except (Conflict, NotFound):
+            raise Conflict(f"Container {rec.id} is not running") from None
+        self.emit(rec, "kill", signal=signum)
         if signum == signal_mod.SIGKILL:
             try:
                 await asyncio.wait_for(asyncio.shield(lv.exited.wait()), 10)
