@@ -1531,6 +1531,8 @@ def _fallback_spec(rec: ContainerRecord, mounts: list, netns: str | None, files:
                 ns["path"] = netns
     if netns is None:
         spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"] if n["type"] != "network"]
+        spec["linux"]["sysctl"] = {k: v for k, v in (spec["linux"].get("sysctl") or {}).items()
+                                   if not k.startswith("net.")}
     spec["linux"]["cgroupsPath"] = f"/{parent}/{rec.id}"
     hc = rec.host_config
     if hc.get("Memory"):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import pytest
@@ -253,4 +254,26 @@ def test_stats_stream_and_network_connect(busybox_engine, unique_name) -> None:
         c.remove(force=True)
         net.remove()
     client.close()
+    assert busybox_engine.leaks() == {}
+
+
+def test_network_modes_host_none_container(api, busybox_engine, unique_name) -> None:
+    host = api.run(["sleep", "1000"], name=unique_name + "-h", HostConfig={"NetworkMode": "host"})
+    pid = api.inspect(host)["State"]["Pid"]
+    assert os.readlink(f"/proc/{pid}/ns/net") == os.readlink("/proc/self/ns/net")
+    none = api.run(["sleep", "1000"], name=unique_name + "-n", HostConfig={"NetworkMode": "none"})
+    ins = api.inspect(none)
+    assert list(ins["NetworkSettings"]["Networks"]) == ["none"]
+    npid = ins["State"]["Pid"]
+    assert os.listdir(f"/proc/{npid}/root/sys/class/net") == ["lo"]
+    web = api.run(["sleep", "1000"], name=unique_name + "-w")
+    side = api.run(["sleep", "1000"], name=unique_name + "-s",
+                   HostConfig={"NetworkMode": f"container:{unique_name}-w"})
+    wpid, spid = api.inspect(web)["State"]["Pid"], api.inspect(side)["State"]["Pid"]
+    assert os.readlink(f"/proc/{wpid}/ns/net") == os.readlink(f"/proc/{spid}/ns/net")
+    status, body = api.post("/containers/create", {"Image": "busybox", "Cmd": ["true"],
+                                                    "HostConfig": {"NetworkMode": "nosuchnet"}})
+    assert status == 404 and "nosuchnet" in body["message"]
+    for c in (side, web, none, host):
+        assert api.delete(f"/containers/{c}?force=1")[0] == 204
     assert busybox_engine.leaks() == {}
