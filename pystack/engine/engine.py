@@ -131,7 +131,18 @@ class Engine:
             "Containers": 0, "ContainersRunning": 0, "ContainersPaused": 0, "ContainersStopped": 0,
             "Images": 0, "SecurityOptions": self._security_options(), "Runtimes": {"pystack": {}},
             "DefaultRuntime": "pystack", "Warnings": [],
+            **self._container_counts(),
         }
+
+    def _container_counts(self) -> dict[str, int]:
+        try:
+            recs = self.containers.all()
+            status = [self.containers.status(r) for r in recs]
+        except Exception:  # noqa: BLE001 - counts are informative only
+            return {}
+        return {"Containers": len(status), "ContainersRunning": status.count("running"),
+                "ContainersPaused": status.count("paused"),
+                "ContainersStopped": len(status) - status.count("running") - status.count("paused")}
 
     def _engine_id(self) -> str:
         path = self.root / "engine-id"
