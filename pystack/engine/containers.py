@@ -1211,7 +1211,8 @@ class ContainerManager:
                 log.info("recovery: %s (%s) is no longer running", rec.id, was)
                 code = (st or {}).get("exitCode")
                 if rstatus == "created" or code is None:
-                    code = 255 if was in ("running", "paused") else 128
+                    code = 255 if was in ("running", "paused") else \
+                        int(rec.state.get("ExitCode") or 0) if was == "restarting" else 128
                 rec.state.update(Status="exited", Running=False, Paused=False, Restarting=False, Pid=0,
                                  ExitCode=int(code), FinishedAt=(st or {}).get("finishedAt") or now_rfc3339())
                 if rstatus == "created" and not rec.state.get("StartedAt"):
@@ -1219,7 +1220,7 @@ class ContainerManager:
                 await asyncio.to_thread(self._cleanup_after_exit, rec)
                 rec.extra.pop("_disconnected", None)
                 self.records.save(rec)
-                if was in ("running", "paused", "restarting"):
+                if was in ("running", "paused"):
                     self.emit(rec, "die", exitCode=int(code))
             name, max_retry = restart_policy(rec.host_config)
             if self.status(rec) != "exited":
