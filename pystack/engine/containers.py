@@ -1522,10 +1522,29 @@ def _fallback_spec(rec: ContainerRecord, mounts: list, netns: str | None, files:
     proc["env"] = list(env.values())
     proc["cwd"] = cfg.get("WorkingDir") or "/"
     user = cfg.get("User") or ""
-    if user:
+    hc = rec.host_config
+    if user or hc.get("GroupAdd"):
+        from pystack.runtime.userdb import resolve_user
+        lowers = rec.extra.get("lowerdirs") or []
+        etc = next((p for p in [rec.extra.get("upper", "")] + lowers if p and os.path.exists(os.path.join(p, "etc/passwd"))), None)
         u, _, g = user.partition(":")
-        if u.isdigit():
-            proc["user"] = {"uid": int(u), "gid": int(g) if g.isdigit() else int(u)}
+        if etc is None and (u.isdigit() or not u) and (not g or g.isdigit()):
+            proc["user"] = {"uid": int(u or 0), "gid": int(g) if g else int(u or 0)}
+        elif etc is None:
+            raise BadRequest(f"unable to find user {u}: no /etc/passwd in the image")
+        else:
+            proc["user"] = resolve_user(etc, user, hc.get("GroupAdd") or ()).to_oci()
+    if hc.get("Privileged"):
+        from pystack.runtime.spec import make_privileged
+        make_privileged(spec)
+    elif hc.get("CapAdd") or hc.get("CapDrop"):
+        from pystack.runtime.caps import tweak
+        caps = tweak(proc["capabilities"]["bounding"], hc.get("CapAdd") or (), hc.get("CapDrop") or ())
+        proc["capabilities"] = {"bounding": caps[:], "effective": caps[:], "permitted": caps[:]}
+    if hc.get("ReadonlyRootfs"):
+        spec["root"]["readonly"] = True
+    if hc.get("Sysctls"):
+        spec["linux"].setdefault("sysctl", {}).update(hc["Sysctls"])
     for ns in spec["linux"]["namespaces"]:
         if ns["type"] == "network":
             if netns:
@@ -1535,7 +1554,6 @@ def _fallback_spec(rec: ContainerRecord, mounts: list, netns: str | None, files:
         spec["linux"]["sysctl"] = {k: v for k, v in (spec["linux"].get("sysctl") or {}).items()
                                    if not k.startswith("net.")}
     spec["linux"]["cgroupsPath"] = f"/{parent}/{rec.id}"
-    hc = rec.host_config
     if hc.get("Memory"):
         spec["linux"]["resources"]["memory"] = {"limit": int(hc["Memory"])}
         if hc.get("MemorySwap"):
