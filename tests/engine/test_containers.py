@@ -277,3 +277,37 @@ def test_network_modes_host_none_container(api, busybox_engine, unique_name) -> 
     for c in (side, web, none, host):
         assert api.delete(f"/containers/{c}?force=1")[0] == 204
     assert busybox_engine.leaks() == {}
+
+
+def test_many_clients_at_once(busybox_engine, unique_name) -> None:
+    """An event stream and a `logs -f` stay open while 4 clients create/start/remove 20
+    containers in parallel; every operation is served and every event arrives."""
+    import concurrent.futures
+    import threading
+    client = busybox_engine.client()
+    api = busybox_engine.api()
+    follower = client.containers.run("busybox", ["sh", "-c", "while true; do echo x; sleep 0.2; done"],
+                                     detach=True, name=unique_name + "-f")
+    log_stream = follower.logs(stream=True, follow=True)
+    got_logs = []
+    reader = threading.Thread(target=lambda: [got_logs.append(c) for c in log_stream], daemon=True)
+    reader.start()
+    since = int(time.time()) - 1
+
+    def cycle(i: int) -> str:
+        cid = api.run(["sh", "-c", f"exit {i % 3}"], name=f"{unique_name}-{i}", Labels={"t": unique_name})
+        assert api.wait(cid)["StatusCode"] == i % 3
+        assert api.delete(f"/containers/{cid}")[0] == 204
+        return cid
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        ids = list(pool.map(cycle, range(20)))
+    events = client.events(since=since, until=int(time.time()) + 1, decode=True,
+                           filters={"label": f"t={unique_name}", "type": "container"})
+    destroyed = {e["id"] for e in events if e["Action"] == "destroy"}
+    assert destroyed == set(ids)
+    assert len(got_logs) >= 2  # the follower kept streaming
+    follower.remove(force=True)
+    reader.join(10)
+    client.close()
+    assert busybox_engine.leaks() == {}
