@@ -311,3 +311,35 @@ def test_many_clients_at_once(busybox_engine, unique_name) -> None:
     reader.join(10)
     client.close()
     assert busybox_engine.leaks() == {}
+
+
+def test_operations_on_one_container_are_serialized(api, busybox_engine, unique_name) -> None:
+    """Start/stop/restart/kill/pause from 6 clients at once on one container, then a forced
+    remove: every answer is a Docker status, the end state is consistent, nothing leaks."""
+    import concurrent.futures
+    import random
+    cid = api.create(["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.05; done"], name=unique_name,
+                     HostConfig={"RestartPolicy": {"Name": "on-failure"}})
+    ops = [("POST", "start"), ("POST", "stop?t=2"), ("POST", "restart?t=2"), ("POST", "kill"),
+           ("POST", "pause"), ("POST", "unpause")]
+    rng = random.Random(unique_name)
+
+    def client(n: int) -> set[int]:
+        seen = set()
+        for _ in range(8):
+            method, op = rng.choice(ops)
+            status, body = api.request(method, f"/containers/{cid}/{op}", b"{}")
+            assert status in (204, 304, 409), (op, status, body)
+            seen.add(status)
+        return seen
+
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        list(pool.map(client, range(6)))
+    ins = api.inspect(cid)
+    st = ins["State"]
+    assert st["Status"] in ("running", "paused", "exited", "restarting")
+    assert st["Running"] == (st["Status"] in ("running", "paused"))
+    if st["Running"]:
+        assert os.path.exists(f"/proc/{st['Pid']}")
+    assert api.delete(f"/containers/{cid}?force=1")[0] == 204
+    assert busybox_engine.leaks() == {}
