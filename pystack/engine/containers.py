@@ -1134,6 +1134,14 @@ class ContainerManager:
             names = set(nets) | set(wanted)
             if not any(n in names or n in ids or any(i and i.startswith(n) for i in ids) for n in f["network"]):
                 return False
+        for key, newer in (("since", True), ("before", False)):
+            for ref in f.get(key, []):
+                try:
+                    other = self.get(ref)
+                except NotFound:
+                    raise BadRequest(f"No such container: {ref}") from None
+                if (rec.created <= other.created) if newer else (rec.created >= other.created):
+                    return False
         if f.get("volume"):
             if not any(any(m.get("Name") == v or m.get("Destination") == v or m.get("Source") == v
                            for m in rec.mounts) for v in f["volume"]):

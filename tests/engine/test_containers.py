@@ -179,6 +179,8 @@ def test_list_filters_and_limit(api, unique_name) -> None:
     assert ids({"id": [b[:12]]}) == {b}
     assert ids({"ancestor": ["busybox"], "label": [f"t={unique_name}"]}) == {a, b}
     assert ids({"network": ["bridge"], "label": [f"t={unique_name}"]}) == {a, b}
+    assert ids({"since": [a], "label": [f"t={unique_name}"]}) == {b}
+    assert ids({"before": [b], "label": [f"t={unique_name}"]}) == {a}
     status, items = api.get("/containers/json?limit=1")
     assert [c["Id"] for c in items] == [b]
     assert api.delete(f"/containers/{b}?force=1")[0] == 204
