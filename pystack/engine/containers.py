@@ -1562,10 +1562,45 @@ def _fallback_spec(rec: ContainerRecord, mounts: list, netns: str | None, files:
         spec["linux"]["sysctl"] = {k: v for k, v in (spec["linux"].get("sysctl") or {}).items()
                                    if not k.startswith("net.")}
     spec["linux"]["cgroupsPath"] = f"/{parent}/{rec.id}"
+    res = spec["linux"]["resources"]
     if hc.get("Memory"):
-        spec["linux"]["resources"]["memory"] = {"limit": int(hc["Memory"])}
+        res["memory"] = {"limit": int(hc["Memory"])}
         if hc.get("MemorySwap"):
-            spec["linux"]["resources"]["memory"]["swap"] = int(hc["MemorySwap"])
+            res["memory"]["swap"] = int(hc["MemorySwap"])
+    if hc.get("MemoryReservation"):
+        res.setdefault("memory", {})["reservation"] = int(hc["MemoryReservation"])
+    cpu: dict = {}
+    if hc.get("NanoCpus"):
+        cpu.update(period=100000, quota=int(hc["NanoCpus"]) * 100000 // 1_000_000_000)
+    if hc.get("CpuQuota"):
+        cpu.update(quota=int(hc["CpuQuota"]), period=int(hc.get("CpuPeriod") or 100000))
+    if hc.get("CpuShares"):
+        cpu["shares"] = int(hc["CpuShares"])
+    if hc.get("CpusetCpus"):
+        cpu["cpus"] = hc["CpusetCpus"]
+    if cpu:
+        res["cpu"] = cpu
+    if hc.get("PidsLimit"):
+        res["pids"] = {"limit": int(hc["PidsLimit"])}
+    if hc.get("Ulimits"):
+        proc["rlimits"] = [{"type": "RLIMIT_" + u["Name"].upper(), "hard": int(u["Hard"]), "soft": int(u["Soft"])}
+                           for u in hc["Ulimits"]]
+    if hc.get("OomScoreAdj"):
+        proc["oomScoreAdj"] = int(hc["OomScoreAdj"])
+    if hc.get("ShmSize"):
+        for m in spec["mounts"]:
+            if m["destination"] == "/dev/shm":
+                m["options"] = [o for o in m.get("options", []) if not o.startswith("size=")] + \
+                    [f"size={int(hc['ShmSize']) // 1024}k"]
+    for opt in hc.get("SecurityOpt") or []:
+        if opt in ("no-new-privileges", "no-new-privileges:true", "no-new-privileges=true"):
+            proc["noNewPrivileges"] = True
+        elif opt in ("seccomp=unconfined", "seccomp:unconfined"):
+            spec["linux"].pop("seccomp", None)
+    if hc.get("PidMode") == "host":
+        spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"] if n["type"] != "pid"]
+    if hc.get("IpcMode") == "host":
+        spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"] if n["type"] != "ipc"]
     spec["mounts"] = spec["mounts"] + list(mounts) + [
         {"destination": dst, "type": "bind", "source": src, "options": ["rbind", "rprivate"]}
         for dst, src in files.items()]
