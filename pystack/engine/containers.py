@@ -435,6 +435,7 @@ class ContainerManager:
             os.replace(tmp, bundle / "config.json")
             Path(rec.extra["upper"]).mkdir(exist_ok=True)
             Path(rec.extra["work"]).mkdir(exist_ok=True)
+            _ensure_workdir(rec.config.get("WorkingDir") or "", rec.extra["upper"], image_cfg_lower)
             log_cfg = rec.host_config.get("LogConfig") or {}
             log_opts = {k: v for k, v in (log_cfg.get("Config") or {}).items() if k in ("max-size", "max-file")}
             rt.create(cid, bundle, log_path=rec.extra["log_path"], log_opts=log_opts or None,
@@ -1388,6 +1389,32 @@ def _empty_endpoint() -> dict:
     return {"IPAMConfig": None, "Links": None, "Aliases": None, "MacAddress": "", "NetworkID": "",
             "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "",
             "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DriverOpts": None, "DNSNames": None}
+
+
+def _ensure_workdir(workdir: str, upper: str, lowers: list[str]) -> None:
+    """Docker creates a missing WorkingDir (root-owned, 0755). Made in the overlay's upper
+    dir, only when no layer has a symlink or non-directory on the way (those are left to
+    the runtime, which resolves them inside the container)."""
+    parts = [p for p in workdir.split("/") if p and p != "."]
+    if not workdir.startswith("/") or ".." in parts or not parts:
+        return
+    layers = [upper, *lowers]
+    rel = ""
+    for part in parts:
+        rel = f"{rel}/{part}"
+        found_dir = False
+        for layer in layers:
+            p = layer + rel
+            if os.path.islink(p) or (os.path.lexists(p) and not os.path.isdir(p)):
+                return
+            if os.path.isdir(p):
+                found_dir = True
+                break
+        if not found_dir:
+            break
+    else:
+        return  # it exists
+    os.makedirs(upper + "/" + "/".join(parts), mode=0o755, exist_ok=True)
 
 
 def _write_intent(d: Path, what: str) -> None:

@@ -345,3 +345,11 @@ def test_operations_on_one_container_are_serialized(api, busybox_engine, unique_
         assert os.path.exists(f"/proc/{st['Pid']}")
     assert api.delete(f"/containers/{cid}?force=1")[0] == 204
     assert busybox_engine.leaks() == {}
+
+
+def test_missing_working_dir_is_created_and_user_by_name(api, unique_name) -> None:
+    cid = api.run(["sh", "-c", "pwd; id -un"], name=unique_name, WorkingDir="/srv/app/sub", User="app")
+    assert api.wait(cid)["StatusCode"] == 0
+    lines = [json.loads(line)["log"] for line in open(api.inspect(cid)["LogPath"])]
+    assert lines == ["/srv/app/sub\n", "app\n"]
+    assert api.delete(f"/containers/{cid}")[0] == 204
