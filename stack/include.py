@@ -28,12 +28,16 @@ def apply_include(data: dict[str, Any], working_dir: str, environment: dict[str,
     if not isinstance(entries, list):
         raise ComposeError("include must be a list", path=("include",), file=filename)
     for index, entry in enumerate(entries):
-        if not isinstance(entry, dict) or not entry.get("path"):
+        if entry is None:
+            continue  # Compose imports nothing for a null entry
+        if not isinstance(entry, dict):
             raise ComposeError("include entry must give a path", path=("include", index), file=filename)
         paths = [os.path.normpath(os.path.join(working_dir, os.path.expanduser(str(p))))
-                 for p in entry["path"]]
-        main = paths[0]
-        if main in included:
+                 for p in entry.get("path") or ()]
+        # an entry without a path (``{}``, ``{path: []}``) imports nothing, as in Compose
+        # (its env files are still checked)
+        main = paths[0] if paths else working_dir
+        if paths and main in included:
             chain = "\n include ".join(included[1:] + [main])
             raise ComposeError(f"include cycle detected:\n{included[0]}\n include {chain}",
                                path=("include", index), file=filename)
@@ -64,6 +68,8 @@ def apply_include(data: dict[str, Any], working_dir: str, environment: dict[str,
             loaded.update(read_dotenv(f, lambda k: environment.get(k, loaded.get(k))))
         for k, v in loaded.items():
             env.setdefault(k, v)
+        if not paths:
+            continue
         for p in paths:
             if not os.path.exists(p):
                 raise ComposeError(f"open {p}: no such file or directory", path=("include", index), file=filename)

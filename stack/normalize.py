@@ -80,8 +80,9 @@ class PathResolver:
                 if isinstance(trigger, dict) and "path" in trigger:
                     trigger["path"] = self.path(trigger["path"])
         for vol in svc.get("volumes") or ():
-            if isinstance(vol, dict) and vol.get("type") == "bind" and vol.get("source"):
-                vol["source"] = self.path(vol["source"])
+            if isinstance(vol, dict) and vol.get("type") == "bind" and isinstance(vol.get("source"), str):
+                # compose-go resolves an empty bind source too: the base directory
+                vol["source"] = self.path(vol["source"]) if vol["source"] else self.base
 
     def model(self, data: dict[str, Any]) -> None:
         """Resolve every path of a (canonical) model in place."""
@@ -127,8 +128,9 @@ def set_defaults(data: dict[str, Any]) -> None:
         if isinstance(build, dict) and build.get("context") is None:
             build["context"] = "."
         for vol in svc.get("volumes") or ():
-            if isinstance(vol, dict) and isinstance(vol.get("target"), str) and vol["target"]:
-                vol["target"] = posixpath.normpath(vol["target"])
+            if isinstance(vol, dict) and isinstance(vol.get("target"), str):
+                # Go's path.Clean: "" is "."
+                vol["target"] = posixpath.normpath(vol["target"]) if vol["target"] else "."
                 if vol["target"].startswith("//"):
                     vol["target"] = "/" + vol["target"].lstrip("/")
         for secret in svc.get("secrets") or ():
@@ -645,15 +647,17 @@ def _filemode(value: Any, path: KeyPath) -> Any:
 
 
 def _ulimit(value: Any, path: KeyPath) -> Any:
+    # compose-go's UlimitsConfig JSON: the single value when not 0, else soft/hard
+    # (omitempty), so ``nofile: 0`` prints as ``{}``
     if isinstance(value, dict):
         if "single" in value:
-            return _num(value["single"], path, int)
+            return _num(value["single"], path, int) or {}
         out = {}
         for key in ("soft", "hard"):
             if value.get(key):
                 out[key] = _num(value[key], path + (key,), int)
         return out
-    return _num(value, path, int)
+    return _num(value, path, int) or {}
 
 
 def _multi_options(value: Any, path: KeyPath) -> Any:

@@ -171,7 +171,34 @@ class _Loader:
         if not files:
             model = enforce_unicity(model)
         set_defaults(model)
+        self.check_mounts_and_ports(model)
         return model
+
+    def check_mounts_and_ports(self, model: dict[str, Any]) -> None:
+        """compose-go's checks of the merged canonical model (with or without consistency
+        checks): every port has a target (the short syntax ``"80:0"`` has none; the long
+        ``{target: 0}`` keeps its 0), every volume a target (``""`` is ``.``), every bind
+        mount a source when paths are resolved (``""`` is the project directory)."""
+        services = model.get("services")
+        for name, svc in (services.items() if isinstance(services, dict) else ()):
+            if not isinstance(svc, dict):
+                continue
+            ports = svc.get("ports")
+            for i, port in enumerate(ports if isinstance(ports, list) else ()):
+                if isinstance(port, dict) and port.get("target") is None:
+                    raise self.error("service port is missing a target port",
+                                     ("services", name, "ports", i))
+            volumes = svc.get("volumes")
+            for i, vol in enumerate(volumes if isinstance(volumes, list) else ()):
+                if not isinstance(vol, dict):
+                    continue
+                if vol.get("target") is None:
+                    raise self.error("service volume is missing a mount target",
+                                     ("services", name, "volumes", i))
+                if (vol.get("type") == "bind" and vol.get("source") is None
+                        and self.options.resolve_paths):  # compose-go's path resolution says so
+                    raise self.error('invalid mount config for type "bind": field Source must '
+                                     'not be empty', ("services", name, "volumes", i))
 
     def include_loader(self) -> Callable[[list[str], str, dict[str, str], list[str]], dict[str, Any]]:
         def load(files: list[str], project_dir: str, env: dict[str, str], included: list[str]) -> dict[str, Any]:

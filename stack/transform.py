@@ -144,6 +144,8 @@ def parse_port(spec: str) -> list[dict[str, Any]]:
         else:
             published = host
         port: dict[str, Any] = {"mode": "ingress", "target": target, "protocol": proto}
+        if not target:
+            del port["target"]  # compose-go's omitempty: then "missing a target port"
         if ip:
             port["host_ip"] = ip
         if published:

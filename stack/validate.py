@@ -396,8 +396,8 @@ class _Checker:
         if vtype == "volume" and vol.get("source") and self.consistency:
             if vol["source"] not in (self.config.get("volumes") or {}):
                 self.fail(f"refers to undefined volume {vol['source']}", path)
-        if vtype == "bind" and vol.get("source") is None:  # "" is the project dir
-            self.fail("a bind mount needs a source", path)
+        # a bind mount without a source: the loader's check of the canonical model
+        # (stack.pipeline), where "" (the project directory) is still told from missing
         tmpfs = vol.get("tmpfs")
         if isinstance(tmpfs, Mapping) and tmpfs.get("size") is not None:
             self._bytes(tmpfs["size"], path + ("tmpfs", "size"))
