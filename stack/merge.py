@@ -54,8 +54,9 @@ def _logging(left: Any, right: Any, path: Path) -> Any:
 
 
 def _ulimit(left: Any, right: Any, path: Path) -> Any:
-    if isinstance(left, dict) and isinstance(right, dict):
-        return _mappings(left, right, path)
+    # compose-go's mergeUlimit merges the override with itself: the override's entry
+    # replaces the base's whole (``{soft: 5}`` over ``{soft: 1, hard: 2}`` is
+    # ``{soft: 5}``, which the schema then rejects, as Compose does)
     return right if right is not None else left
 
 
@@ -111,10 +112,27 @@ def _value_key(item: Any) -> Any:
     return repr(item) if isinstance(item, (dict, list)) else item
 
 
+def _go_verb(value: Any, verb: str) -> str:
+    """``fmt.Sprintf("%s"/"%d", value)`` for a YAML value, bad verbs included."""
+    if value is None:
+        return f"%!{verb}(<nil>)"
+    if isinstance(value, bool):
+        return f"%!{verb}(bool={'true' if value else 'false'})"
+    if isinstance(value, int):
+        return str(value) if verb == "d" else f"%!{verb}({'uint64' if value >= 0 else 'int64'}={value})"
+    if isinstance(value, str):
+        return value if verb == "s" else f"%!{verb}(string={value})"
+    return f"%!{verb}({type(value).__name__}={value!r})"
+
+
 def _port_key(item: Any) -> Any:
+    """compose-go 2.40's ``portIndexer``: ``host:published:target/protocol`` formatted with
+    ``%s:%s:%d/%s``, so ``published: 8080`` and ``published: "8080"`` differ."""
     if isinstance(item, dict):
-        return (f"{item.get('host_ip') or ''}:{item.get('published') or ''}:"
-                f"{item.get('target')}/{item.get('protocol') or 'tcp'}")
+        host = item["host_ip"] if "host_ip" in item else "0.0.0.0"
+        protocol = item["protocol"] if "protocol" in item else "tcp"
+        return (f"{_go_verb(host, 's')}:{_go_verb(item.get('published'), 's')}:"
+                f"{_go_verb(item.get('target'), 'd')}/{_go_verb(protocol, 's')}")
     return str(item)
 
 

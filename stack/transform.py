@@ -162,11 +162,11 @@ def _ports(value: Any, path: KeyPath, err: ErrorFn) -> list[dict[str, Any]]:
             port = dict(item)
             port.setdefault("mode", "ingress")
             port.setdefault("protocol", "tcp")
-            if "published" in port and port["published"] is not None:
-                port["published"] = go_str(port["published"])
+            # ``published``/``target`` keep their YAML types until render: compose-go's
+            # unicity key tells ``published: 8080`` from ``published: "8080"``
             if isinstance(port.get("target"), str):
                 try:
-                    port["target"] = int(port["target"])
+                    int(port["target"])
                 except ValueError:
                     raise err(f"invalid port target {port['target']!r}", path + (i, "target")) from None
             out.append(port)
