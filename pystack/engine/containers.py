@@ -1179,6 +1179,7 @@ class ContainerManager:
         """At engine start: finish or roll back interrupted work, adopt running containers,
         restart policy containers, remove leftovers of containers that no longer exist."""
         root = self.records.root
+        known = {r.id for r in self.records}
         for d in sorted(root.iterdir()) if root.is_dir() else []:
             if not ID_RE.match(d.name):
                 continue
@@ -1195,7 +1196,8 @@ class ContainerManager:
             elif intent and intent.startswith("remove"):
                 log.info("recovery: finishing the interrupted removal of %s", d.name)
                 await asyncio.to_thread(self._remove_by_id, d.name, intent == "remove-v")
-            elif not (d / "record.json").exists():
+            elif d.name not in known:  # no record, or one a crash cut before its first rename
+                log.info("recovery: removing %s (no readable record)", d.name)
                 await asyncio.to_thread(self._remove_by_id, d.name, True)
         restart: list[ContainerRecord] = []
         for rec in list(self.records):
