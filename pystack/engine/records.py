@@ -11,6 +11,7 @@ import os
 import re
 import secrets
 import shutil
+import threading
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -62,6 +63,7 @@ class RecordStore:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self._cache: dict[str, ContainerRecord] = {}
+        self._lock = threading.RLock()  # the engine saves from its event loop and its threads
         for path in self.root.iterdir():
             record_file = path / "record.json"
             if ID_RE.match(path.name) and record_file.exists():
@@ -77,49 +79,56 @@ class RecordStore:
 
     def save(self, record: ContainerRecord) -> None:
         d = self.dir(record.id)
-        d.mkdir(exist_ok=True, mode=0o700)
-        tmp = d / "record.json.tmp"
-        with open(tmp, "w") as fh:
-            json.dump(asdict(record), fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, d / "record.json")
-        self._cache[record.id] = record
+        with self._lock:
+            d.mkdir(exist_ok=True, mode=0o700)
+            tmp = d / "record.json.tmp"
+            with open(tmp, "w") as fh:
+                json.dump(asdict(record), fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, d / "record.json")
+            self._cache[record.id] = record
 
     def add(self, record: ContainerRecord) -> None:
-        """Save a new record; the name must be free."""
+        """Save a new record; the name must be free (checked and taken in one step)."""
         if not NAME_RE.match(record.name):
             raise UserError(f"Invalid container name ({record.name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
-        for other in self._cache.values():
-            if other.name == record.name:
-                raise Conflict(f'Conflict. The container name "/{record.name}" is already in use by '
-                               f'container "{other.id}". You have to remove (or rename) that container '
-                               f'to be able to reuse that name.')
-        self.save(record)
+        with self._lock:
+            for other in self._cache.values():
+                if other.name == record.name:
+                    raise Conflict(f'Conflict. The container name "/{record.name}" is already in use by '
+                                   f'container "{other.id}". You have to remove (or rename) that container '
+                                   f'to be able to reuse that name.')
+            self.save(record)
 
     def remove(self, container_id: str) -> None:
-        self._cache.pop(container_id, None)
-        shutil.rmtree(self.dir(container_id), ignore_errors=True)
+        d = self.dir(container_id)
+        with self._lock:
+            self._cache.pop(container_id, None)
+        shutil.rmtree(d, ignore_errors=True)
 
     def rename(self, record: ContainerRecord, new_name: str) -> None:
         new_name = new_name.lstrip("/")
         if not NAME_RE.match(new_name):
             raise UserError(f"Invalid container name ({new_name})")
-        if any(o.name == new_name and o.id != record.id for o in self._cache.values()):
-            raise Conflict(f'Conflict. The container name "/{new_name}" is already in use')
-        record.name = new_name
-        self.save(record)
+        with self._lock:
+            if any(o.name == new_name and o.id != record.id for o in self._cache.values()):
+                raise Conflict(f'Conflict. The container name "/{new_name}" is already in use')
+            record.name = new_name
+            self.save(record)
 
     def get(self, ref: str) -> ContainerRecord:
         """By full id, name (with or without '/'), or unique id prefix — Docker's order."""
-        if ref in self._cache:
-            return self._cache[ref]
+        with self._lock:
+            if ref in self._cache:
+                return self._cache[ref]
+            values = list(self._cache.values())
         name = ref.lstrip("/")
-        for record in self._cache.values():
+        for record in values:
             if record.name == name:
                 return record
         if ref and re.fullmatch(r"[0-9a-f]+", ref):
-            found = [r for r in self._cache.values() if r.id.startswith(ref)]
+            found = [r for r in values if r.id.startswith(ref)]
             if len(found) == 1:
                 return found[0]
             if len(found) > 1:
@@ -127,7 +136,9 @@ class RecordStore:
         raise NotFound(f"No such container: {ref}")
 
     def __iter__(self) -> Iterator[ContainerRecord]:
-        return iter(sorted(self._cache.values(), key=lambda r: r.created, reverse=True))
+        with self._lock:
+            values = list(self._cache.values())
+        return iter(sorted(values, key=lambda r: r.created, reverse=True))
 
     def __len__(self) -> int:
         return len(self._cache)
