@@ -1501,9 +1501,8 @@ def _host_config_defaults(hc: dict) -> dict:
     hc = dict(hc)
     mode = hc.get("NetworkMode") or "default"
     hc["NetworkMode"] = "bridge" if mode == "default" else mode
-    hc.setdefault("RestartPolicy", {"Name": "no", "MaximumRetryCount": 0})
-    if not (hc["RestartPolicy"] or {}).get("Name"):
-        hc["RestartPolicy"] = {"Name": "no", "MaximumRetryCount": 0}
+    pol = hc.get("RestartPolicy") or {}
+    hc["RestartPolicy"] = {"Name": pol.get("Name") or "", "MaximumRetryCount": int(pol.get("MaximumRetryCount") or 0)}
     lc = hc.get("LogConfig") or {}
     hc["LogConfig"] = {"Type": lc.get("Type") or "json-file", "Config": dict(lc.get("Config") or {})}
     for key, default in (("Binds", None), ("PortBindings", {}), ("AutoRemove", False), ("Privileged", False),
