@@ -401,6 +401,8 @@ class ContainerManager:
             if not rec.state.get("StartedAt"):
                 rec.state["Status"] = "created"
             self.records.save(rec)
+            if rec.host_config.get("AutoRemove"):  # as dockerd: `docker run --rm` waits for the removal
+                asyncio.ensure_future(self._auto_remove(rec.id))
             raise
         lv.gen += 1
         lv.exited.clear()
