@@ -23,7 +23,10 @@ class BadRequest(UserError):
 
 
 def error_response(status: int, message: str) -> web.Response:
-    return web.json_response({"message": message}, status=status)
+    # exactly "application/json" (no charset): the docker CLI parses an error body only then,
+    # otherwise it prints the raw JSON ("Error response from daemon: {"message": ...}")
+    return web.Response(body=json.dumps({"message": message}).encode(), status=status,
+                        content_type="application/json")
 
 
 def add_route(app: web.Application, method: str, path: str, handler) -> None:
