@@ -26,9 +26,10 @@ def load_checked(options: LoadOptions) -> Any:
     from .pipeline import load_config
 
     loaded = load_config(options)
-    if not options.normalize:
+    if not options.normalize and options.interpolate:
         # the loader checks only the normalized form; Compose checks consistency with
-        # --no-normalize too (a service on the "default" network nobody declared...)
+        # --no-normalize too (a service on the "default" network nobody declared...);
+        # without interpolation it prints its raw model and checks nothing
         from .validate import check_config
 
         check_config(getattr(loaded, "model", loaded.config), loaded.locators)

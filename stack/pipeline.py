@@ -262,7 +262,7 @@ def load_config(options: LoadOptions) -> LoadedConfig:
         print('WARN[0000] the attribute `version` is obsolete, it will be ignored, '
               'please remove it to avoid potential confusion', file=sys.stderr)
     data.pop("version", None)
-    data.pop("name", None)
+    written_name = data.pop("name", None)
     if options.interpolate:
         check_shapes(data, loader.error)
     raw = not options.interpolate
@@ -273,7 +273,10 @@ def load_config(options: LoadOptions) -> LoadedConfig:
     profiles = source.profiles if raw else apply_profiles(data, source.profiles, options.services)
     if raw:
         # Compose prints the merged model as it stands (its ``ToModel``): no Go typing
-        raw_model = {"name": name, **{k: v for k, v in data.items() if v is not None}}
+        # the project name is set by normalization; without it only a name: of the files
+        top = {"name": name} if options.normalize else (
+            {"name": written_name} if written_name is not None else {})
+        raw_model = {**top, **{k: v for k, v in data.items() if v is not None}}
         return LoadedConfig(config=raw_model, model=raw_model, name=name, working_dir=working_dir,
                             config_files=list(source.files), environment=dict(loader.env),
                             locators=loader.locators, profiles=profiles)

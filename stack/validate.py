@@ -266,7 +266,8 @@ _BYTE_UNITS = {"": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3, "t": 1024 ** 4,
 
 def parse_bytes(value: Any) -> int:
     """A Compose byte size (``512m``, ``1g``, ``1.5GB``, ``64000``; binary units, as
-    docker's go-units RAMInBytes) in bytes. ValueError when it does not parse."""
+    docker's go-units RAMInBytes; ``-1``, as the printed model spells an integer -1:
+    unlimited) in bytes. ValueError when it does not parse."""
     if isinstance(value, bool):
         raise ValueError(f"invalid size {value!r}")
     if isinstance(value, int):
@@ -275,6 +276,10 @@ def parse_bytes(value: Any) -> int:
         return int(value)
     if not isinstance(value, str):
         raise ValueError(f"invalid size {value!r}")
+    if re.fullmatch(r"-\d+", value.strip()):
+        # a negative number of bytes is how the printed model spells a YAML integer such
+        # as memswap_limit: -1 (unlimited), which Compose accepts
+        return int(value)
     m = _BYTES_RE.match(value)
     if not m:
         raise ValueError(f"invalid size {value!r}")

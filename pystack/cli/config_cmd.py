@@ -94,7 +94,7 @@ def config(ctx: click.Context, services: tuple[str, ...], fmt: str | None, list_
         env = getattr(loaded, "environment", None) or {}
         return _emit([f"{k}={v}" for k, v in sorted(env.items())], quiet)
 
-    content = _render(cfg, fmt or "yaml")
+    content = _render(cfg, fmt or "yaml", raw=no_interpolate)
     if quiet:
         return
     if output:
@@ -279,28 +279,51 @@ def _ordered(cfg: dict[str, Any], top: tuple[str, ...] | None) -> dict[str, Any]
 
 _YAML11_BOOLS = {"y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "on", "On", "ON",
                  "off", "Off", "OFF"}
-_KEEP_EMPTY = {"volume", "bind", "tmpfs", "image"}  # Go pointers: printed even when empty
+# Go pointers to structs: printed even when empty
+_KEEP_EMPTY = {"volume", "bind", "tmpfs", "image", "healthcheck", "build", "deploy", "develop",
+               "logging", "blkio_config", "credential_spec", "provider", "restart_policy",
+               "update_config", "rollback_config", "limits", "reservations"}
+# Go maps: their values are printed whatever they hold (omitempty is for struct fields)
+_USER_MAPS = {("services",), ("networks",), ("volumes",), ("secrets",), ("configs",),
+              ("models",), ("services", "*", "networks"), ("services", "*", "depends_on"),
+              ("services", "*", "ulimits"), ("services", "*", "build", "ulimits"),
+              ("services", "*", "models")}
+
+
+def _sorted_deep(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _sorted_deep(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted_deep(v) for v in value]
+    return value
 
 
 def _yaml_omitempty(cfg: dict[str, Any]) -> dict[str, Any]:
     """Compose's YAML leaves out what its JSON spells as null or {} (Go ``omitempty``
     on the yaml tags): ``command: null``, ``ipam: {}``. A null *value in a map* (a
     service's ``networks: {default: null}``) stays, and so does ``services: {}``."""
-    def prune(value: Any) -> Any:
+    def prune(value: Any, path: tuple[str, ...]) -> Any:
         if isinstance(value, dict):
             out = {}
+            user_map = path in _USER_MAPS
             for key, item in value.items():
-                item = prune(item)  # children first: {command: null} becomes {}
-                if (item == {} and key not in _KEEP_EMPTY) or (
-                        item is None and key in _NULLABLE_FIELDS):
+                if isinstance(key, str) and key.startswith("x-"):
+                    out[key] = item  # extensions: Go maps, printed as they are
+                    continue
+                child = path + ("*",) if path in (("services",),) or (
+                    len(path) == 1 and path[0] in ("networks", "volumes", "secrets", "configs",
+                                                   "models")) else path + (str(key),)
+                item = prune(item, child)  # children first: {command: null} becomes {}
+                if not user_map and ((item == {} and key not in _KEEP_EMPTY) or (
+                        item is None and key in _NULLABLE_FIELDS)):
                     continue
                 out[key] = item
             return out
         if isinstance(value, list):
-            return [prune(v) for v in value]
+            return [prune(v, path) for v in value]
         return value
 
-    out = prune(cfg)
+    out = prune(cfg, ())
     out.setdefault("services", {})
     for svc in (out.get("services") or {}).values():
         if isinstance(svc, dict):
@@ -320,11 +343,16 @@ def _name_first(resource: Any) -> Any:
     return {"name": resource["name"], **{k: v for k, v in resource.items() if k != "name"}}
 
 
-def _render(cfg: dict[str, Any], fmt: str) -> str:
+def _render(cfg: dict[str, Any], fmt: str, raw: bool = False) -> str:
+    if raw and fmt != "json":
+        # without interpolation Compose prints its model as a Go map: every key sorted,
+        # nothing left out
+        return go_yaml(_sorted_deep(cfg), indent=2)
     if fmt == "json":
         import json
 
-        text = json.dumps(_ordered(cfg, None), indent=2, ensure_ascii=False)
+        text = json.dumps(_sorted_deep(cfg) if raw else _ordered(cfg, None), indent=2,
+                          ensure_ascii=False)
         # Go's encoder is HTML-safe
         return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     return go_yaml(_yaml_omitempty(_ordered(cfg, _YAML_TOP)), indent=2)

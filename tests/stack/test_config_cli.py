@@ -107,11 +107,29 @@ def test_no_interpolate_keeps_variables(project):
     assert cfg["services"]["db"]["image"] == "postgres:${PG_TAG:-16}"
 
 
-def test_no_normalize_keeps_short_syntax(project):
+def test_no_normalize_prints_long_syntax_without_implicit_defaults(project):
+    """As Compose: --no-normalize still prints the canonical (long) syntax, but adds no
+    default network and no resource names, and its YAML keeps an empty ``data: {}``."""
     cfg = json.loads(ok(run(project, "--profile", "db", "config", "--no-normalize",
                             "--format", "json")))
-    assert cfg["services"]["web"].get("depends_on") is not None
-    assert "networks" not in cfg["services"]["web"]  # no default network added
+    web = cfg["services"]["web"]
+    assert web["depends_on"] == {"api": {"condition": "service_started", "required": True}}
+    assert web["ports"] == [{"mode": "ingress", "target": 80, "published": "8080",
+                             "protocol": "tcp"}]
+    assert "networks" not in web and "networks" not in cfg  # no default network added
+    assert cfg["volumes"] == {"data": {}}  # no name: data -> <project>_data
+    text = ok(run(project, "--profile", "db", "config", "--no-normalize"))
+    assert text.endswith("volumes:\n  data: {}\n")
+
+
+def test_no_interpolate_prints_the_map_sorted(project):
+    """Without interpolation Compose prints its model as a Go map: keys sorted at every
+    level, empty values kept, ``$`` as written."""
+    text = ok(run(project, "--profile", "db", "config", "--no-interpolate"))
+    data = yaml.safe_load(text)
+    assert list(data) == sorted(data)
+    assert list(data["services"]["api"]) == sorted(data["services"]["api"])
+    assert data["services"]["db"]["image"] == "postgres:${PG_TAG:-16}"
 
 
 def test_global_flags_env_file_and_project_directory(project, tmp_path):

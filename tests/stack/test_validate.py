@@ -224,7 +224,7 @@ def test_parse_duration_rejects(bad):
 
 @pytest.mark.parametrize("text,size", [
     ("1g", 1 << 30), ("512m", 512 << 20), ("64k", 65536), ("1073741824", 1 << 30),
-    (2048, 2048), ("1.5GB", int(1.5 * (1 << 30))), ("10b", 10), ("1MiB", 1 << 20)])
+    (2048, 2048), ("1.5GB", int(1.5 * (1 << 30))), ("10b", 10), ("1MiB", 1 << 20), ("-1", -1)])
 def test_parse_bytes(text, size):
     assert parse_bytes(text) == size
 
