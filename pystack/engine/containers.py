@@ -998,7 +998,7 @@ class ContainerManager:
             "Name": "/" + rec.name, "RestartCount": rec.restart_count, "Driver": "overlay",
             "Platform": "linux", "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "",
             "ExecIDs": list(rec.extra.get("exec_ids") or []) or None,
-            "HostConfig": rec.host_config,
+            "HostConfig": {**HOST_CONFIG_DEFAULTS, **_path_defaults(rec.host_config), **rec.host_config},
             "GraphDriver": {"Name": "overlay", "Data": {
                 "LowerDir": ":".join(lower), "UpperDir": rec.extra.get("upper", ""),
                 "WorkDir": rec.extra.get("work", ""), "MergedDir": ""}},
@@ -1481,6 +1481,32 @@ def _free_subnet() -> str:
 
 
 _HC_SUPPORTED_LOG = ("json-file", "local", "")
+
+# what dockerd's inspect shows for HostConfig fields a create body did not set
+HOST_CONFIG_DEFAULTS: dict[str, Any] = {
+    "BlkioDeviceReadBps": None, "BlkioDeviceReadIOps": None, "BlkioDeviceWriteBps": None,
+    "BlkioDeviceWriteIOps": None, "BlkioWeight": 0, "BlkioWeightDevice": None, "Cgroup": "",
+    "CgroupParent": "", "CgroupnsMode": "host", "ConsoleSize": [0, 0], "ContainerIDFile": "", "CpuCount": 0,
+    "CpuPercent": 0, "CpuPeriod": 0, "CpuQuota": 0, "CpuRealtimePeriod": 0, "CpuRealtimeRuntime": 0,
+    "CpuShares": 0, "CpusetCpus": "", "CpusetMems": "", "DeviceCgroupRules": None, "DeviceRequests": None,
+    "Devices": None, "GroupAdd": None, "IOMaximumBandwidth": 0, "IOMaximumIOps": 0, "IpcMode": "private",
+    "Isolation": "", "KernelMemory": 0, "KernelMemoryTCP": 0, "Links": None, "Memory": 0,
+    "MemoryReservation": 0, "MemorySwap": 0, "MemorySwappiness": None, "NanoCpus": 0, "OomKillDisable": False,
+    "OomScoreAdj": 0, "PidMode": "", "PidsLimit": None, "Runtime": "pystack", "SecurityOpt": None,
+    "ShmSize": 67108864, "UTSMode": "", "Ulimits": None, "UsernsMode": "", "VolumeDriver": "",
+    "VolumesFrom": None,
+}
+
+
+def _path_defaults(hc: dict) -> dict:
+    """MaskedPaths/ReadonlyPaths as dockerd shows them (none for privileged containers)."""
+    if hc.get("Privileged"):
+        return {"MaskedPaths": None, "ReadonlyPaths": None}
+    try:
+        from pystack.runtime.spec import MASKED_PATHS, READONLY_PATHS
+        return {"MaskedPaths": list(MASKED_PATHS), "ReadonlyPaths": list(READONLY_PATHS)}
+    except ImportError:
+        return {}
 
 
 def _check_host_config(hc: dict) -> None:

@@ -43,6 +43,8 @@ def scenario(api: EngineAPI, net: str, name: str) -> dict:
     out["start_again"] = api.post(f"/containers/{cid}/start")[0]
     ins = api.inspect(cid)
     out["inspect_keys"] = sorted(ins)
+    out["host_config_keys"] = sorted(ins["HostConfig"])
+    out["config_keys"] = sorted(ins["Config"])
     out["state_keys"] = sorted(ins["State"])
     out["state"] = {k: ins["State"][k] for k in ("Status", "Running", "Paused", "Restarting", "OOMKilled", "Dead",
                                                  "ExitCode", "Error")}
@@ -112,7 +114,8 @@ def test_same_answers_as_dockerd(busybox_engine, dockerd, unique_name) -> None:
             api.delete(f"/networks/{net['Id']}")
     a, b = results["pystackd"], results["dockerd"]
     # every key dockerd answers with, pystackd has too (extras allowed)
-    for key in ("inspect_keys", "state_keys", "network_keys", "list_keys", "stats_keys"):
+    for key in ("inspect_keys", "state_keys", "network_keys", "list_keys", "stats_keys", "host_config_keys",
+                "config_keys"):
         missing = set(b[key]) - set(a[key])
         assert not missing, (key, missing)
         a.pop(key), b.pop(key)
