@@ -41,6 +41,8 @@ _YAML_TOP = ("name", "services", "networks", "volumes", "secrets", "configs", "m
               help="Don't resolve service env files (Compose 2.40.3 prints the same either way).")
 @click.option("--no-consistency", is_flag=True,
               help="Don't check model consistency (may print an invalid model).")
+@click.option("--resolve-image-digests", is_flag=True,
+              help="Pin image tags to digests (asks each image's registry; no engine needed).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Save to file (default stdout).")
 @click.pass_context
 def config(ctx: click.Context, services: tuple[str, ...], fmt: str | None, list_services: bool,
@@ -48,7 +50,8 @@ def config(ctx: click.Context, services: tuple[str, ...], fmt: str | None, list_
            list_models: bool, list_variables: bool, list_environment: bool,
            hash_of: str | None, quiet: bool,
            no_interpolate: bool, no_normalize: bool, no_path_resolution: bool,
-           no_env_resolution: bool, no_consistency: bool, output: str | None) -> None:
+           no_env_resolution: bool, no_consistency: bool, resolve_image_digests: bool,
+           output: str | None) -> None:
     """Parse, resolve and render the compose file in canonical format."""
     from pystack.stack.load import load_checked
     from pystack.stack.validate import consistency_checks
@@ -62,6 +65,8 @@ def config(ctx: click.Context, services: tuple[str, ...], fmt: str | None, list_
     with consistency_checks(not no_consistency):
         loaded = load_checked(options)
     cfg: dict[str, Any] = loaded.config  # what Compose prints: "$" doubled
+    if resolve_image_digests:
+        cfg = _resolve_digests(cfg)
 
     if list_services:
         return _emit(_service_names(cfg), quiet)
@@ -103,6 +108,46 @@ def config(ctx: click.Context, services: tuple[str, ...], fmt: str | None, list_
         return
     sys.stdout.write(content)
     sys.stdout.flush()
+
+
+def _resolve_digests(cfg: dict[str, Any]) -> dict[str, Any]:
+    """compose-go's ``WithImagesResolved``: every service image as a fully qualified
+    reference with its manifest digest (``docker.io/library/nginx:latest@sha256:...``; a
+    reference that has a digest keeps only that). Docker Compose asks the engine's
+    ``/distribution`` endpoint; pystack asks the registry itself (mirrors, insecure
+    registries and credentials as ``pystack pull`` uses them), so this needs the registry
+    to be reachable, and a registry error is the one line printed."""
+    from pystack.errors import UserError
+    from pystack.runtime.images.errors import RegistryError
+    from pystack.runtime.images.pull import endpoints
+    from pystack.runtime.images.reference import parse
+    from pystack.runtime.images.registry import socket_error_types
+
+    services = dict(cfg.get("services") or {})
+    for name, svc in sorted(services.items()):
+        image = svc.get("image") if isinstance(svc, dict) else None
+        if not image:
+            continue
+        try:
+            ref = parse(str(image).replace("$$", "$"))
+        except (UserError, ValueError) as exc:
+            raise UserError(f"service {name!r}: invalid image reference {image!r}: {exc}") from None
+        if ref.digest:
+            pinned = f"{ref.name}@{ref.digest}"
+        else:
+            ref = ref.with_tag(ref.tag or "latest")
+            digest, last = None, None
+            for client, _mirror in endpoints(ref):
+                try:
+                    _data, _media, digest = client.get_manifest(ref.repository, ref.tag)
+                    break
+                except (RegistryError, *socket_error_types()) as exc:
+                    last = exc
+            if digest is None:
+                raise UserError(f"failed to resolve digest for {ref}: {last}") from None
+            pinned = f"{ref}@{digest}"
+        services[name] = {**svc, "image": pinned}
+    return {**cfg, "services": services}
 
 
 def _load_options(ctx: click.Context, services: tuple[str, ...], no_interpolate: bool,

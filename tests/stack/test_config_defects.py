@@ -246,3 +246,70 @@ def test_defect_cases_match_docker_compose(name, tmp_path):
         assert len(lines) == 1 and ONE_LINE.match(lines[0]), got.stderr
     else:
         assert json.loads(got.stdout) == json.loads(want.stdout)
+
+
+# -------------------------------------------------------------- --resolve-image-digests
+
+def _registryfix():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "_stack_registryfix", Path(__file__).parents[1] / "images" / "registryfix.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look themselves up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.skipif(not any(os.access(os.path.join(d, "docker-registry"), os.X_OK)
+                            for d in os.environ.get("PATH", "").split(":")),
+                    reason="Debian's docker-registry not installed")
+def test_resolve_image_digests_with_a_local_registry(tmp_path, busybox_rootfs):
+    """Docker Hub is unreachable here: a local registry (loopback, plain HTTP as in Docker)
+    serves the image; tags get the manifest digest, digests stay, build-only services
+    are left alone; an unreachable registry is one line and exit 1."""
+    from pystack.runtime.images import ImageStore
+
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path),
+           "PYSTACK_ROOT": str(tmp_path / "root"), "DOCKER_CONFIG": str(tmp_path / "dc"),
+           "PYSTACK_REGISTRIES": str(tmp_path / "registries.json")}
+    fix = _registryfix()
+    reg = fix.start_registry(tmp_path)
+    try:
+        old = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            store = ImageStore(tmp_path / "root" / "images")
+            ref = f"{reg.host}/tools/busybox:1.0"
+            store.import_rootfs(busybox_rootfs, ref, ['CMD ["sh"]'])
+            digest = store.push(ref)
+        finally:
+            for k, v in old.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        (tmp_path / "compose.yaml").write_text(
+            f"services:\n  a: {{image: '{ref}'}}\n"
+            f"  b: {{image: '{reg.host}/tools/busybox:x@{digest}'}}\n  c: {{build: .}}\n")
+        proc = subprocess.run([PYSTACK, "-p", "t", "config", "--resolve-image-digests",
+                               "--format", "json"], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        services = json.loads(proc.stdout)["services"]
+        assert services["a"]["image"] == f"{ref}@{digest}"
+        assert services["b"]["image"] == f"{reg.host}/tools/busybox@{digest}"
+        assert "image" not in services["c"]
+        (tmp_path / "compose.yaml").write_text(f"services:\n  a: {{image: '{reg.host}/tools/nope'}}\n")
+        proc = subprocess.run([PYSTACK, "config", "--resolve-image-digests"], cwd=tmp_path,
+                              env=env, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr
+        assert proc.stderr.count("\n") == 1 and "tools/nope:latest" in proc.stderr, proc.stderr
+    finally:
+        reg.stop()
+    port = fix.free_port()  # nothing listens there now
+    (tmp_path / "compose.yaml").write_text(f"services:\n  a: {{image: '127.0.0.1:{port}/x'}}\n")
+    proc = subprocess.run([PYSTACK, "config", "--resolve-image-digests"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith(f"failed to resolve digest for 127.0.0.1:{port}/x:latest"), proc.stderr
