@@ -81,6 +81,15 @@ async def _run(root: Path, run: Path, sock: Path, group: str | None) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("shutting down")
+    # stop accepting, end the waits, then give streaming clients (logs -f, events, wait,
+    # attach) a short grace: a client that never hangs up must not hold the engine 60 s
+    for site in list(runner.sites):
+        await site.stop()
+    if "containers" in engine.__dict__:
+        await engine.containers.close()
+    server = runner.server
+    if server is not None:
+        await server.shutdown(1.0)
     await runner.cleanup()
     shutdown = getattr(engine, "shutdown", None)
     if shutdown is not None:
