@@ -270,7 +270,14 @@ def load_config(options: LoadOptions) -> LoadedConfig:
         resolve_paths(data, working_dir, loader.home, raw=raw)
     if options.normalize:
         normalize(data, name, loader.env, raw=raw)
+    every = dict(data.get("services") or {}) if not raw else {}
     profiles = source.profiles if raw else apply_profiles(data, source.profiles, options.services)
+    dropped = {k: v for k, v in every.items() if k not in (data.get("services") or {})}
+    if dropped:
+        # Compose decodes every service before it applies profiles and selection: a
+        # value that does not decode (a duration without unit...) in a disabled service
+        # is an error too
+        render(deep_copy({"services": dropped}), name, loader.error)
     if raw:
         # Compose prints the merged model as it stands (its ``ToModel``): no Go typing
         # the project name is set by normalization; without it only a name: of the files

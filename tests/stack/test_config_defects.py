@@ -211,6 +211,16 @@ def test_load_project_checks_once_and_models_the_real_values(tmp_path, monkeypat
         assert project.services["web"].environment == {"PRICE": "$5"}
 
 
+def test_disabled_services_are_decoded_too(tmp_path):
+    # found by the differential test: Compose decodes every service before profiles
+    rejects(tmp_path, """\
+        services:
+          base: {image: nginx, profiles: [p]}
+          db: {extends: base, stop_grace_period: "10"}
+          web: {image: nginx}
+        """, "invalid duration")
+
+
 # -------------------------------------------------------------- against Compose
 
 CASES = {
@@ -226,6 +236,7 @@ CASES = {
     "bind-source-empty": 'services:\n  web: {image: nginx, volumes: [{type: bind, source: "", target: /t}]}\n',
     "bind-no-source": "services:\n  web: {image: nginx, volumes: [{type: bind, target: /t}]}\n",
     "include-empty": "include: [{}]\nservices:\n  web: {image: nginx}\n",
+    "disabled-undecodable": "services:\n  a: {image: nginx, profiles: [p], mem_limit: lots}\n  b: {image: nginx}\n",
     "memswap-unlimited": "services:\n  web: {image: nginx, mem_limit: 1g, memswap_limit: -1}\n",
 }
 
