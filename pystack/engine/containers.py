@@ -23,6 +23,8 @@ run in threads, never on the event loop.
 from __future__ import annotations
 
 import asyncio
+import calendar
+import functools
 import json
 import logging
 import os
@@ -32,7 +34,6 @@ import shutil
 import signal as signal_mod
 import threading
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -61,15 +62,19 @@ def random_name() -> str:
     return f"{random.choice(_ADJ)}_{random.choice(_NAMES)}"
 
 
+_TS_RE = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d+))?")
+
+
+@functools.lru_cache(maxsize=8192)
 def parse_rfc3339(text: str) -> float | None:
-    """Seconds since the epoch of a Docker/runc timestamp (nanosecond digits allowed)."""
+    """Seconds since the epoch of a Docker/runc UTC timestamp (nanosecond digits allowed)."""
     if not text or text.startswith("0001-"):
         return None
-    m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?", text)
+    m = _TS_RE.match(text)
     if not m:
         return None
-    base = datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc).timestamp()
-    frac = float("0." + m.group(2)) if m.group(2) else 0.0
+    base = calendar.timegm(tuple(int(x) for x in m.groups()[:6]) + (0, 0, 0))
+    frac = float("0." + m.group(7)) if m.group(7) else 0.0
     return base + frac
 
 
