@@ -64,7 +64,8 @@ def test_run_rm_output_and_exit_codes(cli, busybox_engine) -> None:
 
 def test_run_d_ps_inspect_logs_f_network_volume_ls(cli, busybox_engine, unique_name) -> None:
     out = cli("run", "-d", "--name", unique_name, "--label", "acc=1", "busybox", "sh", "-c",
-              "for i in 1 2 3; do echo line$i; sleep 0.2; done; echo done >&2; sleep 1; exit 6")
+              "for i in 1 2 3; do echo line$i; sleep 0.2; done; echo done >&2; "
+              "while [ ! -e /tmp/go ]; do sleep 0.05; done; exit 6")
     assert out.returncode == 0, out.stderr
     cid = out.stdout.strip()
     assert len(cid) == 64 and all(ch in "0123456789abcdef" for ch in cid)
@@ -82,6 +83,8 @@ def test_run_d_ps_inspect_logs_f_network_volume_ls(cli, busybox_engine, unique_n
     out = cli("inspect", "--format", "{{.State.Pid}} {{.HostConfig.NetworkMode}}", cid[:12])
     pid, mode = out.stdout.split()
     assert int(pid) > 1 and mode in ("default", "bridge")
+    assert follow.poll() is None  # still following
+    assert cli("exec", unique_name, "touch", "/tmp/go").returncode == 0  # now the container ends
     stdout, stderr = follow.communicate(timeout=60)
     assert follow.returncode == 0
     assert stdout == "line1\nline2\nline3\n" and stderr == "done\n"

@@ -34,6 +34,14 @@ def local_registry(tmp_path: Path):
     reg.stop()
 
 
+def _wait_runs(c, n: int, timeout: float = 30) -> None:
+    """Wait until the container's log shows its n-th run began (n lines "n1")."""
+    deadline = time.monotonic() + timeout
+    while c.logs().split(b"\n").count(b"n1") < n:
+        assert time.monotonic() < deadline, c.logs()[-200:]
+        time.sleep(0.05)
+
+
 def test_run_attached_and_detached_logs_exec_stop_kill_wait_remove(dc, busybox_engine, unique_name) -> None:
     # attached: the output is returned (stdout only by default, both with stderr=True)
     assert dc.containers.run("busybox", ["echo", "hello"], remove=True) == b"hello\n"
@@ -85,6 +93,7 @@ def test_run_attached_and_detached_logs_exec_stop_kill_wait_remove(dc, busybox_e
     c.kill()
     assert c.wait(timeout=30)["StatusCode"] == 137
     c.start()
+    _wait_runs(c, 3)  # the TERM trap is set before the first line
     c.kill(signal="SIGTERM")
     assert c.wait(timeout=30)["StatusCode"] == 0  # the trap exits 0
 
