@@ -26,3 +26,36 @@ def test_quickstart(stack):
     assert stack.containers() == []
     label = f"com.docker.compose.project={stack.name}"
     assert [v["Name"] for v in stack.client().volumes(labels=[label])] == [f"{stack.name}_site"]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_quickstart_script(stack):
+    """scripts/quickstart.sh as the README runs it (minus the install step), on the test engine."""
+    import subprocess
+    import sys
+
+    script = QUICKSTART.parents[2] / "scripts" / "quickstart.sh"
+    port = _free_port()
+    env = dict(stack.env, PYSTACK_SKIP_INSTALL="1", QUICKSTART_PORT=str(port),
+               PYSTACK_VENV=str(Path(sys.executable).parent.parent))
+    proc = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=180,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, f"stdout: {proc.stdout}\nstderr: {proc.stderr}"
+    out = proc.stdout
+    # ps showed the three services, the page came through the published port, the client's log
+    assert f"{stack.name}-web-1" in out and f"{stack.name}-client-1" in out and f"{stack.name}-init-1" in out
+    assert f"127.0.0.1:{port}->8080/tcp" in out
+    assert out.count("hello from pystack") >= 2
+    assert f"client-1  | hello from pystack" in out
+    # down -v removed everything, the named volume too
+    label = f"com.docker.compose.project={stack.name}"
+    assert stack.containers() == []
+    assert stack.client().volumes(labels=[label]) == []
+    assert stack.client().networks(labels=[label]) == []
