@@ -401,7 +401,8 @@ def parse_bytes(value: Any) -> int:
     if isinstance(value, int):
         return value
     if isinstance(value, float):
-        return int(value)
+        # Compose prints nothing for an infinite, NaN or out-of-range size
+        return int(value) if math.isfinite(value) and abs(value) < 2 ** 63 else 0
     m = _BYTES_RE.match(str(value).strip())
     if not m:
         raise ValueError(f"invalid size: {value!r}")
@@ -437,6 +438,9 @@ class Struct:
 def _num(value: Any, path: KeyPath, kind: type) -> Any:
     if isinstance(value, bool):
         raise RenderError(f"must be a number, not {go_str(value)}", path)
+    if isinstance(value, float) and kind is int and not (math.isfinite(value)
+                                                          and abs(value) < 2 ** 63):
+        return -2 ** 63  # Go's float64 -> int64 of Inf, NaN or out of range (amd64)
     if isinstance(value, (int, float)):
         return kind(value)
     try:
@@ -641,6 +645,8 @@ def _filemode(value: Any, path: KeyPath) -> Any:
             number = int(value, 8)
         except ValueError:
             raise RenderError(f"invalid file mode {value!r}", path) from None
+    elif isinstance(value, float) and not math.isfinite(value):
+        return _OMIT  # as Compose prints it
     else:
         number = _num(value, path, int)
     return f"0{number:o}"

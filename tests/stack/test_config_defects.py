@@ -221,6 +221,24 @@ def test_disabled_services_are_decoded_too(tmp_path):
         """, "invalid duration")
 
 
+@pytest.mark.parametrize("entry", [
+    "mem_limit: .inf", "mem_limit: -.inf", "mem_limit: 1e30", "pids_limit: .nan",
+    "pids_limit: .inf", "healthcheck: {retries: .inf}", "cpus: .inf", "scale: .inf",
+    "ulimits: {nofile: .inf}", "command: [.inf]", "expose: [.inf]", "sysctls: {a: .nan}",
+    "ports: [{target: 80.5}]", "ports: [{target: 'x'}]", "depends_on: {db: 1}",
+    "volumes: [{type: tmpfs, target: /t, tmpfs: {mode: .inf}}]", "build: {context: ., shm_size: .inf}",
+])
+@pytest.mark.parametrize("interpolate", [True, False], ids=["interpolated", "raw"])
+def test_odd_numbers_give_a_config_or_one_line(tmp_path, entry, interpolate):
+    """Found by hand after the fuzz runs: YAML's .inf/.nan and huge floats in integer
+    fields raised OverflowError (a traceback); Compose prints Go's conversions."""
+    try:
+        load(tmp_path, f"services:\n  db: {{image: x}}\n  web:\n    image: x\n    {entry}\n",
+             interpolate=interpolate)
+    except UserError as exc:
+        assert "\n" not in str(exc)
+
+
 # -------------------------------------------------------------- against Compose
 
 CASES = {
