@@ -581,9 +581,6 @@ class ContainerManager:
         oom = bool(st.get("oomKilled"))
         rec.state.update(Status="exited", Running=False, Paused=False, Restarting=False, Pid=0,
                          ExitCode=code, OOMKilled=oom, FinishedAt=st.get("finishedAt") or now_rfc3339())
-        if rec.state.get("Health"):
-            rec.state["Health"]["Status"] = "unhealthy" if rec.state["Health"].get("Status") == "unhealthy" \
-                else rec.state["Health"].get("Status", "starting")
         await asyncio.to_thread(self._cleanup_after_exit, rec)
         self.records.save(rec)
         if oom:
