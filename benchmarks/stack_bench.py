@@ -1,13 +1,15 @@
-"""pystack's compose front vs Docker Compose v2 on the same dockerd, in the same run, as ratios.
+"""pystack on pystackd vs Docker Compose v2 on dockerd, in the same run, as ratios.
 
 Run by hand, as root:  /opt/pystack/venv/bin/python benchmarks/stack_bench.py [--repeat N]
 
 Scenarios (busybox ``sleep`` services): ``up -d`` then ``down`` of 1, 10 and 30 services;
 a 10-service depends_on chain gated by healthchecks (interval 1 s; its floor is 10 s); a
-no-op second ``up -d`` and ``ps`` with 30 containers. Both tools drive the same private
-dockerd (Debian docker.io, started here on its own socket and removed at the end), so the
-engine costs the same and the ratio measures the front. Goals (issue 8): up 10 >= 5x,
-up 30 >= 7x, down 10 >= 10x, chain within 10% of 10 s, no-op up and ps within 2x.
+no-op second ``up -d`` and ``ps`` with 30 containers. Three runners, each on its own private
+engine started here and stopped at the end: pystack on pystackd (the product), Docker
+Compose on dockerd (Debian docker.io; the reference), and pystack on the same dockerd (the
+front alone, engine cost equal). Goals (issue 8, pystack+pystackd against Docker Compose +
+dockerd): up 10 >= 5x, up 30 >= 7x, down 10 >= 10x, chain within 10% of 10 s, no-op up and
+ps within 2x. ``--no-dockerd-front`` leaves out the third runner.
 """
 from __future__ import annotations
 
@@ -59,9 +61,35 @@ class Runner:
         return elapsed
 
 
+def start_pystackd(work: Path) -> tuple[subprocess.Popen, str]:
+    """A private pystackd (own root, run dir and socket under ``work``), answering."""
+    import socket
+
+    sock = f"/run/pystack-bench-{uuid.uuid4().hex[:8]}.sock"
+    log = open(work / "pystackd.log", "wb")
+    proc = subprocess.Popen([str(VENV_BIN / "pystackd"), "--root", str(work / "pstate"), "--run",
+                             str(work / "prun"), "--host", sock], stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit("pystackd exited: " + (work / "pystackd.log").read_text()[-500:])
+        s = socket.socket(socket.AF_UNIX)
+        try:
+            s.connect(sock)
+            return proc, sock
+        except OSError:
+            time.sleep(0.05)
+        finally:
+            s.close()
+    proc.kill()
+    raise SystemExit("pystackd did not answer within 20 s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--no-dockerd-front", action="store_true", help="skip pystack on dockerd")
     args = parser.parse_args()
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -70,11 +98,19 @@ def main() -> None:
 
     d = start_dockerd(pool="10.213.128.0/18", prefix="pystack-bench-dockerd")
     work = Path(tempfile.mkdtemp(prefix="pystack-stack-bench-"))
+    engine = None
     try:
-        d.import_rootfs(make_busybox_rootfs(work / "rootfs"), "busybox:latest")
+        rootfs = make_busybox_rootfs(work / "rootfs")
+        d.import_rootfs(rootfs, "busybox:latest")
         env = {k: v for k, v in os.environ.items() if k not in ("DOCKER_HOST", "PYSTACK_HOST")}
-        runners = [Runner("pystack", PYSTACK, {**env, "PYSTACK_HOST": d.host}),
+        engine, sock = start_pystackd(work)
+        penv = {**env, "PYSTACK_HOST": "unix://" + sock}
+        subprocess.run(PYSTACK + ["image", "import", str(rootfs), "busybox:latest", "-c", 'CMD ["sh"]'],
+                       env=penv, check=True, stdout=subprocess.DEVNULL)
+        runners = [Runner("pystack", PYSTACK, penv),
                    Runner("docker compose", COMPOSE, {**env, "DOCKER_HOST": d.host})]
+        if not args.no_dockerd_front:
+            runners.append(Runner("pystack/dockerd", PYSTACK, {**env, "PYSTACK_HOST": d.host}))
         files = {}
         for label, text in (("1", sleepers(1)), ("10", sleepers(10)), ("30", sleepers(30)),
                             ("chain10", chain(10))):
@@ -98,12 +134,25 @@ def main() -> None:
                 record("chain10 up -d (floor 10 s)", runner,
                        runner.time(project, files["chain10"], "up", "-d"))
                 runner.time(project, files["chain10"], "down")
-        print(f"{'scenario':30} {'pystack':>10} {'compose':>10} {'speed-up':>9}")
+        front = not args.no_dockerd_front
+        print(f"{'scenario':30} {'pystack':>10} {'compose':>10} {'speed-up':>9}"
+              + (f" {'pystack/dockerd':>16} {'speed-up':>9}" if front else ""))
         for what, by in results.items():
             ours = statistics.median(by["pystack"])
             theirs = statistics.median(by["docker compose"])
-            print(f"{what:30} {ours:9.3f}s {theirs:9.3f}s {theirs / ours:8.2f}x")
+            line = f"{what:30} {ours:9.3f}s {theirs:9.3f}s {theirs / ours:8.2f}x"
+            if front:
+                f = statistics.median(by["pystack/dockerd"])
+                line += f" {f:15.3f}s {theirs / f:8.2f}x"
+            print(line)
     finally:
+        if engine is not None:
+            engine.terminate()
+            try:
+                engine.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                engine.kill()
+                engine.wait()
         d.stop()
         import shutil
 
