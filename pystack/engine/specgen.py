@@ -772,6 +772,7 @@ def build_spec(container_id: str, config: dict, host_config: dict | None, *,
     # -- privileges
     if hc.get("Privileged"):
         make_privileged(spec)
+        _within_own_bounding_set(proc)
     elif hc.get("CapAdd") or hc.get("CapDrop"):
         from pystack.runtime.caps import tweak
         try:
@@ -869,6 +870,19 @@ def build_spec(container_id: str, config: dict, host_config: dict | None, *,
     except UserError as exc:
         raise BadRequest(f"invalid container spec: {exc}") from None
     return spec
+
+
+def _within_own_bounding_set(proc: dict) -> None:
+    """Privileged = every capability the engine itself holds (an engine run in a
+    restricted sandbox would otherwise fail capset at every privileged start)."""
+    from pystack.runtime.caps import from_mask, read_status
+    try:
+        own = set(from_mask(read_status()["CapBnd"]))
+    except (OSError, KeyError, ValueError):
+        return
+    caps = proc["capabilities"]
+    for key in list(caps):
+        caps[key] = [c for c in caps[key] if c in own]
 
 
 def _sort_mounts(mounts: list[dict]) -> list[dict]:
