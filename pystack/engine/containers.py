@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import calendar
 import functools
+import inspect as inspect_mod
 import json
 import logging
 import os
@@ -217,6 +218,8 @@ class ContainerManager:
         specgen = _specgen()
         if specgen is not None:
             specgen.check_create_body(body)
+        else:
+            _check_unsupported(body.get("HostConfig") or {})
         host_config = dict(body.get("HostConfig") or {})
         networking = dict(body.get("NetworkingConfig") or {})
         config = {k: v for k, v in body.items() if k not in ("HostConfig", "NetworkingConfig")}
@@ -533,12 +536,19 @@ class ContainerManager:
         parent = os.environ.get("PYSTACK_CGROUP_PARENT", "pystack").strip("/") or "pystack"
         specgen = _specgen()
         if specgen is not None:
+            kwargs: dict[str, Any] = {}
+            if "rootfs" in inspect_mod.signature(specgen.build_spec).parameters:
+                kwargs["rootfs"] = [p for p in [rec.extra.get("upper", ""), *(rec.extra.get("lowerdirs") or [])] if p]
             spec = specgen.build_spec(rec.id, rec.config, rec.host_config, mounts=mounts, netns=netns,
-                                      files=files, cgroup_parent=parent)
+                                      files=files, cgroup_parent=parent, **kwargs)
         else:
             spec = _fallback_spec(rec, mounts, netns, files, parent)
         mode = rec.host_config.get("NetworkMode") or "bridge"
-        if mode == "host":
+        has_uts = any(n.get("type") == "uts" and not n.get("path")
+                      for n in (spec.get("linux") or {}).get("namespaces") or [])
+        if not has_uts:
+            spec.pop("hostname", None)  # never set the host's (or another container's) name
+        elif mode == "host":
             spec["hostname"] = os.uname().nodename
         elif not spec.get("hostname"):
             spec["hostname"] = rec.config.get("Hostname") or rec.id[:12]
@@ -1511,6 +1521,32 @@ def _path_defaults(hc: dict) -> dict:
         return {}
 
 
+_UNSUPPORTED_UNLESS = {
+    # HostConfig field -> values that mean "not used" (anything else: 400 naming the field)
+    "Devices": (None, []), "DeviceRequests": (None, []), "DeviceCgroupRules": (None, []),
+    "UsernsMode": (None, "", "host"), "VolumeDriver": (None, "", "local"),
+    "Runtime": (None, "", "runc", "pystack"), "Isolation": (None, "", "default"),
+    "BlkioWeight": (None, 0), "BlkioWeightDevice": (None, []), "BlkioDeviceReadBps": (None, []),
+    "BlkioDeviceWriteBps": (None, []), "BlkioDeviceReadIOps": (None, []), "BlkioDeviceWriteIOps": (None, []),
+    "CpuRealtimePeriod": (None, 0), "CpuRealtimeRuntime": (None, 0), "KernelMemory": (None, 0),
+    "KernelMemoryTCP": (None, 0), "OomKillDisable": (None, False), "CgroupParent": (None, ""),
+    "CpuCount": (None, 0), "CpuPercent": (None, 0), "IOMaximumIOps": (None, 0), "IOMaximumBandwidth": (None, 0),
+}
+
+
+def _check_unsupported(hc: dict) -> None:
+    """A clear 400 naming a HostConfig field pystack would otherwise ignore (used until
+    specgen.check_create_body exists)."""
+    for key, unused in _UNSUPPORTED_UNLESS.items():
+        if key in hc and hc[key] not in unused:
+            raise BadRequest(f"HostConfig.{key}: not supported by pystack (got {hc[key]!r})")
+    for key, allowed in (("PidMode", ("", "host")), ("IpcMode", ("", "private", "shareable", "host")),
+                         ("UTSMode", ("", "host")), ("CgroupnsMode", ("", "host", "private"))):
+        if (hc.get(key) or "") not in allowed:
+            raise BadRequest(f"HostConfig.{key}: {hc[key]!r} is not supported by pystack "
+                             f"(supported: {', '.join(repr(a) for a in allowed)})")
+
+
 def _check_host_config(hc: dict) -> None:
     log_type = (hc.get("LogConfig") or {}).get("Type") or ""
     if log_type not in _HC_SUPPORTED_LOG:
@@ -1657,6 +1693,9 @@ def _fallback_spec(rec: ContainerRecord, mounts: list, netns: str | None, files:
             spec["linux"].pop("seccomp", None)
     if hc.get("PidMode") == "host":
         spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"] if n["type"] != "pid"]
+    if hc.get("UTSMode") == "host":
+        spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"] if n["type"] != "uts"]
+        spec.pop("hostname", None)
     if hc.get("IpcMode") == "host":
         spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"] if n["type"] != "ipc"]
     spec["mounts"] = spec["mounts"] + list(mounts) + [

@@ -353,3 +353,22 @@ def test_missing_working_dir_is_created_and_user_by_name(api, unique_name) -> No
     lines = [json.loads(line)["log"] for line in open(api.inspect(cid)["LogPath"])]
     assert lines == ["/srv/app/sub\n", "app\n"]
     assert api.delete(f"/containers/{cid}")[0] == 204
+
+
+def test_unsupported_host_config_is_a_clear_400(api, unique_name) -> None:
+    for hc, field in (({"Runtime": "kata"}, "Runtime"),
+                      ({"UsernsMode": "private"}, "UsernsMode"),
+                      ({"PidMode": "container:x"}, "PidMode"),
+                      ({"LogConfig": {"Type": "syslog"}}, "LogConfig")):
+        status, body = api.post(f"/containers/create?name={unique_name}",
+                                {"Image": "busybox", "Cmd": ["true"], "HostConfig": hc})
+        assert status == 400 and f"HostConfig.{field}" in body["message"], (hc, status, body)
+    status, _ = api.get(f"/containers/{unique_name}/json")
+    assert status == 404  # nothing half-created
+    # UTSMode host: the host's name, and the host's name is left alone
+    hostname = os.uname().nodename
+    cid = api.run(["hostname"], name=unique_name, HostConfig={"UTSMode": "host"})
+    assert api.wait(cid)["StatusCode"] == 0
+    assert [json.loads(line)["log"] for line in open(api.inspect(cid)["LogPath"])] == [hostname + "\n"]
+    assert os.uname().nodename == hostname
+    assert api.delete(f"/containers/{cid}")[0] == 204
