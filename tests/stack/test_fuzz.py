@@ -97,9 +97,11 @@ plausible_service = st.fixed_dictionaries(
         "healthcheck": st.fixed_dictionaries({}, optional={
             "test": st.one_of(st.sampled_from(["true", "NONE"]),
                               st.lists(st.sampled_from(["CMD", "RUN", "x"]), max_size=3)),
-            "interval": duration, "timeout": duration, "start_period": duration}),
+            "interval": duration, "timeout": duration, "start_period": duration,
+            "retries": st.one_of(st.integers(0, 5), st.floats(0, 10))}),
         "stop_grace_period": duration,
-        "mem_limit": size, "shm_size": size,
+        "mem_limit": st.one_of(size, st.floats()), "shm_size": size,
+        "pids_limit": st.one_of(st.integers(-2, 10), st.floats()),
         "container_name": st.sampled_from(["c1", "c2"]),
         "scale": st.integers(-1, 3),
         "deploy": st.fixed_dictionaries({}, optional={"replicas": st.integers(-1, 3)}),
