@@ -4,7 +4,11 @@ Compares, in the same run and interleaved (so machine load hits all alike):
 
 * ``library``       Runtime.create + start + wait (the engine's call; fork server warm)
 * ``library+ovl``   the same with the image as an overlay lower dir (what the engine does)
-* ``pystack-runtime run``   the runc-compatible command (a fresh Python each time)
+* ``pystack-runtime run``   the runc-compatible command (a fresh Python each time), as
+  the console script pip installed (Python's ``site`` runs: in an editable install its
+  import hook alone costs ~25 ms)
+* ``pystack-runtime run (-S launcher)``  the same command through the launcher of
+  ``python -m pystack.runtime.launcher`` (``python -S``: no ``site``)
 * ``runc run``      the reference
 * ``floor``         ``unshare -fpinmu --mount-proc chroot ROOTFS /bin/true``
 
@@ -66,6 +70,8 @@ def main() -> None:
         (ovl / "config.json").write_text(json.dumps(spec))
         rt = Runtime(work / "state")
         rt_bin = shutil.which("pystack-runtime") or "pystack-runtime"
+        from pystack.runtime import launcher
+        fast_bin = launcher.write(work / "pystack-runtime-fast")
         env = dict(os.environ)
         env.pop("PYTHONDONTWRITEBYTECODE", None)
 
@@ -103,6 +109,8 @@ def main() -> None:
             "library+ovl": lambda: lib(ovl, True),
             "pystack-runtime run": lambda: cmd([rt_bin, "--root", str(work / "cli"), "run",
                                                 uuid.uuid4().hex[:12]], b),
+            "pystack-runtime (-S launcher)": lambda: cmd(
+                [fast_bin, "--root", str(work / "cli"), "run", uuid.uuid4().hex[:12]], b),
             "runc run": lambda: cmd(["runc", "--root", str(work / "runc"), "run",
                                      uuid.uuid4().hex[:12]], b),
             "floor (unshare+chroot)": lambda: cmd(["unshare", "-fpinmu", "--mount-proc",
@@ -119,10 +127,10 @@ def main() -> None:
         runc = statistics.median(times["runc run"])
         print(f"start-to-exit of /bin/true, fresh netns, {args.runs} runs each, interleaved; "
               f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cpus")
-        print(f"{'':24} {'p50 ms':>8} {'p95 ms':>8} {'x floor':>8} {'x runc':>7}")
+        print(f"{'':30} {'p50 ms':>8} {'p95 ms':>8} {'x floor':>8} {'x runc':>7}")
         for name, v in times.items():
             p50 = statistics.median(v)
-            print(f"{name:24} {p50 * 1e3:8.1f} {pct(v, 95) * 1e3:8.1f} {p50 / floor:8.2f} "
+            print(f"{name:30} {p50 * 1e3:8.1f} {pct(v, 95) * 1e3:8.1f} {p50 / floor:8.2f} "
                   f"{p50 / runc:7.2f}")
 
         # memory of running containers outside themselves: their shims

@@ -5,12 +5,10 @@ server, the CLI, the image store) pays only for what it uses.
 """
 from __future__ import annotations
 
-from typing import Any
-
 __all__ = ["Runtime"]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     if name == "Runtime":
         from pystack.runtime.container import Runtime
         return Runtime

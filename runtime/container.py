@@ -17,7 +17,6 @@ import os
 import select
 import signal
 import socket
-import threading
 import time
 from pathlib import Path
 
@@ -160,7 +159,8 @@ class Runtime:
         self.states = StateDir(state_dir)
         self.spawner = spawner
         self._fs: _ForkServer | None = None
-        self._lock = threading.Lock()
+        import _thread  # not threading: the one-shot CLI does not need its import
+        self._lock = _thread.allocate_lock()
 
     # -- spawning -----------------------------------------------------------------------
 
@@ -469,8 +469,19 @@ class Runtime:
 
 
 def _rmtree(path) -> None:
-    import shutil  # lazily: shutil pulls in bz2/lzma, ~10 ms on the CLI's path
-    shutil.rmtree(path, ignore_errors=True)
+    """Remove a container's state directory (flat: a few files and fifos)."""
+    try:
+        with os.scandir(path) as entries:
+            for e in entries:
+                if e.is_dir(follow_symlinks=False):
+                    raise IsADirectoryError(e.path)
+                os.unlink(e.path)
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        import shutil  # lazily: shutil pulls in bz2/lzma, ~10 ms on the CLI's path
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _recv_json(sock: socket.socket) -> tuple[dict, list[int]]:
@@ -483,6 +494,7 @@ def _recv_json(sock: socket.socket) -> tuple[dict, list[int]]:
 
 def threading_reap(pid: int) -> None:
     """The direct-mode exec supervisor is our child: reap it when it ends (no zombie)."""
+    import threading
     def reap() -> None:
         try:
             os.waitpid(pid, 0)

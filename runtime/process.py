@@ -291,11 +291,15 @@ def reset_signals() -> None:
     """Default dispositions and an empty mask: ignored signals survive execve, and the
     shim ignores SIGTERM/SIGINT/SIGHUP/SIGPIPE, which the container must not inherit."""
     import signal
+    # Python knows every disposition (it reads them all at start-up, and records what it
+    # sets): only the changed ones cost a sigaction, not all 64 of them
+    dfl = signal.SIG_DFL
     for sig in range(1, signal.NSIG):
         if sig in (signal.SIGKILL, signal.SIGSTOP):
             continue
         try:
-            signal.signal(sig, signal.SIG_DFL)
+            if signal.getsignal(sig) is not dfl:
+                signal.signal(sig, dfl)
         except (OSError, ValueError, RuntimeError):
             pass
     signal.pthread_sigmask(signal.SIG_SETMASK, [])

@@ -32,14 +32,11 @@ action.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno as _errno
 import json
 import os
-import platform
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable
 
 from pystack.errors import UserError
 
@@ -67,7 +64,7 @@ ARCHES = {"SCMP_ARCH_X86", "SCMP_ARCH_X86_64", "SCMP_ARCH_X32", "SCMP_ARCH_ARM",
 FLAGS = {"SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG",
          "SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"}
 
-# platform.machine() -> (Go's GOARCH as Docker's "arches" lists use it, SCMP arch)
+# os.uname().machine -> (Go's GOARCH as Docker's "arches" lists use it, SCMP arch)
 _MACHINES = {
     "x86_64": ("amd64", "SCMP_ARCH_X86_64"), "i686": ("386", "SCMP_ARCH_X86"),
     "aarch64": ("arm64", "SCMP_ARCH_AARCH64"), "armv7l": ("arm", "SCMP_ARCH_ARM"),
@@ -89,7 +86,7 @@ def docker_profile() -> dict:
 
 
 def _kernel_version() -> tuple[int, ...]:
-    rel = platform.release().split("-")[0]
+    rel = os.uname().release.split("-")[0]
     out = []
     for part in rel.split(".")[:3]:
         digits = "".join(ch for ch in part if ch.isdigit())
@@ -110,7 +107,7 @@ def docker_to_oci(profile: dict, capabilities: Iterable[str], arch: str | None =
     ``arch`` is ``platform.machine()`` (default: this host)."""
     from pystack.runtime.caps import normalize
 
-    machine = arch or platform.machine()
+    machine = arch or os.uname().machine
     goarch, native = _MACHINES.get(machine, (machine, "SCMP_ARCH_" + machine.upper()))
     docker_arch = _GO_TO_DOCKER.get(goarch, goarch)
     kver = kernel or _kernel_version()
@@ -241,7 +238,8 @@ def _lib() -> ctypes.CDLL | None:
     try:
         lib = ctypes.CDLL("libseccomp.so.2", use_errno=True)
     except OSError:
-        name = ctypes.util.find_library("seccomp")  # runs ldconfig: only as a fallback
+        import ctypes.util as ctypes_util  # lazily: it pulls in subprocess, tempfile...
+        name = ctypes_util.find_library("seccomp")  # runs ldconfig: only as a fallback
         if name is None:
             return None
         try:
@@ -371,7 +369,7 @@ class Filter:
         if self.no_new_privileges and libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
             err = ctypes.get_errno()
             raise OSError(err, f"prctl(NO_NEW_PRIVS): {os.strerror(err)}")
-        nr = _SYS_SECCOMP.get(platform.machine())
+        nr = _SYS_SECCOMP.get(os.uname().machine)
         if self.flags and nr is not None:
             rc = libc.syscall(ctypes.c_long(nr), ctypes.c_long(SECCOMP_SET_MODE_FILTER),
                               ctypes.c_long(self.flags), ctypes.c_void_p(self._prog_addr))
@@ -387,15 +385,18 @@ class Filter:
 
 
 def _cache_key(section: dict) -> str:
-    import hashlib
+    try:  # the builtin module: hashlib's OpenSSL set-up costs ~2 ms per CLI run
+        from _sha256 import sha256
+    except ImportError:
+        from hashlib import sha256
 
     lib = _lib()
     ver = ""
     if lib is not None:
         v = lib.seccomp_version().contents
         ver = f"{v.major}.{v.minor}.{v.micro}"
-    blob = json.dumps({"s": section, "v": ver, "m": platform.machine()}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()
+    blob = json.dumps({"s": section, "v": ver, "m": os.uname().machine}, sort_keys=True)
+    return sha256(blob.encode()).hexdigest()
 
 
 def _disk_get(cache_dir, key: str) -> tuple[bytes, list[str]] | None:

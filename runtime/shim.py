@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import selectors
 import signal
 import socket
 import time
@@ -296,6 +295,7 @@ def supervise(plan: dict, pid: int, pipes: dict[int, str], writer, tty_stdin=Non
     """Copy output to the log until PID 1 exits and the pipes drain; write exit.json.
     ``tty_stdin``: (FIFO fd, pty master) to copy attach input into a terminal container;
     ``stdin_keeper``: (FIFO write end, control FIFO) from open_stdin_fifo."""
+    import selectors  # only the shim supervises: not on the one-shot CLI's path
     sel = selectors.DefaultSelector()
     pidfd = os.pidfd_open(pid)
     sel.register(pidfd, selectors.EVENT_READ, None)

@@ -25,7 +25,6 @@ from __future__ import annotations
 import copy
 import glob
 import os
-from typing import Any
 
 from pystack.errors import UserError
 

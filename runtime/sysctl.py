@@ -19,7 +19,7 @@ shm_rmid_forced`` and ``fs.mqueue.*``; ``net.*``; UTS ``kernel.domainname``.
 from __future__ import annotations
 
 import os
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from pystack.errors import UserError
 

@@ -39,7 +39,6 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
-from typing import Union
 
 from pystack.errors import UserError
 from pystack.runtime.cgroups import v1, v2
@@ -47,7 +46,7 @@ from pystack.runtime.cgroups.common import check_name, default_parent
 from pystack.runtime.cgroups.v1 import CgroupV1
 from pystack.runtime.cgroups.v2 import CgroupV2
 
-AnyCgroup = Union[CgroupV1, CgroupV2]
+AnyCgroup = CgroupV1 | CgroupV2  # (no typing import: the CLI's start path)
 
 __all__ = ["Cgroup", "CgroupV1", "CgroupV2", "mode", "default_parent", "list_cgroups",
            "cleanup_parent"]

@@ -9,7 +9,6 @@ import errno
 import os
 import time
 from pathlib import Path
-from typing import Any
 
 from pystack.errors import UserError
 

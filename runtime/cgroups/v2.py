@@ -12,7 +12,6 @@ import errno
 import os
 import signal
 from pathlib import Path
-from typing import Any
 
 from pystack.runtime.cgroups import common
 from pystack.runtime.cgroups.base import CgroupMixin
