@@ -26,6 +26,7 @@ from pathlib import Path
 VENV_BIN = Path(sys.executable).parent
 PYSTACK = [str(VENV_BIN / "pystack")]
 COMPOSE = [str(VENV_BIN / "docker-compose")]
+CGROUP_PARENT = f"pystack-bench-{uuid.uuid4().hex[:8]}"
 
 
 def sleepers(n: int) -> str:
@@ -67,9 +68,12 @@ def start_pystackd(work: Path) -> tuple[subprocess.Popen, str]:
 
     sock = f"/run/pystack-bench-{uuid.uuid4().hex[:8]}.sock"
     log = open(work / "pystackd.log", "wb")
+    # its own cgroup parent: a pystackd starting elsewhere kills what runs under "/pystack"
+    # that is not its own
     proc = subprocess.Popen([str(VENV_BIN / "pystackd"), "--root", str(work / "pstate"), "--run",
                              str(work / "prun"), "--host", sock], stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+                            start_new_session=True,
+                            env=dict(os.environ, PYSTACK_CGROUP_PARENT=CGROUP_PARENT))
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -153,6 +157,11 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 engine.kill()
                 engine.wait()
+            from pystack.runtime import cgroups
+            try:
+                cgroups.cleanup_parent(CGROUP_PARENT)
+            except Exception:  # noqa: BLE001
+                pass
         d.stop()
         import shutil
 

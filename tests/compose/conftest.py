@@ -110,10 +110,16 @@ def pystackd(busybox_rootfs, tmp_path_factory):
     if not Path(exe).exists() or os.geteuid() != 0:
         pytest.skip("pystackd is not installed or not root")
     root = tmp_path_factory.mktemp("pystackd")
-    sock = f"/run/pystack-compose-test-{uuid.uuid4().hex[:8]}.sock"
+    tag = uuid.uuid4().hex[:8]
+    sock = f"/run/pystack-compose-test-{tag}.sock"
+    # Its own cgroup parent: at start-up a pystackd kills every cgroup under its parent that
+    # is not one of its own running containers, so engines sharing the default "/pystack"
+    # kill each other's containers (exit 137). Removed with what is left in it at the end.
+    cgroup_parent = f"pystack-compose-test-{tag}"
     log = open(root / "pystackd.log", "wb")
     proc = subprocess.Popen([exe, "--root", str(root / "state"), "--run", str(root / "run"), "--host", sock],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                            env=dict(os.environ, PYSTACK_CGROUP_PARENT=cgroup_parent))
     engine = Pystackd(sock, root, proc)
     try:
         client = engine.client()
@@ -149,6 +155,12 @@ def pystackd(busybox_rootfs, tmp_path_factory):
                 proc.kill()
                 proc.wait()
         log.close()
+        from pystack.runtime import cgroups
+
+        try:
+            cgroups.cleanup_parent(cgroup_parent)
+        except Exception:  # noqa: BLE001 - nothing was ever created under it
+            pass
 
 
 @pytest.fixture(params=["dockerd", "pystackd"])
