@@ -610,7 +610,7 @@ def _cpulist(text: str) -> set[int]:
 def merge_image_config(config: dict, image_config: dict | None) -> dict:
     """moby daemon ``merge(userConf, imageConf)`` then ``mergeAndVerifyConfig``'s reset of
     an ``Entrypoint`` of ``[""]``: the Config ``docker inspect`` shows (keys in dockerd's
-    order; ``Hostname`` left to the manager).  Raises nothing: "No command specified" is
+    order; no ``Hostname`` key unless the body set one: the manager's default).  Raises nothing: "No command specified" is
     the manager's check after the merge."""
     user = copy.deepcopy({k: v for k, v in (config or {}).items() if k not in ("HostConfig", "NetworkingConfig")})
     img = image_config or {}
@@ -687,6 +687,8 @@ def merge_image_config(config: dict, image_config: dict | None) -> dict:
         out[key] = user[key] if user.get(key) is not None else copy.deepcopy(default)
     for key in ("Cmd", "Entrypoint", "Env", "Volumes", "OnBuild"):
         out[key] = user.get(key) if user.get(key) is not None else None
+    if not out["Hostname"]:
+        del out["Hostname"]      # the manager's default (the short id, or the host's name)
     for key in CONFIG_OPTIONAL:
         if user.get(key) not in (None, "", False, {}, []):
             out[key] = user[key]
