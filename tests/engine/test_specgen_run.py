@@ -187,3 +187,12 @@ def test_privileged(runner):
     out = same(runner({"Cmd": ["sh", "-c", "grep CapEff /proc/self/status; grep Seccomp: /proc/self/status; "
                                            "grep ' /sys ' /proc/mounts"]}, {"Privileged": True}))
     assert "Seccomp:\t0" in out and " rw," in out.splitlines()[-1] + ","
+
+
+@needs_runc
+def test_devices_and_cgroup_rules(runner):
+    out = same(runner({"Cmd": ["sh", "-c", "ls -l /dev/mynull | cut -c1; echo hi > /dev/mynull && echo wrote; "
+                                           "cat /dev/mynull | wc -c"]},
+                      {"Devices": [{"PathOnHost": "/dev/null", "PathInContainer": "/dev/mynull",
+                                    "CgroupPermissions": "rwm"}]}))
+    assert out.split() == ["c", "wrote", "0"], out
