@@ -885,7 +885,24 @@ class ContainerManager:
             lifecycle.release(rec.id, self.engine.volumes, remove_anonymous=volumes)
         except Exception as exc:  # noqa: BLE001
             log.warning("remove %s: volumes: %s", rec.id, exc)
+        if volumes:
+            self._remove_unused_anonymous(rec)
         self.records.remove(rec.id)
+
+    def _remove_unused_anonymous(self, rec: ContainerRecord) -> None:
+        """rm -v finished after a crash: the container's anonymous volumes that nobody uses
+        any more (a kill between releasing a volume and removing it left them)."""
+        vs = self.engine.volumes
+        for m in rec.mounts:
+            name = m.get("Name")
+            if m.get("Type") != "volume" or not name:
+                continue
+            try:
+                v = vs.get(name)
+                if v.anonymous and not v.users:
+                    vs.remove(name)
+            except Exception:  # noqa: BLE001 - gone already, or used again
+                continue
 
     # -- networks (used by the network routes) ----------------------------------------------
 
@@ -1306,6 +1323,8 @@ class ContainerManager:
             lifecycle.release(cid, self.engine.volumes, remove_anonymous=volumes)
         except Exception as exc:  # noqa: BLE001
             log.warning("remove %s: volumes: %s", cid, exc)
+        if rec is not None and volumes:
+            self._remove_unused_anonymous(rec)
         self.records.remove(cid)
         if rec is not None:
             self.emit(rec, "destroy")
