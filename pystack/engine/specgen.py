@@ -202,9 +202,10 @@ def _check_config(c: dict) -> None:
     wd = c.get("WorkingDir") or ""
     if wd and not wd.startswith("/"):
         raise _bad("Config.WorkingDir", f"the working directory '{wd}' is invalid, it needs to be an absolute path")
-    hn = c.get("Hostname") or ""
-    if hn and (len(hn) > 255 or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.-]*", hn)):
-        raise _bad("Config.Hostname", f"invalid hostname format: {hn}")
+    for key in ("Hostname", "Domainname"):   # the kernel's limit: 64 bytes
+        hn = c.get(key) or ""
+        if hn and (len(hn.encode()) > 64 or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", hn)):
+            raise _bad(f"Config.{key}", f"invalid hostname format: {hn}")
     sig = c.get("StopSignal")
     if sig:
         try:
@@ -545,7 +546,11 @@ def _parse_security_opt(opt: Any) -> tuple[str, str]:
                 raise _bad("HostConfig.SecurityOpt", f"seccomp: profile is not valid JSON ({exc})") from None
             if not isinstance(prof, dict) or "defaultAction" not in prof:
                 raise _bad("HostConfig.SecurityOpt", "seccomp: a seccomp profile needs defaultAction")
-        return key, value
+            return key, value
+        # the API carries the profile itself (the docker CLI reads the file); a path
+        # would let a client make the engine read host files
+        raise _bad("HostConfig.SecurityOpt", "seccomp: give the profile's JSON (as the docker CLI sends it), "
+                                             "'unconfined' or 'builtin', not a file path")
     raise _bad("HostConfig.SecurityOpt", f"invalid --security-opt 2: {opt!r}")
 
 
@@ -728,7 +733,10 @@ def build_spec(container_id: str, config: dict, host_config: dict | None, *,
     if tty:
         base.append("TERM=xterm")
     for e in base + list(cfg.get("Env") or []):
-        env[e.split("=", 1)[0]] = e
+        if "=" in e:
+            env[e.split("=", 1)[0]] = e
+        else:                   # moby ReplaceOrAppendEnvValues: "KEY" alone unsets KEY
+            env.pop(e, None)
     proc["env"] = list(env.values())
     proc["cwd"] = cfg.get("WorkingDir") or "/"
     if rootfs is None:
@@ -794,7 +802,7 @@ def build_spec(container_id: str, config: dict, host_config: dict | None, *,
                     section = sc.docker_to_oci(json.loads(seccomp), caps)
                     sc.validate(section, where="seccomp profile")
                 else:
-                    section = sc.from_security_opt(seccomp, caps)
+                    raise _bad("HostConfig.SecurityOpt", "seccomp: not a JSON profile")
             except UserError as exc:
                 raise _bad("HostConfig.SecurityOpt", str(exc)) from None
             if section is not None:

@@ -305,3 +305,17 @@ def test_build_cgroup_parent():
 def test_build_no_command():
     with pytest.raises(BadRequest, match="No command specified"):
         specgen.build_spec(CID, {"Cmd": None}, {}, mounts=[], netns=None, files={}, cgroup_parent="p")
+
+
+def test_check_hostname():
+    specgen.check_create_body({"Image": "b", "Hostname": "my_host.example-1", "Domainname": "example.org"})
+    bad({"Image": "b", "Hostname": "a" * 65}, "Config.Hostname: invalid hostname format")
+    bad({"Image": "b", "Hostname": "bad host"}, "invalid hostname format")
+    bad({"Image": "b", "Domainname": "x/y"}, "Config.Domainname")
+
+
+def test_seccomp_profile_path_refused_and_env_unset():
+    bad({"Image": "b", "HostConfig": {"SecurityOpt": ["seccomp=/etc/shadow"]}}, "not a file path")
+    specgen.check_create_body({"Image": "b", "HostConfig": {"SecurityOpt": ["seccomp=builtin", "seccomp:unconfined"]}})
+    sp = build({"Env": ["HOSTNAME", "X=1"]})
+    assert sp["process"]["env"] == ["PATH=/usr/bin:/bin", "X=1"]
