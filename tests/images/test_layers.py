@@ -255,3 +255,86 @@ def test_many_directories_and_deep_paths(arena) -> None:
     assert stat.S_IMODE(os.lstat(target / "top299").st_mode) == 0o711
     assert (target / deep / "leaf").read_text() == "deep" and (target / "top0/h").read_text() == "deep"
     assert (target / deep / "back").read_text() == "1"
+
+
+# -- the gzip reader (GzipReader: zlib-ng when installed, else zlib) ---------------------------
+
+def _inflaters() -> list:
+    import zlib
+    mods = [pytest.param(zlib, id="zlib")]
+    try:
+        from zlib_ng import zlib_ng
+        mods.append(pytest.param(zlib_ng, id="zlib-ng"))
+    except ImportError:
+        mods.append(pytest.param(None, id="zlib-ng", marks=pytest.mark.skip(reason="zlib-ng not installed")))
+    return mods
+
+
+@pytest.fixture(params=_inflaters())
+def inflater(request, monkeypatch):
+    """Every unpack in the test inflates with this module."""
+    from pystack.runtime.images import layers
+    monkeypatch.setattr(layers, "_inflate_module", lambda: request.param)
+    return request.param
+
+
+def test_gzip_multi_member_and_zero_padding_unpack_like_gzip(arena, inflater) -> None:
+    """A layer gzip'd as several members (pigz/concatenated), padded with zeros between."""
+    import gzip
+    target, _ = arena
+    big = os.urandom(3 << 20) + b"text " * 400_000  # more than one inflate call's output
+    tar = make_tar([entry("big", data=big), entry("small", data=b"hi")])
+    blob = gzip.compress(tar[:1_000_000]) + bytes(300) + gzip.compress(tar[1_000_000:])
+    result = unpack(_reader(blob), target, expected_diff_id=sha(tar), expected_digest=sha(blob))
+    assert result.diff_id == sha(tar) and result.size == len(tar)
+    assert (target / "big").read_bytes() == big and (target / "small").read_bytes() == b"hi"
+
+
+@pytest.mark.parametrize("damage", ["crc", "length", "garbage after", "cut in trailer", "cut in second member"])
+def test_damaged_gzip_is_a_layer_error(arena, inflater, damage: str) -> None:
+    """The gzip trailer (CRC32, length) is checked, and nothing but zeros may follow a member."""
+    import gzip
+    target, _ = arena
+    tar = make_tar([entry("f", data=os.urandom(100_000))])
+    blob = bytearray(gzip.compress(tar))
+    if damage == "crc":
+        blob[-8] ^= 1
+    elif damage == "length":
+        blob[-1] ^= 1
+    elif damage == "garbage after":
+        blob += b"\x00\x00garbage"
+    elif damage == "cut in trailer":
+        blob = blob[:-3]
+    else:
+        blob = blob + gzip.compress(b"x" * 1000)[:20]
+    with pytest.raises(LayerError, match="L: corrupt or truncated layer"):
+        unpack(_reader(bytes(blob)), target, label="L")
+
+
+def test_gzip_bomb_output_is_bounded_per_read(inflater) -> None:
+    """One read of a gzip bomb never inflates more than _INFLATE_OUT bytes into memory."""
+    import gzip
+    from pystack.runtime.images.layers import _INFLATE_OUT, GzipReader
+    reader = GzipReader(_reader(gzip.compress(bytes(64 << 20))), inflater)
+    assert len(reader.read(10)) == 10
+    assert len(reader.buf) <= _INFLATE_OUT
+    total = 10
+    while chunk := reader.read(1 << 20):
+        assert len(reader.buf) <= _INFLATE_OUT
+        total += len(chunk)
+    assert total == 64 << 20
+
+
+def test_inflate_module_choice(monkeypatch) -> None:
+    """zlib-ng when importable; PYSTACK_INFLATE=zlib forces the standard library."""
+    import zlib
+    from pystack.runtime.images.layers import _inflate_module
+    monkeypatch.setenv("PYSTACK_INFLATE", "zlib")
+    assert _inflate_module() is zlib
+    monkeypatch.delenv("PYSTACK_INFLATE")
+    try:
+        from zlib_ng import zlib_ng
+    except ImportError:
+        assert _inflate_module() is zlib
+    else:
+        assert _inflate_module() is zlib_ng
