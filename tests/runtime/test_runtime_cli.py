@@ -184,3 +184,37 @@ def test_preserve_fds(make_bundle, tmp_path):
     os.close(r)
     # stdio, fd 3, and ls's own directory fd: nothing else leaked in
     assert p.stdout.strip() == "5"
+
+
+def test_fast_launcher_is_the_same_command(make_bundle, tmp_path):
+    """``python -m pystack.runtime.launcher DEST`` writes a ``python -S`` launcher: the same
+    command (output, exit codes, error messages, state under --root), without ``site``."""
+    from pystack.runtime import launcher
+    fast = launcher.write(tmp_path / "pystack-runtime-fast")
+    first = open(fast).readline()
+    assert first.startswith("#!/") and first.rstrip().endswith(" -S")
+    b = make_bundle(["sh", "-c", "echo hi; exit 5"], copy=True)
+    root = tmp_path / "root"
+    p = subprocess.run([fast, "--root", str(root), "run", new_id()], cwd=b, timeout=30,
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    assert (p.returncode, p.stdout) == (5, "hi\n"), p.stderr
+    # no site: the interpreter it runs has no site-packages on sys.path, and still works
+    probe = subprocess.run([fast, "--version"], capture_output=True, text=True, timeout=30)
+    assert probe.returncode == 0 and "pystack-runtime version" in probe.stdout
+    bad = subprocess.run([fast, "--root", str(root), "run", "--bundle", str(tmp_path),
+                          new_id()], capture_output=True, text=True, timeout=30)
+    assert bad.returncode != 0 and "config.json" in bad.stderr and "Traceback" not in bad.stderr
+    assert [n for n in os.listdir(root) if not n.startswith(".")] == []
+    # a created container is visible to the console script, and the other way round
+    b2 = make_bundle(["sleep", "30"], copy=True)
+    cid = new_id()
+    # (create hands its stdio to the container, as runc: no pipes to wait on)
+    out = subprocess.run([fast, "--root", str(root), "create", "--bundle", str(b2), cid],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, timeout=30)
+    try:
+        assert out.returncode == 0
+        assert json.loads(prt(root, "state", cid).stdout)["status"] == "created"
+    finally:
+        prt(root, "delete", "--force", cid)
+    assert launcher.main(["-h"]) == 2

@@ -255,3 +255,39 @@ def test_fork_server_restarts_after_being_killed(runtime, make_bundle, overlay):
     server.wait()
     assert run_container(runtime, b, overlay())[0] == 2
     assert runtime._fs.proc.pid != server.pid
+
+
+def test_fork_server_spare_goes_with_the_server(runtime, make_bundle, overlay):
+    """The fork server keeps one pre-forked child ready (a container's start does not wait
+    for a fork); it serves one request and is replaced, and it exits with the server."""
+    from pystack.runtime.state import proc_start_time
+    b = make_bundle(["sh", "-c", "exit 3"])
+    assert run_container(runtime, b, overlay())[0] == 3
+    server = runtime._fs.proc.pid
+
+    def children() -> set[int]:
+        try:
+            with open(f"/proc/{server}/task/{server}/children") as f:
+                return {int(x) for x in f.read().split()}
+        except FileNotFoundError:
+            return set()
+    def one_child() -> set[int]:
+        for _ in range(500):  # the finished container's shim is reaped just after its exit
+            kids = children()
+            if len(kids) == 1:
+                return kids
+            time.sleep(0.01)
+        return kids
+
+    spares = one_child()
+    assert len(spares) == 1  # one spare waits
+    assert run_container(runtime, b, overlay())[0] == 3
+    now = one_child()
+    assert len(now) == 1 and now != spares  # used, and replaced
+    spare = now.pop()
+    runtime.close()
+    for _ in range(500):
+        if proc_start_time(spare) is None:
+            break
+        time.sleep(0.01)
+    assert proc_start_time(spare) is None
