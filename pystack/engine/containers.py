@@ -1350,13 +1350,17 @@ class ContainerManager:
                                 "Ports": docker_json.ports_json(self.engine.networks.port_bindings(rec.id))}
 
     def _sweep_leftovers(self) -> None:
-        """Runtime states, sandboxes, cgroups and volume uses of containers without a record."""
+        """Runtime states, sandboxes, cgroups and volume uses of containers that no longer
+        exist (or no longer run). Only this engine's own objects: ids from its runtime
+        state dir and its records (several engines may share a cgroup parent)."""
         known = {r.id for r in self.records}
         running_ids = {r.id for r in self.records if self.is_running(r)}
         rt = self.engine.runtime
         state_root = rt.states.root
+        ours = set(known)
         if state_root.is_dir():
             for d in state_root.iterdir():
+                ours.add(d.name)
                 if d.name not in running_ids:
                     self._teardown_runtime(d.name)
         try:
@@ -1366,8 +1370,7 @@ class ContainerManager:
         netns_dir = self.engine.networks.sandbox_path("x").parent
         if netns_dir.is_dir():
             sandboxes |= {p.name for p in netns_dir.iterdir()}
-        running = {r.id for r in self.records if self.is_running(r)}
-        for cid in sandboxes - running:
+        for cid in sandboxes - running_ids:
             try:
                 self.engine.networks.remove_sandbox(cid)
             except Exception as exc:  # noqa: BLE001
@@ -1375,8 +1378,7 @@ class ContainerManager:
         try:
             from pystack.runtime import cgroups
             parent = cgroups.default_parent()
-            live_ids = {r.id for r in self.records if self.is_running(r)}
-            for name in cgroups.list_cgroups(parent) - live_ids:
+            for name in (cgroups.list_cgroups(parent) & ours) - running_ids:
                 cg = cgroups.Cgroup.find(parent, name)
                 if cg is not None:
                     cg.kill_all(signal_mod.SIGKILL)
