@@ -27,7 +27,7 @@ step "making the busybox test image (busybox:latest)"
 rootfs=$(mktemp -d /tmp/pystack-quickstart-rootfs.XXXXXX)
 trap 'rm -rf "$rootfs"' EXIT
 "$venv/bin/python" -c 'import sys; from pystack.testimage import make_busybox_rootfs; make_busybox_rootfs(sys.argv[1])' "$rootfs"
-pystack image import "$rootfs" busybox:latest -c 'CMD ["sh"]' -c 'ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin'
+pystack image import "$rootfs" busybox:latest
 
 cd "$here/examples/quickstart"
 step "pystack up -d --wait"
