@@ -136,10 +136,6 @@ def parse_signal(value: str | int) -> int:
     raise ValueError(value)
 
 
-def _user_error(field: str, exc: UserError) -> BadRequest:
-    return _bad(field, str(exc))
-
-
 # --------------------------------------------------------------------------------------
 # check_create_body
 
