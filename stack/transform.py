@@ -402,6 +402,11 @@ def _extra_hosts(value: Any, path: KeyPath, err: ErrorFn) -> dict[str, list[str]
 
 def _ulimits(value: Any, path: KeyPath, err: ErrorFn) -> Any:
     if isinstance(value, dict):
+        for name, limit in value.items():
+            if isinstance(limit, str):
+                # compose-go's transformUlimits (its message, copied from "external"): a
+                # string is left only without interpolation ("${N}")
+                raise err("invalid type string for external", path + (name,))
         return {k: (dict(v) if isinstance(v, dict) else v) for k, v in value.items()}
     return value
 
@@ -567,6 +572,10 @@ RAW_KEYS = frozenset({"command", "entrypoint", "healthcheck", "environment", "la
                       "post_start", "pre_stop", "gpus"})
 
 
+# ... and these fail even then, as in compose-go (whose transform does not wait for values)
+RAW_FATAL = frozenset({"ulimits"})
+
+
 def canonical_service(service: Any, path: KeyPath, err: ErrorFn = _default_error, *,
                       raw: bool = False) -> Any:
     """One service in canonical form (a copy; ``service`` is not changed).
@@ -594,7 +603,7 @@ def canonical_service(service: Any, path: KeyPath, err: ErrorFn = _default_error
         try:
             out[key] = fn(value, path + (key,), err) if fn is not None and value is not None else value
         except ComposeError:
-            if not raw:
+            if not raw or key in RAW_FATAL:
                 raise
             out[key] = value
     return out
