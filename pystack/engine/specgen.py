@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import re
 import stat as _stat
@@ -100,9 +101,20 @@ def _bad(field: str, message: str) -> BadRequest:
 def _int(value: Any, field: str, *, allow_none: bool = True) -> int | None:
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or (isinstance(value, float) and not math.isfinite(value)) or value != int(value):
         raise _bad(field, f"must be an integer, not {value!r}")
     return int(value)
+
+
+def _list(obj: dict, key: str, field: str) -> list:
+    """obj[key] as a list ([] when absent or null); BadRequest when it is not one."""
+    v = obj.get(key)
+    if v is None:
+        return []
+    if not isinstance(v, list):
+        raise _bad(f"{field}.{key}", "must be a list")
+    return v
 
 
 def _strslice(value: Any, field: str) -> list[str] | None:
@@ -143,6 +155,14 @@ def check_create_body(body: Any) -> None:
     """Validate a /containers/create body; api.BadRequest naming the field."""
     if not isinstance(body, dict):
         raise BadRequest("container config must be a JSON object")
+    try:
+        _check_body(body)
+    except (TypeError, ValueError, AttributeError, KeyError, OverflowError) as exc:
+        # a shape no specific check expected: still one clear 400, never a 500
+        raise BadRequest(f"invalid container config: {exc}") from None
+
+
+def _check_body(body: dict) -> None:
     for key, allowed in _UNSUPPORTED_CONFIG.items():
         if key in body and body[key] not in allowed:
             raise _bad(f"Config.{key}", "not supported by pystack")
@@ -327,7 +347,7 @@ def _check_host_config(hc: dict, body: dict) -> None:
         raise _bad("HostConfig.BlkioWeight", "Range of blkio weight is from 10 to 1000")
     for key in ("BlkioWeightDevice", "BlkioDeviceReadBps", "BlkioDeviceWriteBps",
                 "BlkioDeviceReadIOps", "BlkioDeviceWriteIOps"):
-        for i, d in enumerate(hc.get(key) or []):
+        for i, d in enumerate(_list(hc, key, "HostConfig")):
             if not isinstance(d, dict) or not isinstance(d.get("Path"), str):
                 raise _bad(f"HostConfig.{key}[{i}]", "needs a Path")
             _host_device_numbers(d["Path"], f"HostConfig.{key}[{i}]")
@@ -343,7 +363,7 @@ def _check_host_config(hc: dict, body: dict) -> None:
             for name in v:
                 if normalize(name) != "CAP_ALL" and not is_known(name):
                     raise _bad(f"HostConfig.{key}", f"unknown capability: {name!r}")
-    for opt in hc.get("SecurityOpt") or []:
+    for opt in _list(hc, "SecurityOpt", "HostConfig"):
         _parse_security_opt(opt)
     _check_mode(hc, "IpcMode", ("", "private", "shareable", "none", "host"), "IPC")
     _check_mode(hc, "PidMode", ("", "host"), "PID")
@@ -361,11 +381,10 @@ def _check_host_config(hc: dict, body: dict) -> None:
         raise _bad("Config.Hostname", "conflicting options: hostname and the network mode")
     if (hc.get("UTSMode") or "") == "host" and (body.get("Hostname") or ""):
         raise _bad("Config.Hostname", "conflicting options: hostname and the UTS mode")
-    for i, g in enumerate(hc.get("GroupAdd") or []):
+    for i, g in enumerate(_list(hc, "GroupAdd", "HostConfig")):
         if not isinstance(g, (str, int)) or isinstance(g, bool) or str(g) == "":
             raise _bad(f"HostConfig.GroupAdd[{i}]", "must be a group name or number")
-    ul = hc.get("Ulimits")
-    for i, u in enumerate(ul or []):
+    for i, u in enumerate(_list(hc, "Ulimits", "HostConfig")):
         f = f"HostConfig.Ulimits[{i}]"
         if not isinstance(u, dict):
             raise _bad(f, "must be an object with Name, Soft and Hard")
@@ -392,7 +411,7 @@ def _check_host_config(hc: dict, body: dict) -> None:
                 raise _bad("HostConfig.Tmpfs", f"invalid mount path: '{path}' mount path must be absolute")
             if opts is not None and not isinstance(opts, str):
                 raise _bad("HostConfig.Tmpfs", f"{path}: options must be a string")
-    for i, d in enumerate(hc.get("Devices") or []):
+    for i, d in enumerate(_list(hc, "Devices", "HostConfig")):
         f = f"HostConfig.Devices[{i}]"
         if not isinstance(d, dict) or not d.get("PathOnHost"):
             raise _bad(f, "needs PathOnHost")
@@ -403,7 +422,7 @@ def _check_host_config(hc: dict, body: dict) -> None:
         if not cpath.startswith("/"):
             raise _bad(f, f"invalid device path in container: {cpath!r}")
         _host_device_numbers(d["PathOnHost"], f)
-    for i, rule in enumerate(hc.get("DeviceCgroupRules") or []):
+    for i, rule in enumerate(_list(hc, "DeviceCgroupRules", "HostConfig")):
         _parse_device_rule(rule, f"HostConfig.DeviceCgroupRules[{i}]")
     for key in ("MaskedPaths", "ReadonlyPaths"):
         v = hc.get(key)
@@ -416,7 +435,7 @@ def _check_host_config(hc: dict, body: dict) -> None:
     if cp and (not isinstance(cp, str) or any(p in (".", "..") for p in cp.split("/"))):
         raise _bad("HostConfig.CgroupParent", f"invalid cgroup parent {cp!r}")
     _check_mounts(hc.get("Mounts"))
-    for i, b in enumerate(hc.get("Binds") or []):
+    for i, b in enumerate(_list(hc, "Binds", "HostConfig")):
         if not isinstance(b, str) or not b:
             raise _bad(f"HostConfig.Binds[{i}]", "must be a non-empty string")
         parts = b.split(":")
@@ -716,7 +735,7 @@ def build_spec(container_id: str, config: dict, host_config: dict | None, *,
         raise BadRequest("No command specified")
     tty = bool(cfg.get("Tty"))
     net_mode = hc.get("NetworkMode") or "bridge"
-    sec = dict(_parse_security_opt(o) for o in hc.get("SecurityOpt") or [])
+    sec = dict(_parse_security_opt(o) for o in _list(hc, "SecurityOpt", "HostConfig"))
 
     spec = default_spec(argv, terminal=tty, seccomp=False)
     proc = spec["process"]
@@ -737,7 +756,7 @@ def build_spec(container_id: str, config: dict, host_config: dict | None, *,
     proc["cwd"] = cfg.get("WorkingDir") or "/"
     if rootfs is None:
         rootfs = _rootfs_from_record(container_id, files)
-    proc["user"] = _resolve_user(cfg.get("User") or "", hc.get("GroupAdd") or [], rootfs)
+    proc["user"] = _resolve_user(cfg.get("User") or "", _list(hc, "GroupAdd", "HostConfig"), rootfs)
     if hc.get("OomScoreAdj"):
         proc["oomScoreAdj"] = int(hc["OomScoreAdj"])
     if hc.get("Ulimits"):
@@ -817,7 +836,7 @@ def build_spec(container_id: str, config: dict, host_config: dict | None, *,
     res = linux.setdefault("resources", {})
     rules = res.setdefault("devices", [])
     devices = []
-    for i, d in enumerate(hc.get("Devices") or []):
+    for i, d in enumerate(_list(hc, "Devices", "HostConfig")):
         typ, major, minor, mode, uid, gid = _host_device_numbers(d["PathOnHost"], f"HostConfig.Devices[{i}]")
         devices.append({"path": d.get("PathInContainer") or d["PathOnHost"], "type": typ, "major": major,
                         "minor": minor, "fileMode": mode, "uid": uid, "gid": gid})
@@ -827,7 +846,7 @@ def build_spec(container_id: str, config: dict, host_config: dict | None, *,
     if devices:
         linux["devices"] = devices
     if not hc.get("Privileged"):
-        for i, rule in enumerate(hc.get("DeviceCgroupRules") or []):
+        for i, rule in enumerate(_list(hc, "DeviceCgroupRules", "HostConfig")):
             rules.append(_parse_device_rule(rule, f"HostConfig.DeviceCgroupRules[{i}]"))
 
     # -- resources
