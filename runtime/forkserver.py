@@ -4,9 +4,9 @@ The engine is asyncio + threads, and a process with threads must never ``fork()`
 each :class:`~pystack.runtime.container.Runtime` starts this helper once (one
 ``python -m pystack.runtime.forkserver``, ~20 ms, paid once) and sends it requests over a
 ``SOCK_SEQPACKET`` socket: a JSON message plus file descriptors (a reply socket, then the
-stdio to give the container). For each request the helper forks a child that does the
-work (``spawn_shim`` or ``exec_supervisor``) and answers on the reply socket itself, so
-the helper is free again at once and requests from many threads run in parallel.
+stdio to give the container). Each request goes to a child forked in advance (the
+*spare*, see ``serve``) that does the work (the shim, or ``exec_supervisor``) and answers
+on the reply socket itself, so requests from many threads run in parallel.
 
 Forking from this small, already-imported process is what makes a start take a few
 milliseconds, and the shims it forks share its pages (low memory per container).
