@@ -63,28 +63,37 @@ def wait_stack(client: Any, containers: list[tuple[str, str, str]], timeout: flo
     not failed (Docker Compose counts it a failure: docker/compose#10596).
     """
     deadline = time.monotonic() + timeout if timeout else None
-    pending = list(containers)
-    while pending:
-        still = []
-        for service, name, cid in pending:
+    # Every round looks at every container again until all are done in the same round: a
+    # container seen running once and failing while another is still getting healthy is
+    # reported, not missed. Exited-0 one-shots stay done.
+    finished: set[str] = set()
+    reported: dict[str, str] = {}
+    while True:
+        pending = []
+        for service, name, cid in containers:
+            if cid in finished:
+                continue
             info = client.inspect(cid)
             state = info.get("State") or {}
             health = (state.get("Health") or {}).get("Status")
             if state.get("Status") in ("exited", "dead"):
                 code = state.get("ExitCode", -1)
                 if code == 0:
+                    finished.add(cid)
                     on_state(name, "Exited")
                     continue
                 raise UserError(f"service {service!r}: container {name} exited with code {code}")
             if health == "unhealthy":
                 raise UserError(f"service {service!r}: container {name} is unhealthy")
             if state.get("Running") and health in (None, "", "healthy"):
-                on_state(name, "Healthy" if health == "healthy" else "Running")
+                label = "Healthy" if health == "healthy" else "Running"
+                if reported.get(cid) != label:
+                    reported[cid] = label
+                    on_state(name, label)
                 continue
-            still.append((service, name, cid))
-        pending = still
-        if pending:
-            if deadline is not None and time.monotonic() > deadline:
-                names = ", ".join(n for _, n, _ in pending)
-                raise UserError(f"application not healthy after {timeout:g}s: {names}")
-            time.sleep(POLL)
+            pending.append(name)
+        if not pending:
+            return
+        if deadline is not None and time.monotonic() > deadline:
+            raise UserError(f"application not healthy after {timeout:g}s: {', '.join(pending)}")
+        time.sleep(POLL)

@@ -216,7 +216,12 @@ def test_wait_fails_naming_a_failed_service(stack):
     stack.write("""
 services:
   job: {image: busybox, command: ["sh", "-c", "exit 4"]}
-  web: {image: busybox, command: ["sleep", "300"]}
+  web:
+    image: busybox
+    command: ["sleep", "300"]
+    # the wait lasts at least until web's first probe (1 s): the job has exited by then,
+    # even where it was first seen running
+    healthcheck: {test: ["CMD", "true"], interval: 1s}
 """)
     proc = stack.run("up", "--wait", "--wait-timeout", "30", check=False)
     assert proc.returncode == 1
