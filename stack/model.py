@@ -39,7 +39,7 @@ def _seconds(value: Any) -> Optional[float]:
 class Port(_Model):
     """One published or exposed port (``ports[]`` long form)."""
 
-    target: int
+    target: int = 0  # Compose prints a long-syntax target 0 without the key
     published: Optional[str] = None
     host_ip: Optional[str] = None
     protocol: Optional[str] = None
@@ -181,8 +181,9 @@ class Logging(_Model):
 
 
 class Ulimit(_Model):
-    soft: int
-    hard: int
+    # Go's zero values: ``ulimits: {nofile: 0}`` prints (and models) as ``nofile: {}``
+    soft: int = 0
+    hard: int = 0
 
 
 class Service(_Model):

@@ -239,6 +239,22 @@ def test_odd_numbers_give_a_config_or_one_line(tmp_path, entry, interpolate):
         assert "\n" not in str(exc)
 
 
+def test_project_model_takes_what_compose_prints(tmp_path):
+    """The pydantic model accepts the Go zero values the loader now prints (a ulimit
+    ``{}``, a port without target) and round-trips them."""
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n  web:\n    image: x\n    ulimits: {nofile: 0, nproc: 3}\n"
+        "    ports: [{target: 0}]\n    memswap_limit: -1\n")
+    options = LoadOptions(files=[str(tmp_path / "compose.yaml")], project_name="t",
+                          working_dir=str(tmp_path), project_directory=str(tmp_path),
+                          environ={}, warn=False)
+    project = load_project(options)
+    web = project.services["web"]
+    assert web.ulimits["nofile"].soft == web.ulimits["nofile"].hard == 0
+    assert web.ports[0].target == 0
+    assert project.to_config_dict()["services"]["web"] == load_checked(options).config["services"]["web"]
+
+
 # -------------------------------------------------------------- against Compose
 
 CASES = {
