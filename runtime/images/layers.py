@@ -33,7 +33,6 @@ import shutil
 import stat
 import tarfile
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -47,20 +46,35 @@ _CHUNK = 1 << 20
 _CHUNK_TAR = 1 << 16  # tarfile's stream buffer (larger only copies more per small file)
 
 
-@dataclass
+# Plain classes, not dataclasses: ``dataclasses`` imports ``inspect`` and friends, which
+# every unpack helper process would pay for at start.
+_MAX_BYTES = int(os.environ.get("PYSTACK_LAYER_MAX_BYTES", 64 << 30))
+_MAX_ENTRIES = int(os.environ.get("PYSTACK_LAYER_MAX_ENTRIES", 2_000_000))
+
+
 class Limits:
     """Bounds against decompression and tar bombs (env overrides for small machines)."""
 
-    max_bytes: int = int(os.environ.get("PYSTACK_LAYER_MAX_BYTES", 64 << 30))
-    max_entries: int = int(os.environ.get("PYSTACK_LAYER_MAX_ENTRIES", 2_000_000))
+    def __init__(self, max_bytes: int = _MAX_BYTES, max_entries: int = _MAX_ENTRIES) -> None:
+        self.max_bytes = max_bytes
+        self.max_entries = max_entries
+
+    def __repr__(self) -> str:
+        return f"Limits(max_bytes={self.max_bytes}, max_entries={self.max_entries})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Limits) and (self.max_bytes, self.max_entries) == (other.max_bytes, other.max_entries)
 
 
-@dataclass
 class UnpackResult:
-    diff_id: str
-    size: int           # bytes of the uncompressed tar stream
-    entries: int
-    digest: str | None = None  # of the compressed blob, when it was read from one
+    def __init__(self, diff_id: str, size: int, entries: int, digest: str | None = None) -> None:
+        self.diff_id = diff_id
+        self.size = size        # bytes of the uncompressed tar stream
+        self.entries = entries
+        self.digest = digest    # of the compressed blob, when it was read from one
+
+    def __repr__(self) -> str:
+        return f"UnpackResult({self.diff_id!r}, {self.size}, {self.entries}, {self.digest!r})"
 
 
 class _HashingReader:
@@ -258,19 +272,19 @@ def clean_name(name: str) -> list[str]:
     return parts
 
 
-@dataclass
 class _DirAttrs:
-    parts: tuple[str, ...]
-    mode: int
-    mtime_ns: int
+    __slots__ = ("parts", "mode", "mtime_ns")
+
+    def __init__(self, parts: tuple[str, ...], mode: int, mtime_ns: int) -> None:
+        self.parts, self.mode, self.mtime_ns = parts, mode, mtime_ns
 
 
-@dataclass
 class _Unpacker:
-    root_fd: int
-    is_root: bool = field(default_factory=lambda: os.geteuid() == 0)
-    cache: "OrderedDict[tuple[str, ...], int]" = field(default_factory=OrderedDict)
-    dirs: dict[tuple[str, ...], _DirAttrs] = field(default_factory=dict)
+    def __init__(self, root_fd: int) -> None:
+        self.root_fd = root_fd
+        self.is_root = os.geteuid() == 0
+        self.cache: "OrderedDict[tuple[str, ...], int]" = OrderedDict()
+        self.dirs: dict[tuple[str, ...], _DirAttrs] = {}
 
     # -- directory walking -------------------------------------------------------------
     def open_dir(self, parts: tuple[str, ...], create: bool = True) -> int:

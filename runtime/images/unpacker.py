@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -43,6 +42,7 @@ class HelperUnpack:
                  src: Path | None = None) -> None:
         self.label = label
         self.broken = False
+        import subprocess  # lazily: the helper process itself does not need it
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pystack.runtime.images.unpacker", str(dest), expected_diff_id or "",
              str(limits.max_bytes), str(limits.max_entries), label, str(src) if src else "-"],
