@@ -805,6 +805,10 @@ def build_spec(container_id: str, config: dict, host_config: dict | None, *,
         except UserError as exc:
             raise _bad("HostConfig.CapAdd", str(exc).split(": ", 1)[-1]) from None
         proc["capabilities"] = {"bounding": caps[:], "effective": caps[:], "permitted": caps[:]}
+    if proc["user"]["uid"] != 0:
+        # dockerd: a non-root process gets the bounding set only (setuid would drop the
+        # effective and permitted sets anyway)
+        proc["capabilities"] = {"bounding": proc["capabilities"]["bounding"]}
     if not hc.get("Privileged"):
         seccomp = sec.get("seccomp", "builtin")
         if seccomp != "unconfined":
@@ -862,7 +866,7 @@ def build_spec(container_id: str, config: dict, host_config: dict | None, *,
     user_mounts += [copy.deepcopy(m) for m in mounts or ()]
     for dst, src in (files or {}).items():
         user_mounts.append({"destination": dst, "type": "bind", "source": str(src),
-                            "options": ["rbind", "rprivate"] + (["ro"] if ro else [])})
+                            "options": ["rbind", "ro", "rprivate"] if ro else ["rbind", "rprivate"]})
     shm = int(hc.get("ShmSize") or 0)
     defaults = []
     dests = {m["destination"].rstrip("/") or "/" for m in user_mounts}
@@ -875,8 +879,8 @@ def build_spec(container_id: str, config: dict, host_config: dict | None, *,
                 continue
             if ipc == "host":
                 m = {"destination": "/dev/shm", "type": "bind", "source": "/dev/shm", "options": ["rbind", "rprivate"]}
-            elif shm:
-                m["options"] = [o for o in m["options"] if not o.startswith("size=")] + [f"size={shm}"]
+            else:   # dockerd writes the size in bytes (64 MiB by default)
+                m["options"] = [o for o in m["options"] if not o.startswith("size=")] + [f"size={shm or 67108864}"]
         if d == "/dev/mqueue" and ipc == "host":
             m = {"destination": "/dev/mqueue", "type": "bind", "source": "/dev/mqueue", "options": ["rbind", "rprivate"]}
         defaults.append(m)
@@ -927,7 +931,7 @@ def _tmpfs_mount(path: str, opts: str) -> dict:
         else:
             extra.append(o)
     return {"destination": path, "type": "tmpfs", "source": "tmpfs",
-            "options": [k for k, v in flags.items() if v] + extra}
+            "options": [k for k, v in flags.items() if v] + ["rprivate"] + extra}
 
 
 def _rlim(v: Any) -> int:
@@ -943,7 +947,7 @@ def _resources(res: dict, hc: dict) -> None:
         memory["limit"] = mem
         if swap == 0:
             swap = 2 * mem           # dockerd's default: as much swap as memory
-    if swap and _swap_accounting():
+    if swap > 0 and _swap_accounting():     # -1 (unlimited): left out, as dockerd does
         memory["swap"] = swap
     if hc.get("MemoryReservation"):
         memory["reservation"] = int(hc["MemoryReservation"])
@@ -1001,7 +1005,8 @@ def _swap_accounting() -> bool:
 
 
 def _resolve_user(user: str, group_add: list, rootfs: Any) -> dict:
-    """Config.User + HostConfig.GroupAdd -> OCI process.user."""
+    """Config.User + HostConfig.GroupAdd -> OCI process.user, as moby's getUser: the
+    additional gids are the primary gid, the user's supplementary groups, then GroupAdd."""
     from pystack.runtime.userdb import resolve_user
 
     u, _, g = user.partition(":")
@@ -1010,16 +1015,18 @@ def _resolve_user(user: str, group_add: list, rootfs: Any) -> dict:
     if root is None:
         if not numeric:
             raise _bad("Config.User", f"unable to find user {user}: no /etc/passwd in the image")
-        if not user and not group_add:
-            return {"uid": 0, "gid": 0}
-        out: dict[str, Any] = {"uid": int(u or 0), "gid": int(g or 0)}
-        if group_add:
-            out["additionalGids"] = sorted({int(x) for x in group_add}, key=list(map(int, group_add)).index)
-        return out
-    try:
-        return resolve_user(root, user, [str(x) for x in group_add]).to_oci()
-    except UserError as exc:
-        raise _bad("Config.User", str(exc)) from None
+        uid, gid, extra = int(u or 0), int(g or 0), [int(x) for x in group_add]
+    else:
+        try:
+            eu = resolve_user(root, user, [str(x) for x in group_add])
+        except UserError as exc:
+            raise _bad("Config.User", str(exc)) from None
+        uid, gid, extra = eu.uid, eu.gid, list(eu.additional_gids)
+    gids: list[int] = []
+    for x in [gid, *extra]:
+        if x not in gids:
+            gids.append(x)
+    return {"uid": uid, "gid": gid, "additionalGids": gids}
 
 
 def _rootfs_from_record(container_id: str, files: dict | None) -> list[str] | None:

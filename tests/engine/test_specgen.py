@@ -185,7 +185,7 @@ def test_build_process_basics():
     p = sp["process"]
     assert p["args"] == ["/bin/env", "echo", "hi"]
     assert p["env"] == ["PATH=/usr/bin:/bin", "HOSTNAME=h1", "TERM=xterm", "A=1"]
-    assert (p["cwd"], p["terminal"], p["user"]) == ("/tmp", True, {"uid": 7, "gid": 8})
+    assert (p["cwd"], p["terminal"], p["user"]) == ("/tmp", True, {"uid": 7, "gid": 8, "additionalGids": [8]})
     assert (sp["hostname"], sp["domainname"]) == ("h1", "example.org")
     assert sp["root"] == {"path": "rootfs", "readonly": False}
     assert sp["linux"]["cgroupsPath"] == f"/pystack/{CID}"
@@ -199,9 +199,10 @@ def test_build_default_hostname_is_short_id():
 
 def test_build_user_names_from_rootfs(busybox_rootfs, tmp_path):
     sp = build({"User": "app"}, {"GroupAdd": ["daemon", "50"]}, rootfs=str(busybox_rootfs))
-    assert sp["process"]["user"] == {"uid": 1000, "gid": 1000, "additionalGids": [100, 1, 50]}
+    assert sp["process"]["user"] == {"uid": 1000, "gid": 1000, "additionalGids": [1000, 100, 1, 50]}
     sp = build({"User": "nobody:users"}, rootfs=[str(tmp_path), str(busybox_rootfs)])
-    assert sp["process"]["user"] == {"uid": 65534, "gid": 100}
+    assert sp["process"]["user"] == {"uid": 65534, "gid": 100, "additionalGids": [100]}
+    assert build(rootfs=str(busybox_rootfs))["process"]["user"] == {"uid": 0, "gid": 0, "additionalGids": [0]}
     with pytest.raises(BadRequest, match="unable to find user ghost"):
         build({"User": "ghost"}, rootfs=str(busybox_rootfs))
 
@@ -272,7 +273,7 @@ def test_build_mounts_files_tmpfs_shm():
                mounts=[vol], files={"/etc/hosts": "/x/hosts", "/etc/resolv.conf": "/x/resolv"})
     by = {m["destination"]: m for m in sp["mounts"]}
     assert sp["root"]["readonly"] is True
-    assert by["/run"]["type"] == "tmpfs" and by["/run"]["options"] == ["nosuid", "nodev", "size=1m"]
+    assert by["/run"]["type"] == "tmpfs" and by["/run"]["options"] == ["nosuid", "nodev", "rprivate", "size=1m"]
     assert by["/data"] == vol
     assert by["/etc/hosts"]["source"] == "/x/hosts" and "ro" in by["/etc/hosts"]["options"]
     # the user's /dev/shm replaces the default one
