@@ -81,6 +81,10 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
+    # the unpack helpers are fresh interpreters: give them the .pyc an installed package has
+    # (with PYTHONDONTWRITEBYTECODE set, each would compile layers.py from source again)
+    import compileall
+    compileall.compile_dir(str(Path(__file__).resolve().parents[1] / "runtime" / "images"), quiet=1)
     from pystack.runtime.images.store import ImageStore
     tmp = Path(tempfile.mkdtemp(prefix="pull-bench-"))
     reg = start_registry(tmp)
