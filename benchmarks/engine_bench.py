@@ -17,7 +17,7 @@ dockerd is Debian's docker.io on its own socket, data root, exec root, container
 ``--iptables=false --bridge=none`` (pystack.compose.dockerd.start_dockerd). pystackd gets its own
 root, run dir, socket and cgroup parent. Everything is removed at the end.
 
-Run as root:  /opt/pystack/venv/bin/python benchmarks/engine_bench.py [--rounds 100] [--runs 30]
+Run as root:  /opt/pystack/venv/bin/python benchmarks/engine_bench.py [--rounds 300] [--runs 30]
               [--network none|bridge] [--json]
 """
 from __future__ import annotations
@@ -249,7 +249,7 @@ def lifecycle(client, network: str) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rounds", type=int, default=100, help="list round trips per engine")
+    ap.add_argument("--rounds", type=int, default=300, help="list round trips per engine")
     ap.add_argument("--runs", type=int, default=30, help="create+start+wait+remove per engine")
     ap.add_argument("--running", type=int, default=30, help="running containers for the memory figure")
     ap.add_argument("--containers", type=int, default=50, help="containers on the engine for the list")
