@@ -154,6 +154,17 @@ def build_spec(container_id: str, config: dict, host_config: dict | None, *,
                files: dict[str, str] | None = None, cgroup_parent: str = "pystack",
                rootfs: str | os.PathLike | list | tuple | None = None) -> dict:
     """The OCI runtime spec for a container (see the module docstring)."""
+    try:
+        return _build_spec(container_id, config, host_config, mounts=mounts, netns=netns, files=files,
+                           cgroup_parent=cgroup_parent, rootfs=rootfs)
+    except (TypeError, ValueError, AttributeError, KeyError, OverflowError) as exc:
+        # a stored config of a shape no check expected: one clear 400, never a 500
+        raise BadRequest(f"invalid container config: {exc}") from None
+
+
+def _build_spec(container_id: str, config: dict, host_config: dict | None, *,
+                mounts: Iterable[dict], netns: str | None, files: dict[str, str] | None,
+                cgroup_parent: str, rootfs: Any) -> dict:
     from pystack.runtime.spec import default_spec, make_privileged, validate_spec
 
     hc = host_config or {}
