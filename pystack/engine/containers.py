@@ -591,6 +591,7 @@ class ContainerManager:
         oom = bool(st.get("oomKilled"))
         rec.state.update(Status="exited", Running=False, Paused=False, Restarting=False, Pid=0,
                          ExitCode=code, OOMKilled=oom, FinishedAt=st.get("finishedAt") or now_rfc3339())
+        self.records.save(rec)  # the exit status first: a crash during cleanup keeps it
         await asyncio.to_thread(self._cleanup_after_exit, rec)
         self.records.save(rec)
         if oom:
@@ -1264,6 +1265,10 @@ class ContainerManager:
                 self.records.save(rec)
                 if was in ("running", "paused"):
                     self.emit(rec, "die", exitCode=int(code))
+            elif (rec.network_settings or {}).get("SandboxKey"):  # cut between exit and cleanup
+                await asyncio.to_thread(self._cleanup_after_exit, rec)
+                rec.extra.pop("_disconnected", None)
+                self.records.save(rec)
             name, max_retry = restart_policy(rec.host_config)
             if self.status(rec) != "exited":
                 continue
