@@ -95,9 +95,12 @@ class Engine:
         except (OSError, ValueError):
             pass
         server = getattr(self.runtime, "_server", None)
-        if server is not None:
-            fs = server()
-            pid_file.write_text(str(fs.proc.pid))
+        if server is None:
+            return
+        try:
+            pid_file.write_text(str(server().proc.pid))
+        except AttributeError:  # the runtime's spawner changed shape: it starts lazily then
+            pass
 
     async def shutdown(self) -> None:
         """SIGTERM: containers keep running under their shims (documented choice: a new
