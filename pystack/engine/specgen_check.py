@@ -340,9 +340,10 @@ def _check_host_config(hc: dict, body: dict) -> None:
         raise _bad("HostConfig.NetworkMode", "must be a string")
     if nm.startswith("container:") and not nm[len("container:"):]:
         raise _bad("HostConfig.NetworkMode", "container:<name|id> needs a container")
-    if nm in ("host", "none") or nm.startswith("container:"):
-        if hc.get("PortBindings") and nm != "none":
-            raise _bad("HostConfig.PortBindings", "conflicting options: port publishing and the container type network mode")
+    # dockerd discards published ports with host networking (a warning), refuses them
+    # when joining another container's network
+    if nm.startswith("container:") and (hc.get("PortBindings") or hc.get("PublishAllPorts")):
+        raise _bad("HostConfig.PortBindings", "conflicting options: port publishing and the container type network mode")
     if nm.startswith("container:") and (body.get("Hostname") or ""):
         raise _bad("Config.Hostname", "conflicting options: hostname and the network mode")
     if (hc.get("UTSMode") or "") == "host" and (body.get("Hostname") or ""):

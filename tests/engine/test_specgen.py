@@ -320,3 +320,12 @@ def test_seccomp_profile_path_refused_and_env_unset():
     specgen.check_create_body({"Image": "b", "HostConfig": {"SecurityOpt": ["seccomp=builtin", "seccomp:unconfined"]}})
     sp = build({"Env": ["HOSTNAME", "X=1"]})
     assert sp["process"]["env"] == ["PATH=/usr/bin:/bin", "X=1"]
+
+
+def test_ports_with_host_or_container_network():
+    ports = {"PortBindings": {"80/tcp": [{"HostPort": "8080"}]}}
+    specgen.check_create_body({"Image": "b", "HostConfig": {"NetworkMode": "host", **ports}})
+    bad({"Image": "b", "HostConfig": {"NetworkMode": "container:abc", **ports}},
+        "conflicting options: port publishing and the container type network mode")
+    bad({"Image": "b", "Hostname": "x", "HostConfig": {"NetworkMode": "container:abc"}},
+        "conflicting options: hostname and the network mode")
