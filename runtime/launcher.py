@@ -23,7 +23,8 @@ import sys
 TEMPLATE = """#!{python} -S
 # pystack-runtime without site-packages processing (python -S); written by
 # `python -m pystack.runtime.launcher` -- rerun it if the installation moves.
-import sys
+import gc, sys
+gc.disable()  # a one-shot command (pystack.runtime.cli.main does the same)
 sys.path[0:0] = {paths!r}
 import pystack
 pystack.__path__.extend({extra!r})

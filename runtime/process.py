@@ -441,6 +441,8 @@ def container_main(plan: dict, prep: Prepared, sync: socket.socket, fifo_path: s
         close_fds(keep=(wfd, *preserved))
         if plan.get("init"):
             from pystack.runtime import init as initmod  # imported by the launcher already
+            import gc  # (builtin) the one-shot CLI disables the cyclic GC: a long-lived
+            gc.enable()  # PID 1 wants it back
             initmod.run(prep.args, prep.env, path, ready_fd=wfd)
         os.execve(path, prep.args, prep.env)
     except BaseException as exc:  # noqa: BLE001 - report anything, then die
