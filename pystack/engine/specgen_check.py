@@ -344,6 +344,14 @@ def _check_host_config(hc: dict, body: dict) -> None:
     # when joining another container's network
     if nm.startswith("container:") and (hc.get("PortBindings") or hc.get("PublishAllPorts")):
         raise _bad("HostConfig.PortBindings", "conflicting options: port publishing and the container type network mode")
+    if nm.startswith("container:"):   # moby validateNetContainerMode
+        for key, words in (("Dns", "dns"), ("ExtraHosts", "custom host-to-IP mapping")):
+            if hc.get(key):
+                raise _bad(f"HostConfig.{key}", f"conflicting options: {words} and the network mode")
+        if body.get("ExposedPorts"):
+            raise _bad("Config.ExposedPorts", "conflicting options: port exposing and the container type network mode")
+        if body.get("MacAddress"):
+            raise _bad("Config.MacAddress", "conflicting options: mac-address and the network mode")
     if nm.startswith("container:") and (body.get("Hostname") or ""):
         raise _bad("Config.Hostname", "conflicting options: hostname and the network mode")
     if (hc.get("UTSMode") or "") == "host" and (body.get("Hostname") or ""):

@@ -329,3 +329,7 @@ def test_ports_with_host_or_container_network():
         "conflicting options: port publishing and the container type network mode")
     bad({"Image": "b", "Hostname": "x", "HostConfig": {"NetworkMode": "container:abc"}},
         "conflicting options: hostname and the network mode")
+    bad({"Image": "b", "HostConfig": {"NetworkMode": "container:abc", "Dns": ["1.1.1.1"]}},
+        "conflicting options: dns and the network mode")
+    bad({"Image": "b", "ExposedPorts": {"80/tcp": {}}, "HostConfig": {"NetworkMode": "container:abc"}},
+        "port exposing")
