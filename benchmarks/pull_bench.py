@@ -69,10 +69,24 @@ def download_only(dest: Path, ref: str) -> None:
             f.result()
 
 
-def timed(fn) -> float:
+CPU: dict[str, list[float]] = {}
+
+
+def cpu_seconds() -> float:
+    """User+system CPU of this process and its waited-for children (helpers, skopeo)."""
+    import resource
+    s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+
+
+def timed(fn, what: str = "") -> float:
+    c = cpu_seconds()
     t = time.perf_counter()
     fn()
-    return time.perf_counter() - t
+    elapsed = time.perf_counter() - t
+    if what:
+        CPU.setdefault(what, []).append(cpu_seconds() - c)
+    return elapsed
 
 
 def main() -> None:
@@ -126,15 +140,15 @@ def main() -> None:
         rounds = []
         for r in range(args.rounds):
             dest = tmp / f"pystack-{r}"
-            t_py = timed(lambda: ImageStore(dest).pull(ref))
+            t_py = timed(lambda: ImageStore(dest).pull(ref), "pull")
             oci = tmp / f"skopeo-{r}"
             t_sk = timed(lambda: subprocess.run(["skopeo", "copy", "--src-tls-verify=false", f"docker://{ref}",
-                                                 f"oci:{oci}:1"], check=True, capture_output=True))
+                                                 f"oci:{oci}:1"], check=True, capture_output=True), "skopeo")
             if uncompressed is None:
                 uncompressed = sum(l["unpacked_size"] for l in ImageStore(dest).resolve(ref).layers)
             shutil.rmtree(dest)
             shutil.rmtree(oci)
-            t_dl = timed(lambda: download_only(dest, ref))
+            t_dl = timed(lambda: download_only(dest, ref), "download")
             shutil.rmtree(dest)
             rounds.append((t_py, t_sk, t_dl))
         # unpack only: pystack's unpacker over the skopeo oci dir's blobs vs umoci unpack
@@ -166,6 +180,8 @@ def main() -> None:
         best_py, best_sk, best_dl = (min(r[k] for r in rounds) for k in range(3))
         print(f"best: pystack {best_py:.2f}s, skopeo {best_sk:.2f}s, ratio skopeo/pystack {best_sk / best_py:.2f}; "
               f"pystack download+verify only {best_dl:.2f}s, ratio skopeo/pystack {best_sk / best_dl:.2f}")
+        print("CPU seconds (user+sys, median of rounds; less sensitive to the machine's load than wall time): "
+              + ", ".join(f"{k} {sorted(v)[len(v) // 2]:.2f}" for k, v in CPU.items()))
         print(f"unpack: pystack {mb_unc / t_ours:.0f} MB/s ({t_ours:.2f}s) | umoci unpack {mb_unc / t_umoci:.0f} MB/s "
               f"({t_umoci:.2f}s) | ratio umoci/pystack time {t_umoci / t_ours:.2f}")
         del src_store
