@@ -68,8 +68,7 @@ def start_pystackd(work: Path) -> tuple[subprocess.Popen, str]:
 
     sock = f"/run/pystack-bench-{uuid.uuid4().hex[:8]}.sock"
     log = open(work / "pystackd.log", "wb")
-    # its own cgroup parent: a pystackd starting elsewhere kills what runs under "/pystack"
-    # that is not its own
+    # its own cgroup parent: isolation from the other engines on this host
     proc = subprocess.Popen([str(VENV_BIN / "pystackd"), "--root", str(work / "pstate"), "--run",
                              str(work / "prun"), "--host", sock], stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True,

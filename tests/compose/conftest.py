@@ -112,9 +112,9 @@ def pystackd(busybox_rootfs, tmp_path_factory):
     root = tmp_path_factory.mktemp("pystackd")
     tag = uuid.uuid4().hex[:8]
     sock = f"/run/pystack-compose-test-{tag}.sock"
-    # Its own cgroup parent: at start-up a pystackd kills every cgroup under its parent that
-    # is not one of its own running containers, so engines sharing the default "/pystack"
-    # kill each other's containers (exit 137). Removed with what is left in it at the end.
+    # Its own cgroup parent, removed with what is left in it at the end: isolation from the
+    # other engines on this host (before a541d29 a pystackd starting up swept every cgroup
+    # under its parent, killing other engines' containers with 137).
     cgroup_parent = f"pystack-compose-test-{tag}"
     log = open(root / "pystackd.log", "wb")
     proc = subprocess.Popen([exe, "--root", str(root / "state"), "--run", str(root / "run"), "--host", sock],
