@@ -6,6 +6,7 @@ are ``{"message": ...}`` with 400/404/409/500; list filters arrive as a JSON que
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from aiohttp import web
@@ -50,6 +51,9 @@ async def errors(request: web.Request, handler):
         return error_response(400, str(exc))
     except (json.JSONDecodeError, ValueError, TypeError, KeyError) as exc:
         return error_response(400, f"bad request: {exc}")
+    except Exception as exc:  # noqa: BLE001 - an engine bug: Docker's JSON 500, logged with its traceback
+        logging.getLogger("pystackd").exception("%s %s failed", request.method, request.path)
+        return error_response(500, f"internal error: {type(exc).__name__}: {exc}")
 
 
 def filters_of(request: web.Request) -> dict[str, list[str]]:
