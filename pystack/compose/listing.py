@@ -1,6 +1,8 @@
 """Tables and JSON for ``ps``, ``ls``, ``images`` and ``top``, in Docker Compose's layout."""
 from __future__ import annotations
 
+from pystack.humanize import human_duration  # noqa: F401 - also re-exported
+
 import json
 import re
 import time
@@ -15,25 +17,6 @@ def human_ago(created: float, now: float | None = None) -> str:
     return human_duration((now or time.time()) - created) + " ago"
 
 
-def human_duration(secs: float) -> str:
-    s = int(secs)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    m = s // 60
-    if m == 1:
-        return "About a minute"
-    if m < 60:
-        return f"{m} minutes"
-    h = round(s / 3600)
-    if h == 1:
-        return "About an hour"
-    if h < 48:
-        return f"{h} hours"
-    return f"{h // 24} days"
 
 
 def human_size(n: float) -> str:

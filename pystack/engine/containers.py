@@ -22,6 +22,8 @@ run in threads, never on the event loop.
 """
 from __future__ import annotations
 
+from pystack.humanize import human_duration  # noqa: F401 - also re-exported
+
 import asyncio
 import calendar
 import functools
@@ -79,32 +81,6 @@ def parse_rfc3339(text: str) -> float | None:
     return base + frac
 
 
-def human_duration(seconds: float) -> str:
-    """Docker's go-units HumanDuration (what `docker ps` shows in STATUS)."""
-    s = int(seconds)
-    if seconds < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    minutes = s // 60
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = round(s / 3600)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{hours // 24 // 365} years"
 
 
 def parse_signal(sig: str | int | None, default: int = signal_mod.SIGTERM) -> int:

@@ -5,6 +5,8 @@ need the same shapes as ``pystack image ls/inspect`` print.
 """
 from __future__ import annotations
 
+from pystack.humanize import human_duration  # noqa: F401 - also re-exported
+
 import json
 import re
 from datetime import datetime, timezone
@@ -25,32 +27,6 @@ def human_size(size: float) -> str:
     return f"{size:.3g}{units[i]}"
 
 
-def human_duration(seconds: float) -> str:
-    """go-units HumanDuration, as ``docker images`` shows ages."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    m = s // 60
-    if m == 1:
-        return "About a minute"
-    if m < 60:
-        return f"{m} minutes"
-    h = round(s / 3600)
-    if h == 1:
-        return "About an hour"
-    if h < 48:
-        return f"{h} hours"
-    if h < 24 * 7 * 2:
-        return f"{h // 24} days"
-    if h < 24 * 30 * 2:
-        return f"{h // 24 // 7} weeks"
-    if h < 24 * 365 * 2:
-        return f"{h // 24 // 30} months"
-    return f"{h // 24 // 365} years"
 
 
 def parse_time(text: str) -> datetime:
