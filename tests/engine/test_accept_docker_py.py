@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import engine_subnet
+from engine_support import engine_subnet
 from resource_helpers import assert_engine_clean, registryfix
 
 docker = pytest.importorskip("docker", reason="docker-py is not installed (pip install docker; .ci/run installs it)")

@@ -221,7 +221,7 @@ def test_oom_kill_is_reported(api, busybox_engine, unique_name) -> None:
 
 def test_stats_stream_and_network_connect(busybox_engine, unique_name) -> None:
     import ipaddress
-    from conftest import engine_subnet
+    from engine_support import engine_subnet
     client = busybox_engine.client()
     api = busybox_engine.api()
     c = client.containers.run("busybox", ["sleep", "1000"], detach=True, name=unique_name)

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import EngineAPI, engine_subnet
+from engine_support import EngineAPI, engine_subnet
 
 pytestmark = [pytest.mark.oracle, pytest.mark.slow]
 
