@@ -182,6 +182,10 @@ class VolumeStore:
                         "created_at": datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
                         .replace("+00:00", "Z")}
                 (tmp / "volume.json").write_text(json.dumps(meta, indent=1))
+                if user:
+                    # The user is recorded before the volume becomes visible: a kill between
+                    # the two can no longer leave an anonymous volume that nobody owns.
+                    (tmp / "users" / user).touch()
                 os.rename(tmp, self.root / name)
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -290,13 +294,27 @@ class VolumeStore:
         """
         used = [rec for rec in self.list() if container_id in rec.users]
         for rec in used:
-            self.release(rec.name, container_id)
             if remove_anonymous and rec.anonymous:
-                try:
-                    self.remove(rec.name)
-                except Conflict:
-                    pass  # still used by another container (volumes_from): Docker keeps it too
+                self._release_and_remove(rec.name, container_id)
+            else:
+                self.release(rec.name, container_id)
         return [rec.name for rec in used]
+
+    def _release_and_remove(self, name: str, container_id: str) -> None:
+        """Forget the user and remove the anonymous volume in one locked step (a kill between
+        a release and a separate remove used to leak the volume). Another container still
+        using it (``volumes_from``) keeps it, as Docker does."""
+        with self._lock():
+            try:
+                rec = self._read(name)
+            except NotFound:
+                return
+            others = [u for u in rec.users if u != container_id]
+            if others:
+                with contextlib.suppress(FileNotFoundError):
+                    (self._dir(name) / "users" / container_id).unlink()
+                return
+            self._delete(rec)  # the user record goes with the directory
 
     def recover(self) -> list[str]:
         """After a crash (engine or CLI killed mid-operation): finish or undo what was half

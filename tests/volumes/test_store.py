@@ -185,3 +185,38 @@ def test_concurrent_processes_never_lose_a_used_volume(store: VolumeStore) -> No
         lost = pool.starmap(_worker, [(str(store.root), 20, s) for s in range(4)])
     assert lost == [[], [], [], []]
     assert len([r for r in store.list() if r.anonymous]) == 80
+
+
+def test_new_volume_is_visible_only_with_its_user_recorded(store: VolumeStore, monkeypatch) -> None:
+    """A kill right after the rename that publishes a new volume must not leave an anonymous
+    volume without a user: the user file is in place before the volume becomes visible."""
+    import pystack.volumes.store as store_mod
+
+    seen: list[list[str]] = []
+    real_rename = os.rename
+
+    def rename(src, dst):
+        if Path(src).name.startswith(".new-"):
+            seen.append(sorted(p.name for p in (Path(src) / "users").iterdir()))
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(store_mod.os, "rename", rename)
+    cid = "c" * 64
+    rec, created = store.acquire_or_create(None, cid)
+    assert created and rec.users == [cid]
+    assert seen == [[cid]]
+    store.create("plain")  # no user: nothing recorded
+    assert seen[-1] == [] and store.get("plain").users == []
+
+
+def test_rm_v_forgets_and_removes_in_one_step(store: VolumeStore, monkeypatch) -> None:
+    """``rm -v``: the anonymous volume goes with its last user's record, with no window in
+    which it exists unused (a kill there used to leak it); a shared one only loses the user."""
+    a, b = "a" * 64, "b" * 64
+    only, _ = store.acquire_or_create(None, a)
+    shared, _ = store.acquire_or_create(None, a)
+    store.acquire(shared.name, b)
+    monkeypatch.setattr(VolumeStore, "release", lambda *args: pytest.fail("two-step release"))
+    assert sorted(store.release_container(a, remove_anonymous=True)) == sorted([only.name, shared.name])
+    assert not store.exists(only.name)
+    assert store.get(shared.name).users == [b]
