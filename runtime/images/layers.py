@@ -43,7 +43,6 @@ OPAQUE = ".wh..wh..opq"
 OPAQUE_XATTR = "trusted.overlay.opaque"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _CHUNK = 1 << 20
-_CHUNK_TAR = 1 << 16  # tarfile's stream buffer (larger only copies more per small file)
 
 
 # Plain classes, not dataclasses: ``dataclasses`` imports ``inspect`` and friends, which
@@ -235,6 +234,86 @@ def decompressed(raw: BinaryIO, head: bytes) -> BinaryIO:
     return raw
 
 
+class _Forward:
+    """The uncompressed tar stream as a forward-only seekable file, so that ``tarfile``
+    parses headers in its "r:" mode while file data is written straight from the
+    inflater's buffers (``chunks``): no copies through tarfile's stream buffer and
+    ``ExFileObject``. Seeking backwards is an error; seeking forwards reads (and so
+    hashes and bounds) the bytes skipped."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+        self.buf = b""
+        self.pos = 0    # index of the next byte in buf
+        self.off = 0    # stream offset of buf[pos]
+
+    def tell(self) -> int:
+        return self.off
+
+    def _more(self) -> bool:
+        self.buf, self.pos = self.raw.read(_CHUNK), 0
+        return bool(self.buf)
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            parts = [self.buf[self.pos:]]
+            while self._more():
+                parts.append(self.buf)
+            self.buf, self.pos = b"", 0
+            data = b"".join(parts)
+            self.off += len(data)
+            return data
+        avail = len(self.buf) - self.pos
+        if n <= avail:  # the common case: a 512-byte header inside the buffer
+            data = self.buf[self.pos:self.pos + n]
+            self.pos += n
+            self.off += n
+            return data
+        parts = []
+        while n > 0:
+            if self.pos >= len(self.buf) and not self._more():
+                break
+            piece = self.buf[self.pos:self.pos + n]
+            self.pos += len(piece)
+            self.off += len(piece)
+            n -= len(piece)
+            parts.append(piece)
+        return b"".join(parts)
+
+    def chunks(self, n: int) -> Any:
+        """The next ``n`` bytes as memoryviews of the inflater's buffers (no copy)."""
+        while n > 0:
+            if self.pos >= len(self.buf) and not self._more():
+                raise EOFError("unexpected end of data")
+            take = min(n, len(self.buf) - self.pos)
+            view = memoryview(self.buf)[self.pos:self.pos + take]
+            self.pos += take
+            self.off += take
+            n -= take
+            yield view
+
+    def seek(self, where: int, whence: int = 0) -> int:
+        if whence == 1:
+            where += self.off
+        elif whence != 0:
+            raise OSError("seek from the end of a stream")
+        skip = where - self.off
+        if skip < 0:
+            raise OSError("seek backwards in a stream")
+        while skip > 0:
+            if self.pos >= len(self.buf) and not self._more():
+                break  # as a file: a seek past the end is allowed; the next read is short
+            take = min(skip, len(self.buf) - self.pos)
+            self.pos += take
+            self.off += take
+            skip -= take
+        self.off += skip
+        return self.off
+
+    def seekable(self) -> bool:
+        return True
+
+
 class PeekReader:
     """Lets us sniff the first bytes of a non-seekable stream and still read them."""
 
@@ -378,10 +457,14 @@ class _Unpacker:
             fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                          0o600, dir_fd=parent)
             try:
-                src = tf.extractfile(m)
-                if src is not None:
-                    while chunk := src.read(_CHUNK):
-                        _write_all(fd, chunk)
+                if m.sparse is None and isinstance(tf.fileobj, _Forward) and tf.fileobj.tell() == m.offset_data:
+                    for view in tf.fileobj.chunks(m.size):
+                        _write_all(fd, view)
+                else:  # a sparse file: tarfile maps its holes
+                    src = tf.extractfile(m)
+                    if src is not None:
+                        while chunk := src.read(_CHUNK):
+                            _write_all(fd, chunk)
                 self.chown_fd(fd, m)
                 os.fchmod(fd, stat.S_IMODE(m.mode))  # after chown, which clears setuid
                 self.set_xattrs(fd, m)
@@ -498,8 +581,9 @@ def unpack(raw: BinaryIO, dest: Path, *, expected_diff_id: str | None = None,
     entries = 0
     try:
         try:
-            with tarfile.open(fileobj=inner, mode="r|", errorlevel=2, bufsize=_CHUNK_TAR) as tf:  # type: ignore[call-overload]
-                for m in tf:
+            with tarfile.open(fileobj=_Forward(inner), mode="r:", errorlevel=2) as tf:  # type: ignore[call-overload]
+                while (m := tf.next()) is not None:
+                    tf.members.clear()  # tarfile keeps every member: not needed, and it feeds the GC
                     entries += 1
                     if entries > limits.max_entries:
                         raise LayerError(f"more than {limits.max_entries} entries (tar bomb?)")
