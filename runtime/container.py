@@ -22,7 +22,7 @@ from pathlib import Path
 
 from pystack.errors import Conflict, NotFound, UserError
 from pystack.runtime import cgroup_glue
-from pystack.runtime.state import StateDir, proc_start_time, rfc3339, write_atomic
+from pystack.runtime.state import StateDir, proc_start_time, rfc3339, trace, write_atomic
 
 
 class ContainerError(UserError):
@@ -213,6 +213,7 @@ class Runtime:
         ``stdio``: three fds for the container's stdin/stdout/stderr (default /dev/null,
         or pipes into ``log_path``). ``init``: put pystack's init as PID 1 (default: the
         ``org.pystack.init`` annotation)."""
+        trace("create")
         bundle = os.path.abspath(bundle)
         spec = load_bundle(bundle)
         if init is None:
@@ -226,10 +227,12 @@ class Runtime:
         d = self.states.make(id)
         paths: dict[str, str] = {}
         try:
+            trace("create: bundle loaded, state dir")
             try:
                 paths = cgroup_glue.setup(spec, id)
             except (OSError, ValueError) as exc:
                 raise ContainerError(f"cgroups for {id}: {exc}") from None
+            trace("create: cgroups")
             plan = {
                 "id": id, "dir": str(d), "bundle": bundle, "spec": spec, "root": root,
                 "lowerdirs": [str(p) for p in rootfs_lowerdirs] if rootfs_lowerdirs else None,
@@ -254,7 +257,9 @@ class Runtime:
             finally:
                 _rmtree(d)
             raise
-        return self.state(id)
+        s = self.state(id)
+        trace("create: done")
+        return s
 
     def _spawn_shim(self, plan: dict, stdio) -> dict:
         from pystack.runtime import shim
@@ -264,10 +269,12 @@ class Runtime:
             except shim.LaunchError as exc:
                 raise ContainerError(str(exc), exit_code=exc.exit_code) from None
         sock = self._request("create", plan, stdio)
+        trace("create: sent")
         try:
             reply = json.loads(sock.recv(65536) or b"{}")
         finally:
             sock.close()
+        trace("create: reply")
         if "pid" not in reply:
             raise ContainerError(reply.get("error") or "container creation failed",
                                  exit_code=reply.get("exit_code") or 1)
@@ -279,7 +286,9 @@ class Runtime:
         status = self.states.status(id, rec)
         if status != "created":
             raise Conflict(f"container {id} is {status}, not created: cannot start")
+        trace("start")
         start_fifo(self.states.path(id), rec)
+        trace("start: done")
 
     def state(self, id: str) -> dict:
         return self.states.oci_state(id)
@@ -313,6 +322,7 @@ class Runtime:
         while True:
             info = self.states.exit_info(id)
             if info is not None:
+                trace("wait: done")
                 return int(info["exitCode"])
             shim_pid = rec.get("shim_pid") or 0
             if shim_pid and proc_start_time(shim_pid) == rec.get("shim_start"):

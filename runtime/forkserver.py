@@ -21,6 +21,8 @@ import signal
 import socket
 import sys
 
+from pystack.runtime.state import trace
+
 MAX_MSG = 4 << 20
 
 
@@ -46,6 +48,7 @@ def serve(control: socket.socket) -> None:
             return
         if not msg:
             return
+        trace("forkserver: request")
         try:
             json.loads(msg)
         except ValueError:
@@ -61,8 +64,10 @@ def serve(control: socket.socket) -> None:
         finally:
             for fd in fds:
                 os.close(fd)
+        trace("forkserver: to spare")
         spare.close()
         spare = _fork_spare(control)
+        trace("forkserver: new spare")
 
 
 def _fork_spare(control: socket.socket) -> socket.socket:
@@ -78,6 +83,7 @@ def _fork_spare(control: socket.socket) -> socket.socket:
                 msg, fds = process.recv(theirs, MAX_MSG)
             except OSError:
                 msg, fds = b"", []
+            trace("spare: request")
             theirs.close()
             if msg:
                 _handle(json.loads(msg), fds)

@@ -21,7 +21,8 @@ import socket
 import struct
 
 from pystack.runtime import namespaces as ns
-from pystack.runtime import rootfs
+from pystack.runtime import rootfs, state
+from pystack.runtime.state import trace
 
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_DUMPABLE = 4
@@ -270,6 +271,8 @@ def chdir_checked(cwd: str) -> None:
 
 def close_fds(keep: tuple[int, ...] = ()) -> None:
     """Close every fd above stdio except ``keep`` (leaked host fds: CVE-2024-21626)."""
+    if state.TRACE_FD >= 0:
+        keep = (*keep, state.TRACE_FD)  # close-on-exec: gone at execve
     lo = 3
     for k in sorted(keep):
         if k >= lo:
@@ -362,17 +365,20 @@ def container_main(plan: dict, prep: Prepared, sync: socket.socket, fifo_path: s
     linux = spec.get("linux") or {}
     created = False
     try:
+        trace("init: forked")
         reset_signals()
         os.setsid()
         prctl(PR_SET_DUMPABLE, 0)
         paths = plan.get("cgroup_paths") or {}
         if not placed_by_launcher(paths):
             join_cgroups(paths)
+        trace("init: cgroups joined")
         joins = ns.open_joins(prep.joins)
         ns.join(joins, skip=("pid", "time", "cgroup"))
         # on a pure v2 host the launcher moves us into our cgroup meanwhile (that waits for
         # an RCU grace period, ~10 ms): everything up to the cgroup mount overlaps it
         ns.unshare(prep.unshare_flags & ~(ns.CLONE_NEWPID | ns.CLONE_NEWTIME | ns.CLONE_NEWCGROUP))
+        trace("init: unshared")
         placed = False
 
         def await_placement() -> None:
@@ -394,6 +400,7 @@ def container_main(plan: dict, prep: Prepared, sync: socket.socket, fifo_path: s
         root = plan["root"]
         rootfs.prepare_root(root, linux.get("rootfsPropagation"), plan.get("lowerdirs"),
                             plan.get("upper"), plan.get("work"))
+        trace("init: root prepared")
         rootfd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         cgroupns = bool(prep.unshare_flags & ns.CLONE_NEWCGROUP) or any(
             k == "cgroup" for k, _ in prep.joins)
@@ -408,15 +415,20 @@ def container_main(plan: dict, prep: Prepared, sync: socket.socket, fifo_path: s
                 rootfs.create_devices(rootfd, linux.get("devices") or [], prep.terminal)
         finally:
             os.close(rootfd)
+        trace("init: mounts + devices")
         rootfs.do_pivot(root)
+        trace("init: pivot_root")
         set_hostname(prep)
         write_sysctls(prep.sysctls)
         master = None
         if prep.terminal:
             master, slave = open_pty()
             use_pty_slave(slave, console=own_dev)
+        trace("init: hostname, sysctls, pty")
         rootfs.readonly_paths(linux.get("readonlyPaths") or [])
+        trace("init: readonly paths")
         rootfs.mask_paths(linux.get("maskedPaths") or [])
+        trace("init: masked paths")
         if (spec.get("root") or {}).get("readonly"):
             rootfs.readonly_root()
         set_rlimits(prep)
@@ -424,6 +436,7 @@ def container_main(plan: dict, prep: Prepared, sync: socket.socket, fifo_path: s
         chdir_checked(prep.cwd)
         path = lookup(prep)
         prep.env.setdefault("HOME", home_of(prep.uid))
+        trace("init: created")
         send(sync, b"R", [master] if master is not None else None)
         created = True
         if master is not None:
@@ -432,9 +445,11 @@ def container_main(plan: dict, prep: Prepared, sync: socket.socket, fifo_path: s
         wfd = os.open(f"/proc/self/fd/{fifo}", os.O_WRONLY | os.O_CLOEXEC)
         os.write(wfd, b"0")
         # wfd stays open until execve closes it: `start` reads EOF once the program runs
+        trace("init: started")
         os.close(fifo)
         sync.close()
         become(prep)
+        trace("init: become")
         preserved = tuple(range(3, 3 + int(plan.get("preserve_fds") or 0)))
         for fd in preserved:
             os.set_inheritable(fd, True)
@@ -444,6 +459,7 @@ def container_main(plan: dict, prep: Prepared, sync: socket.socket, fifo_path: s
             import gc  # (builtin) the one-shot CLI disables the cyclic GC: a long-lived
             gc.enable()  # PID 1 wants it back
             initmod.run(prep.args, prep.env, path, ready_fd=wfd)
+        trace("init: execve")
         os.execve(path, prep.args, prep.env)
     except BaseException as exc:  # noqa: BLE001 - report anything, then die
         msg = describe(exc)

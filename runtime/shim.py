@@ -21,7 +21,7 @@ import socket
 import time
 
 from pystack.runtime import cgroup_glue, namespaces as ns, process
-from pystack.runtime.state import proc_start_time, rfc3339, write_atomic
+from pystack.runtime.state import proc_start_time, rfc3339, trace, write_atomic
 
 
 class LaunchError(RuntimeError):
@@ -37,7 +37,9 @@ def launch(plan: dict, stdio: tuple[int, int, int]) -> tuple[int, int | None]:
 
     Must run in a single-threaded process that may change its pid namespace for children
     (it unshares CLONE_NEWPID itself): the shim, or the one-shot command."""
+    trace("shim: launch")
     prep = process.prepare(plan["spec"], seccomp_cache=plan.get("seccomp_cache"))
+    trace("shim: prepared")
     if plan.get("init"):
         from pystack.runtime import init  # noqa: F401 - must be loaded before pivot_root
     fifo_path = os.path.join(plan["dir"], "exec.fifo")
@@ -51,6 +53,7 @@ def launch(plan: dict, stdio: tuple[int, int, int]) -> tuple[int, int | None]:
         finally:
             os.close(fd)
     ns.unshare(prep.unshare_flags & (ns.CLONE_NEWPID | ns.CLONE_NEWTIME))
+    trace("shim: fork init")
     pid = os.fork()
     if pid == 0:
         try:
@@ -64,6 +67,7 @@ def launch(plan: dict, stdio: tuple[int, int, int]) -> tuple[int, int | None]:
             process.container_main(plan, prep, child, fifo_path)
         finally:
             os._exit(1)
+    trace("shim: forked init")
     child.close()
     try:
         if process.placed_by_launcher(plan.get("cgroup_paths") or {}):
@@ -94,6 +98,7 @@ def launch(plan: dict, stdio: tuple[int, int, int]) -> tuple[int, int | None]:
         msg, fds = process.recv(parent)
     finally:
         parent.close()
+    trace("shim: init created")
     if not msg.startswith(b"R"):
         _, status = os.waitpid(pid, 0)
         try:
@@ -237,8 +242,10 @@ def shim_main(plan: dict, stdio: tuple[int, int, int] | None, reply: int) -> Non
             os.close(master)
     write_atomic(os.path.join(plan["dir"], "state.json"),
                  json.dumps(record(plan, pid, os.getpid())))
+    trace("shim: state.json")
     os.write(reply, json.dumps({"pid": pid}).encode() + b"\n")
     os.close(reply)
+    trace("shim: replied")
     supervise(plan, pid, pipes, writer, tty_stdin=tty_stdin, stdin_keeper=stdin_keeper)
 
 
@@ -316,6 +323,7 @@ def supervise(plan: dict, pid: int, pipes: dict[int, str], writer, tty_stdin=Non
         for key, _ in events:
             if key.data is None:
                 _, status = os.waitpid(pid, 0)
+                trace("shim: reaped")
                 sel.unregister(pidfd)
                 os.close(pidfd)
                 deadline = time.monotonic() + 2.0
@@ -360,6 +368,7 @@ def supervise(plan: dict, pid: int, pipes: dict[int, str], writer, tty_stdin=Non
     info = {"exitCode": code, "oomKilled": cgroup_glue.oom_killed(plan.get("cgroup_paths") or {}),
             "finishedAt": rfc3339()}
     write_atomic(os.path.join(plan["dir"], "exit.json"), json.dumps(info))
+    trace("shim: exit.json")
 
 
 # ---------------------------------------------------------------------------------------

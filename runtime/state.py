@@ -27,6 +27,27 @@ OCI_VERSION = "1.0.2"
 ID_RE = re.compile(r"^[\w+\-.]{1,1024}$")
 
 
+_TRACE_PATH = os.environ.get("PYSTACK_RUNTIME_TRACE") or None
+TRACE_FD = -1  # kept open by close_fds; close-on-exec, so it never reaches a program
+
+
+def trace(label: str) -> None:
+    """Debugging the start path: with ``PYSTACK_RUNTIME_TRACE=<file>`` in the environment,
+    every process of the runtime (caller, fork server, shim, init) appends
+    ``<CLOCK_MONOTONIC ns> <pid> <label>`` lines to that file. Off: one global test."""
+    global TRACE_FD
+    if _TRACE_PATH is None:
+        return
+    if TRACE_FD < 0:
+        import fcntl
+        fd = os.open(_TRACE_PATH, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        TRACE_FD = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 900)
+        os.close(fd)
+    import resource
+    flt = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    os.write(TRACE_FD, f"{time.monotonic_ns()} {os.getpid()} {label} [{flt}]\n".encode())
+
+
 def rfc3339(ns: int | None = None) -> str:
     """UTC time with nanoseconds, as Docker and runc print it (``...T12:00:00.123456789Z``)."""
     ns = time.time_ns() if ns is None else ns
