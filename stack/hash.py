@@ -112,8 +112,9 @@ _NAMED = {"depends_on", "networks", "ulimits", "models"}
 _HASH_DROPPED = ("build", "pull_policy", "scale", "depends_on", "profiles")
 
 
-def _ordered(value: Any, pattern: str, parent: str) -> Any:
-    """``value`` with every mapping's keys in the order Go's json.Marshal writes them."""
+def _ordered(value: Any, pattern: str, parent: str, ints: bool = True) -> Any:
+    """``value`` with every mapping's keys in the order Go's json.Marshal writes them
+    (and whole floats as integers, as Go's JSON prints them, unless not ``ints``)."""
     if isinstance(value, Mapping):
         named = parent in _NAMED
         order = None if named else GO_ORDER.get(pattern)
@@ -125,11 +126,11 @@ def _ordered(value: Any, pattern: str, parent: str) -> Any:
         out = {}
         for key in keys:
             child = "*" if named else key
-            out[key] = _ordered(value[key], f"{pattern}.{child}", child)
+            out[key] = _ordered(value[key], f"{pattern}.{child}", child, ints)
         return out
     if isinstance(value, list):
-        return [_ordered(v, pattern + "[]", parent) for v in value]
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
+        return [_ordered(v, pattern + "[]", parent, ints) for v in value]
+    if ints and isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
         return int(value)  # Go prints 2.0 as 2
     return value
 

@@ -194,7 +194,7 @@ def _child(path: Path, key: str) -> Path:
 def _mappings(left: dict[str, Any], right: dict[str, Any], path: Path) -> dict[str, Any]:
     out = dict(left)
     for key, value in right.items():
-        if key not in out or key.startswith("x-"):
+        if key not in out:
             out[key] = value
             continue
         out[key] = merge_values(out[key], value, _child(path, key))

@@ -120,10 +120,19 @@ def resolve_paths(data: dict[str, Any], base: str, home: str | None = None, *, r
 
 
 def set_defaults(data: dict[str, Any]) -> None:
-    """compose-go ``transform.SetDefaultValues``: build context, secret targets."""
+    """compose-go ``transform.SetDefaultValues``: build context, secret targets, device
+    requests without ``count`` nor ``device_ids`` take every device (``count: all``)."""
     for svc in (data.get("services") or {}).values():
         if not isinstance(svc, dict):
             continue
+        deploy = svc.get("deploy")
+        resources = deploy.get("resources") if isinstance(deploy, dict) else None
+        reservations = resources.get("reservations") if isinstance(resources, dict) else None
+        devices = reservations.get("devices") if isinstance(reservations, dict) else None
+        for requests in (devices, svc.get("gpus")):
+            for request in requests if isinstance(requests, list) else ():
+                if isinstance(request, dict) and "count" not in request and "device_ids" not in request:
+                    request["count"] = "all"
         build = svc.get("build")
         if isinstance(build, dict) and build.get("context") is None:
             build["context"] = "."
@@ -427,8 +436,10 @@ class Struct:
     """A Go struct: JSON key -> Spec; ``pointer`` structs are omitted only when absent."""
 
     def __init__(self, fields: dict[str, Spec], *, pointer: bool = True, strict: bool = False,
-                 always: tuple[str, ...] = (), rename: dict[str, str] | None = None) -> None:
+                 always: tuple[str, ...] = (), rename: dict[str, str] | None = None,
+                 extensions: bool = True) -> None:
         self.fields = fields
+        self.extensions = extensions  # has Go's inline ``Extensions`` (x-* printed in YAML)
         self.pointer = pointer
         self.strict = strict
         self.always = always
@@ -464,13 +475,30 @@ def _string(value: Any, path: KeyPath) -> str:
 
 
 def _float_out(value: float) -> Any:
-    if math.isfinite(value) and value == int(value):
-        return int(value)
-    return float(f"{value:.7g}")  # float32 precision, as Go prints it
+    """A Go ``float32`` (cpus, max_failure_ratio...): the shortest decimal that reads back
+    as the same float32, as Go prints it (1234567.5 stays, 0.1 is 0.1). Kept a float, so
+    that YAML prints 1000000 as Go's ``1e+06``; JSON prints whole floats as integers."""
+    import struct
+
+    if not math.isfinite(value):
+        return value
+    try:
+        single = struct.unpack("f", struct.pack("f", value))[0]
+    except OverflowError:
+        return math.copysign(math.inf, value)  # Go's float32 conversion overflows to Inf
+    for digits in range(1, 10):
+        short = float(f"{single:.{digits}g}")
+        if struct.unpack("f", struct.pack("f", short))[0] == single:
+            return short
+    return single
 
 
-def render_value(value: Any, spec: Spec, path: KeyPath) -> Any:
-    """``value`` converted to ``spec``; returns ``_OMIT`` where Go's omitempty drops it."""
+def render_value(value: Any, spec: Spec, path: KeyPath,
+                 ext: dict[KeyPath, dict[str, Any]] | None = None) -> Any:
+    """``value`` converted to ``spec``; returns ``_OMIT`` where Go's omitempty drops it.
+
+    ``x-*`` keys of a struct that has Go's inline ``Extensions`` go to ``ext`` (path ->
+    {key: value}): Compose prints them in YAML, never in JSON."""
     if isinstance(spec, Struct):
         if value is None:
             if spec.pointer:
@@ -484,13 +512,15 @@ def render_value(value: Any, spec: Spec, path: KeyPath) -> Any:
             if fspec is None:
                 if spec.strict and not key.startswith("x-"):
                     raise RenderError(f"additional property {key} is not allowed", path)
+                if ext is not None and spec.extensions and isinstance(key, str) and key.startswith("x-"):
+                    ext.setdefault(path, {})[key] = val
                 continue
-            rendered = render_value(val, fspec, path + (key,))
+            rendered = render_value(val, fspec, path + (key,), ext)
             if rendered is not _OMIT:
                 out[spec.rename.get(key, key)] = rendered
         for key in spec.always:
             if key not in out:
-                r = render_value(None, spec.fields[key], path + (key,))
+                r = render_value(None, spec.fields[key], path + (key,), ext)
                 out[key] = None if r is _OMIT else r
         return out
     if isinstance(spec, tuple):
@@ -501,7 +531,7 @@ def render_value(value: Any, spec: Spec, path: KeyPath) -> Any:
             items = value if isinstance(value, list) else [value]
             rendered_items = []
             for i, item in enumerate(items):
-                r = render_value(item, inner, path + (i,))
+                r = render_value(item, inner, path + (i,), ext)
                 rendered_items.append(None if r is _OMIT else r)
             return rendered_items if rendered_items else _OMIT
         if kind in ("map", "pmap"):
@@ -514,7 +544,7 @@ def render_value(value: Any, spec: Spec, path: KeyPath) -> Any:
                 if val is None and kind == "pmap":
                     out[key] = None
                     continue
-                r = render_value(val, inner, path + (key,))
+                r = render_value(val, inner, path + (key,), ext)
                 out[key] = None if r is _OMIT else r
             return out if out else _OMIT
         raise AssertionError(spec)
@@ -693,7 +723,7 @@ _SCALARS: dict[str, Callable[[Any, KeyPath], Any]] = {
 }
 
 _DEVICE_REQUEST = Struct({"capabilities": "strlist", "driver": "s", "count": "count",
-                          "device_ids": "strlist", "options": "map"})
+                          "device_ids": "strlist", "options": "map"}, extensions=False)
 _HOOK = Struct({"command": "cmd", "user": "s", "privileged": "b", "working_dir": "s",
                 "environment": "mapeq"}, always=("command",))
 _FILE_REF = Struct({"source": "s", "target": "s", "uid": "s", "gid": "s", "mode": "mode"})
@@ -773,7 +803,7 @@ _SERVICE = Struct({
     "post_start": ("list", _HOOK), "pre_stop": ("list", _HOOK),
 }, strict=True, always=("command", "entrypoint"))
 _IPAM = Struct({"driver": "s", "config": ("list", Struct({"subnet": "s", "gateway": "s", "ip_range": "s",
-                                                          "aux_addresses": "map"}))},
+                                                          "aux_addresses": "map"}, extensions=False))},
                pointer=False)
 _NETWORK = Struct({"name": "s", "driver": "s", "driver_opts": "map", "ipam": _IPAM, "external": "b",
                    "internal": "b", "attachable": "b", "labels": "map", "enable_ipv4": "pb",
@@ -872,8 +902,10 @@ def check_shapes(data: dict[str, Any], error: Callable[[str, KeyPath], ComposeEr
         raise error(str(exc), exc.path) from None
 
 
-def render(data: dict[str, Any], project_name: str, error: Callable[[str, KeyPath], ComposeError]) -> dict[str, Any]:
-    """The JSON document ``docker compose config --format json`` prints for ``data``."""
+def render(data: dict[str, Any], project_name: str, error: Callable[[str, KeyPath], ComposeError],
+           ext: dict[KeyPath, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The JSON document ``docker compose config --format json`` prints for ``data``;
+    the structs' ``x-*`` keys (YAML only) go to ``ext`` by path when it is given."""
     out: dict[str, Any] = {"name": project_name}
     try:
         services = data.get("services") or {}
@@ -881,7 +913,7 @@ def render(data: dict[str, Any], project_name: str, error: Callable[[str, KeyPat
         for name, svc in services.items():
             if svc is None:
                 svc = {}
-            rendered = render_value(svc, _SERVICE, ("services", name))
+            rendered = render_value(svc, _SERVICE, ("services", name), ext)
             out["services"][name] = rendered if rendered is not _OMIT else {}
         for kind, spec in (("networks", _NETWORK), ("volumes", _VOLUME), ("secrets", _SECRET),
                            ("configs", _CONFIG)):  # top-level models are not printed by 2.40
@@ -895,7 +927,7 @@ def render(data: dict[str, Any], project_name: str, error: Callable[[str, KeyPat
                     value.pop("content", None)  # compose-go never prints secret content
                 if kind == "configs" and value.get("environment"):
                     value.pop("content", None)
-                rendered_section[name] = render_value(value, spec, (kind, name))
+                rendered_section[name] = render_value(value, spec, (kind, name), ext)
             out[kind] = rendered_section
     except RenderError as exc:
         raise error(str(exc), exc.path) from None

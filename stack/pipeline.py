@@ -46,6 +46,10 @@ class LoadedConfig:
     environment: dict[str, str]
     locators: list[Locator] = field(default_factory=list)
     profiles: list[str] = field(default_factory=list)
+    # the structs' ``x-*`` keys by the path of their struct in ``config`` (("services",
+    # "web"), ("services", "web", "ports", 0)...): Compose prints them in YAML only;
+    # top-level ``x-*`` keys are in ``config`` itself (JSON prints those)
+    extensions: dict[KeyPath, dict[str, Any]] = field(default_factory=dict)
 
 
 def _hook(name: str) -> Callable[..., Any] | None:
@@ -289,15 +293,18 @@ def load_config(options: LoadOptions) -> LoadedConfig:
                             locators=loader.locators, profiles=profiles)
     resolve_environment(data, loader.env)
     drop_unused_resources(data)
-    model = render(data, name, loader.error)
+    extensions: dict[KeyPath, dict[str, Any]] = {}
+    model = render(data, name, loader.error, extensions)
     check = _hook("check_config")
     if check is not None and options.normalize:
         # part B's load_checked also skips the semantic checks without normalization
         check(model, loader.locators)
     config = escape_dollars(model) if options.interpolate else model
+    if options.interpolate:
+        extensions = {p: escape_dollars(x) for p, x in extensions.items()}
     return LoadedConfig(config=config, model=model, name=name, working_dir=working_dir,
                         config_files=list(source.files), environment=dict(loader.env),
-                        locators=loader.locators, profiles=profiles)
+                        locators=loader.locators, profiles=profiles, extensions=extensions)
 
 
 __all__ = ["LoadOptions", "LoadedConfig", "load_config", "deep_copy"]

@@ -224,19 +224,26 @@ class _Builder:
         finally:
             self.depth -= 1
 
-    def _key(self, knode: Any) -> str:
+    def _key(self, knode: Any, path: KeyPath, merged: bool = False) -> str:
+        """A mapping key as text. Compose (go-yaml into ``map[string]any``) refuses a key
+        that resolves to another type (``1:``, ``true:``, ``~:``), except the keys a
+        ``<<`` merge brings in, which it turns into text."""
         if not isinstance(knode, ScalarNode):
             raise ComposeError("a mapping key must be a scalar", mark=self._mark(knode))
         if knode.tag == STR:
             return knode.value
         value = _plain(knode.value) if knode.tag == PLAIN else _tagged_scalar(knode, self._mark(knode))
+        if not merged and not isinstance(value, str):
+            shown = "null" if value is None else knode.value
+            raise ComposeError(f'non-string key {shown} (quote it: "{knode.value}")',
+                               path=path, mark=self._mark(knode))
         if value is None:
             return "null"
         if value is True or value is False:
             return "true" if value else "false"
         return str(value)
 
-    def _mapping(self, node: MappingNode, path: KeyPath) -> dict[str, Any]:
+    def _mapping(self, node: MappingNode, path: KeyPath, merge_source: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {}
         merged: dict[str, Any] = {}
         for knode, vnode in node.value:
@@ -246,11 +253,11 @@ class _Builder:
                     if not isinstance(src, MappingNode):
                         raise ComposeError("map merge requires map or sequence of maps as the value",
                                            mark=self._mark(src))
-                    value = self._mapping(src, path)
+                    value = self._mapping(src, path, merge_source=True)
                     for k, v in value.items():
                         merged.setdefault(k, v)  # earlier sources win
                 continue
-            key = self._key(knode)
+            key = self._key(knode, path, merge_source)
             if key in out:
                 first = self.marks.get(path + (key,))
                 where = f" (first defined at line {first[0]})" if first else ""

@@ -99,7 +99,9 @@ def config(ctx: click.Context, services: tuple[str, ...], fmt: str | None, list_
         env = getattr(loaded, "environment", None) or {}
         return _emit([f"{k}={v}" for k, v in sorted(env.items())], quiet)
 
-    content = _render(cfg, fmt or "yaml", raw=no_interpolate)
+    content = _render(cfg, fmt or "yaml", raw=no_interpolate,
+                      extensions=getattr(loaded, "extensions", None),
+                      locators=getattr(loaded, "locators", None))
     if quiet:
         return
     if output:
@@ -299,9 +301,12 @@ def _hashes(cfg: dict[str, Any], spec: str) -> list[str]:
 
 
 def _ordered(cfg: dict[str, Any], top: tuple[str, ...] | None) -> dict[str, Any]:
-    """Keys in Compose's print order: top-level by ``top`` (None: sorted), services in
-    Go struct order, other sections sorted."""
-    from pystack.stack.hash import _ordered as go_ordered
+    """Keys in Compose's print order: top-level by ``top`` (None: sorted, for JSON, which
+    prints whole floats as integers), services in Go struct order, other sections sorted."""
+    from pystack.stack.hash import _ordered
+
+    def go_ordered(value: Any, pattern: str, parent: str) -> Any:
+        return _ordered(value, pattern, parent, ints=top is None)
 
     keys = list(cfg)
     if top is None:
@@ -372,7 +377,7 @@ def _yaml_omitempty(cfg: dict[str, Any]) -> dict[str, Any]:
     out.setdefault("services", {})
     for svc in (out.get("services") or {}).values():
         if isinstance(svc, dict):
-            for key in [k for k, v in svc.items() if v is None]:
+            for key in [k for k, v in svc.items() if v is None and not k.startswith("x-")]:
                 del svc[key]
     return out
 
@@ -388,7 +393,61 @@ def _name_first(resource: Any) -> Any:
     return {"name": resource["name"], **{k: v for k, v in resource.items() if k != "name"}}
 
 
-def _render(cfg: dict[str, Any], fmt: str, raw: bool = False) -> str:
+def _with_extensions(cfg: dict[str, Any], extensions: dict[Any, dict[str, Any]]) -> dict[str, Any]:
+    """``cfg`` with the structs' ``x-*`` keys put back (after the struct's fields, sorted,
+    as go-yaml prints Go's inline ``Extensions`` map), for the YAML printout."""
+    import copy
+
+    out = copy.deepcopy(cfg)
+    for path, keys in extensions.items():
+        node: Any = out
+        for part in path:
+            if isinstance(node, dict) and part in node:
+                node = node[part]
+            elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+                node = node[part]
+            else:
+                node = None
+                break
+        if isinstance(node, dict):
+            for key in sorted(keys):
+                node[key] = _sorted_deep(keys[key])
+    return out
+
+
+def _not_json(doc: Any, locators: Any) -> Exception:
+    """Go's encoder refuses Inf and NaN (a YAML ``.inf`` in an ``x-*`` value or, without
+    interpolation, anywhere): Compose's message, with where the value is."""
+    import math
+
+    from pystack.stack.errors import ComposeError
+    from pystack.stack.transform import go_str
+
+    def find(value: Any, path: tuple) -> tuple | None:
+        if isinstance(value, float) and not math.isfinite(value):
+            return path + (value,)
+        items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(
+            value, list) else ()
+        for key, item in items:
+            found = find(item, path + (key,))
+            if found is not None:
+                return found
+        return None
+
+    found = find(doc, ()) or ((), math.inf)
+    path, value = found[:-1], found[-1]
+    mark = None
+    for loc in reversed(list(locators or ())):
+        if path in getattr(loc, "marks", {}):
+            mark = loc.mark(path)
+            break
+    return ComposeError(f"json: unsupported value: {go_str(value)}", path=path, mark=mark)
+
+
+def _render(cfg: dict[str, Any], fmt: str, raw: bool = False,
+            extensions: dict[Any, dict[str, Any]] | None = None, locators: Any = None) -> str:
+    if extensions and fmt != "json" and not raw:
+        cfg = _with_extensions(cfg, extensions)
     if raw and fmt != "json":
         # without interpolation Compose prints its model as a Go map: every key sorted,
         # nothing left out
@@ -396,8 +455,11 @@ def _render(cfg: dict[str, Any], fmt: str, raw: bool = False) -> str:
     if fmt == "json":
         import json
 
-        text = json.dumps(_sorted_deep(cfg) if raw else _ordered(cfg, None), indent=2,
-                          ensure_ascii=False)
+        doc = _sorted_deep(cfg) if raw else _ordered(cfg, None)
+        try:
+            text = json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False)
+        except ValueError:
+            raise _not_json(doc, locators) from None
         # Go's encoder is HTML-safe
         return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     return go_yaml(_yaml_omitempty(_ordered(cfg, _YAML_TOP)), indent=2)
@@ -422,6 +484,39 @@ def go_yaml(data: Any, indent: int) -> str:
             style = '"'
         return dumper.represent_scalar(tag, value, style=style)
 
+    def _float(dumper: Any, value: float) -> Any:
+        text = go_yaml_float(value)  # plain, whatever PyYAML's YAML 1.1 would read it as
+        return dumper.represent_scalar(dumper.resolve(yaml.ScalarNode, text, (True, False)), text)
+
     _Dumper.add_representer(str, _str)
+    _Dumper.add_representer(float, _float)
     return yaml.dump(data, Dumper=_Dumper, sort_keys=False, indent=indent,
                      default_flow_style=False, allow_unicode=True, width=1 << 16)
+
+
+def go_yaml_float(value: float) -> str:
+    """A float as go-yaml writes it: ``strconv.FormatFloat(v, 'g', -1, 64)`` (shortest
+    digits; an exponent, of at least two digits, below 1e-4 or from 1e+06 on) with YAML's
+    ``.inf``/``.nan``."""
+    import math
+    from decimal import Decimal
+
+    if math.isnan(value):
+        return ".nan"
+    if math.isinf(value):
+        return ".inf" if value > 0 else "-.inf"
+    sign = "-" if math.copysign(1.0, value) < 0 else ""
+    if value == 0:
+        return sign + "0"
+    _, digits_t, exponent = Decimal(repr(abs(value))).normalize().as_tuple()
+    digits = "".join(map(str, digits_t))
+    point = len(digits) + int(exponent)  # digits before the decimal point
+    exp = point - 1
+    if exp < -4 or exp >= 6:
+        mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+        return f"{sign}{mantissa}e{'-' if exp < 0 else '+'}{abs(exp):02d}"
+    if point <= 0:
+        return f"{sign}0.{'0' * -point}{digits}"
+    if point >= len(digits):
+        return sign + digits + "0" * (point - len(digits))
+    return f"{sign}{digits[:point]}.{digits[point:]}"

@@ -14,9 +14,22 @@ def test_scalars_resolve_as_go_yaml_v3() -> None:
                          8.0, float("inf"), 1000]
 
 
-def test_non_string_keys_become_strings() -> None:
-    data, _ = parse_yaml("80: a\ntrue: b\n1.5: c\n", "f")
-    assert data == {"80": "a", "true": "b", "1.5": "c"}
+@pytest.mark.parametrize("text,where,key", [
+    ("80: a\n", "f:1:1: ", "80"), ("a:\n  true: b\n", "f:2:3: a: ", "true"),
+    ("a: [{1.5: c}]\n", "f:1:6: a[0]: ", "1.5"), ("a: {~: 1}\n", "f:1:5: a: ", "null"),
+    ("a: {!!int '2': 1}\n", "f:1:5: a: ", "2"), ("a: {<<: {b: {1: 2}}}\n", "f:1:14: a.b: ", "1"),
+])
+def test_non_string_keys_are_rejected(text: str, where: str, key: str) -> None:
+    # as Compose ("non-string key in a: true"): go-yaml decodes into map[string]any
+    with pytest.raises(ComposeError) as info:
+        parse_yaml(text, "f")
+    assert str(info.value).startswith(f"{where}non-string key {key} ")
+
+
+def test_keys_of_a_merge_become_strings() -> None:
+    # ...except the keys a << merge brings in, which Compose turns into text
+    data, _ = parse_yaml("a:\n  <<: [{80: a}, {true: b}]\n  c: 1\n", "f")
+    assert data == {"a": {"80": "a", "true": "b", "c": 1}}
 
 
 def test_positions_of_keys_and_items() -> None:

