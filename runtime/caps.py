@@ -62,13 +62,20 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 
+_LAST_CAP: int | None = None
+
+
 def last_cap() -> int:
-    """Highest capability number the running kernel knows (40 on 5.9+)."""
-    try:
-        with open("/proc/sys/kernel/cap_last_cap") as f:
-            return int(f.read())
-    except OSError:
-        return len(CAPABILITIES) - 1
+    """Highest capability number the running kernel knows (40 on 5.9+); read once (the
+    kernel's answer does not change while it runs)."""
+    global _LAST_CAP
+    if _LAST_CAP is None:
+        try:
+            with open("/proc/sys/kernel/cap_last_cap") as f:
+                _LAST_CAP = int(f.read())
+        except OSError:
+            return len(CAPABILITIES) - 1
+    return _LAST_CAP
 
 
 def normalize(name: str) -> str:
@@ -237,10 +244,14 @@ class CapSets:
         """Drop from the bounding set every capability not in ``bounding``.
 
         Needs CAP_SETPCAP in the effective set, so it runs before setuid/capset."""
+        lib = _lib()
         for n in range(self.last + 1):
             if not self.bounding >> n & 1:
-                if _lib().prctl(PR_CAPBSET_READ, n, 0, 0, 0) == 1:
-                    _prctl(PR_CAPBSET_DROP, n)
+                # dropping a capability that is not in the set succeeds too: one call each
+                if lib.prctl(PR_CAPBSET_DROP, n, 0, 0, 0) != 0:
+                    err = ctypes.get_errno()
+                    if lib.prctl(PR_CAPBSET_READ, n, 0, 0, 0) != 0:
+                        raise OSError(err, f"prctl(PR_CAPBSET_DROP, {n}): {os.strerror(err)}")
 
     def apply(self) -> None:
         """capset() effective/permitted/inheritable, then set the ambient set exactly."""

@@ -55,14 +55,27 @@ def freeze(paths: dict[str, str], on: bool) -> None:
 
 
 def oom_killed(paths: dict[str, str]) -> bool:
-    """Whether the kernel OOM-killed a process of this cgroup."""
+    """Whether the kernel OOM-killed a process of this cgroup: the ``oom_kill`` count of
+    v1's ``memory.oom_control`` or v2's ``memory.events`` (read directly: the shim asks
+    once per exit, on the path from the container's exit to ``wait``)."""
     if not paths:
         return False
-    from pystack.runtime import cgroups
-    try:
-        return bool(cgroups.oom_killed(paths))
-    except (OSError, ValueError):
+    if "memory" in paths:
+        path = os.path.join(paths["memory"], "memory.oom_control")
+    elif set(paths) == {""}:
+        path = os.path.join(paths[""], "memory.events")
+    else:
         return False
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return False
+    for line in data.splitlines():
+        key, _, value = line.partition(b" ")
+        if key == b"oom_kill":
+            return value.strip().isdigit() and int(value) > 0
+    return False
 
 
 def kill_all(paths: dict[str, str], sig: int = signal.SIGKILL) -> None:

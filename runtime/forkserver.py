@@ -24,6 +24,8 @@ import sys
 from pystack.runtime.state import trace
 
 MAX_MSG = 4 << 20
+# PYSTACK_RUNTIME_PREFORK=0: no pre-forked init in the spares (A/B measurements)
+_PREFORK = os.environ.get("PYSTACK_RUNTIME_PREFORK", "1") != "0"
 
 
 def serve(control: socket.socket) -> None:
@@ -49,9 +51,7 @@ def serve(control: socket.socket) -> None:
         if not msg:
             return
         trace("forkserver: request")
-        try:
-            json.loads(msg)
-        except ValueError:
+        if not msg.startswith(b"{"):  # (the spare parses it: not twice on the path)
             for fd in fds:
                 os.close(fd)
             continue
@@ -78,7 +78,19 @@ def _fork_spare(control: socket.socket) -> socket.socket:
         try:
             control.close()
             ours.close()
-            from pystack.runtime import process
+            from pystack.runtime import process, shim
+            # getting ready (forking the init, paging in) is off any start's path: it
+            # runs only when a CPU has nothing else to do, not against the start that
+            # made the server fork this spare
+            _set_idle(True)
+            child = None
+            if _PREFORK:
+                try:
+                    child = shim.Preforked()  # the init of the next container, waiting
+                except OSError:
+                    child = None
+            shim.warm_up_shim()  # after the last fork: a fork shares our pages again
+            _set_idle(False)
             try:
                 msg, fds = process.recv(theirs, MAX_MSG)
             except OSError:
@@ -86,27 +98,32 @@ def _fork_spare(control: socket.socket) -> socket.socket:
             trace("spare: request")
             theirs.close()
             if msg:
-                _handle(json.loads(msg), fds)
+                head, _, body = msg.partition(b"\n")
+                _handle(json.loads(head), body, fds, child)
         finally:
             os._exit(0)
     theirs.close()
     return ours
 
 
-def _handle(req: dict, fds: list[int]) -> None:
-    """In a forked child: become the shim (or exec supervisor) of one request."""
+def _handle(head: dict, body: bytes, fds: list[int], child=None) -> None:
+    """In a forked child: become the shim (or exec supervisor) of one request: ``head``
+    (op and what the shim needs first), ``body`` the plan's JSON."""
     from pystack.runtime import process, shim
+    if head.get("op") == "exec" and child is not None:
+        child.discard()
+        child = None
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     reply = socket.socket(fileno=fds[0])
     stdio = tuple(fds[1:4]) if len(fds) >= 4 else None
-    if req.get("op") == "exec":
-        shim.exec_supervisor(req["plan"], stdio or _null3(), reply)
+    if head.get("op") == "exec":
+        shim.exec_supervisor(json.loads(body), stdio or _null3(), reply)
     # this child becomes the shim itself (no double fork: the helper ignores
     # SIGCHLD, so it never waits for it, and setsid detaches it from the caller)
     fd = reply.detach()
     try:
         os.setsid()
-        shim.shim_main(req["plan"], stdio, fd)
+        shim.shim_main(None, stdio, fd, child, body, head)
     except BaseException as exc:  # noqa: BLE001 - sent back to the caller
         try:
             os.write(fd, json.dumps({"error": f"shim: {process.describe(exc)}"}).encode())
@@ -114,6 +131,14 @@ def _handle(req: dict, fds: list[int]) -> None:
             pass
     finally:
         os._exit(0)
+
+
+def _set_idle(on: bool) -> None:
+    """SCHED_IDLE (on) or back to SCHED_OTHER for this process (root may do both)."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE if on else os.SCHED_OTHER, os.sched_param(0))
+    except (OSError, AttributeError):
+        pass
 
 
 def warm_up() -> None:

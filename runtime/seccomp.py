@@ -356,12 +356,15 @@ class Filter:
             from pystack.paths import run_root
 
             cache_dir = run_root() / "seccomp"
-        validate(section)
+        key = _seen_key(section)
+        if key is None:
+            validate(section)
+            key = _cache_key(section)
+            _remember(section, key)
         flags = 0
         for fl in section.get("flags") or []:
             flags |= _FILTER_FLAGS[fl]
         flags &= ~_FILTER_FLAGS["SECCOMP_FILTER_FLAG_TSYNC"]  # single-threaded child
-        key = _cache_key(section)
         hit = _CACHE.get(key) or _disk_get(cache_dir, key)
         if hit is None:
             hit = _compile_bpf(section)
@@ -389,6 +392,23 @@ class Filter:
     def release(self) -> None:
         """Nothing to free in the kernel or libseccomp (kept for callers written for a
         context-holding filter)."""
+
+
+# sections already validated and keyed, compared by value (a dict comparison is ~10x
+# cheaper than the canonical JSON and hash of the key; each container asks again)
+_SEEN: list[tuple[dict, str]] = []
+
+
+def _seen_key(section: dict) -> str | None:
+    for known, key in _SEEN:
+        if known == section:
+            return key
+    return None
+
+
+def _remember(section: dict, key: str) -> None:
+    _SEEN.insert(0, (json.loads(json.dumps(section)), key))  # a copy: callers may mutate theirs
+    del _SEEN[8:]
 
 
 def _cache_key(section: dict) -> str:

@@ -142,27 +142,33 @@ class StateDir:
         """runc's ``state`` JSON plus Docker's exit fields (see docs/contracts.md)."""
         rec = self.load(cid)
         status = self.status(cid, rec)
-        out = {
-            "ociVersion": OCI_VERSION,
-            "id": cid,
-            "pid": rec.get("pid", 0) if status != "stopped" else 0,
-            "status": status,
-            "bundle": rec.get("bundle", ""),
-            "rootfs": rec.get("rootfs", ""),
-            "created": rec.get("created", ""),
-            "owner": "",
-        }
-        if rec.get("annotations"):
-            out["annotations"] = rec["annotations"]
-        if rec.get("stdin"):
-            out["stdinPath"] = rec["stdin"]  # a FIFO: write to it to feed the container
         started = self.path(cid) / "started"
-        out["startedAt"] = started.read_text() if started.exists() else ""
-        info = self.exit_info(cid) or {}
-        out["exitCode"] = info.get("exitCode")
-        out["oomKilled"] = bool(info.get("oomKilled", False))
-        out["finishedAt"] = info.get("finishedAt", "")
-        return out
+        return oci_state_of({**rec, "id": cid}, status, started.read_text() if started.exists() else "",
+                            self.exit_info(cid) or {})
+
+
+def oci_state_of(rec: dict, status: str, started_at: str = "", info: dict | None = None) -> dict:
+    """The ``state`` JSON of a record (state.json), its status, start time and exit info."""
+    info = info or {}
+    out = {
+        "ociVersion": OCI_VERSION,
+        "id": rec.get("id", ""),
+        "pid": rec.get("pid", 0) if status != "stopped" else 0,
+        "status": status,
+        "bundle": rec.get("bundle", ""),
+        "rootfs": rec.get("rootfs", ""),
+        "created": rec.get("created", ""),
+        "owner": "",
+    }
+    if rec.get("annotations"):
+        out["annotations"] = rec["annotations"]
+    if rec.get("stdin"):
+        out["stdinPath"] = rec["stdin"]  # a FIFO: write to it to feed the container
+    out["startedAt"] = started_at
+    out["exitCode"] = info.get("exitCode")
+    out["oomKilled"] = bool(info.get("oomKilled", False))
+    out["finishedAt"] = info.get("finishedAt", "")
+    return out
 
 
 def is_frozen(record: dict) -> bool:
