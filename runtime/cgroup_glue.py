@@ -29,6 +29,13 @@ def cgroup_path_for(spec: dict, cid: str) -> str:
     return "/" + "/".join(parts)
 
 
+def paths_for(spec: dict, cid: str) -> dict[str, str]:
+    """The paths ``setup`` will return, before anything exists (the library sends them
+    to the shim and creates the cgroups while the init builds its mounts)."""
+    from pystack.runtime import cgroups
+    return dict(cgroups.layout(cgroup_path_for(spec, cid)).paths())
+
+
 def setup(spec: dict, cid: str) -> dict[str, str]:
     """Create the container's cgroups with ``linux.resources`` applied; their paths."""
     from pystack.runtime import cgroups

@@ -235,10 +235,13 @@ class Runtime:
             raise UserError("rootfs_upper and rootfs_work must be given together")
         d = self.states.make(id)
         paths: dict[str, str] = {}
+        later = not self._direct()
         try:
             trace("create: bundle loaded, state dir")
             try:
-                paths = cgroup_glue.setup(spec, id)
+                # through the fork server the cgroups are made while the container's
+                # init builds its mounts (it joins them after: see process.container_main)
+                paths = cgroup_glue.paths_for(spec, id) if later else cgroup_glue.setup(spec, id)
             except (OSError, ValueError) as exc:
                 raise ContainerError(f"cgroups for {id}: {exc}") from None
             trace("create: cgroups")
@@ -250,6 +253,7 @@ class Runtime:
                 "cgroup_paths": paths, "log_path": str(log_path) if log_path else None,
                 "log_opts": dict(log_opts or {}), "console_socket": console_socket,
                 "stdin": bool(stdin), "init": bool(init), "created": rfc3339(),
+                "cgroups_later": later,
             }
             if log_opts:
                 from pystack.runtime.jsonlog import parse_size
@@ -258,7 +262,7 @@ class Runtime:
                     int(log_opts.get("max-file", 1))
                 except ValueError as exc:
                     raise UserError(str(exc)) from None
-            reply = self._spawn_shim(plan, stdio)
+            reply = self._spawn_shim(plan, stdio, spec if later else None)
         except BaseException:
             try:
                 cgroup_glue.kill_all(paths)
@@ -272,7 +276,9 @@ class Runtime:
                              "created": plan["created"], "annotations": spec.get("annotations"),
                              "stdin": os.path.join(d, "stdin") if stdin else None}, "created")
 
-    def _spawn_shim(self, plan: dict, stdio) -> dict:
+    def _spawn_shim(self, plan: dict, stdio, spec: dict | None = None) -> dict:
+        """Have a shim launch ``plan``; with ``spec``, create the cgroups (``plan``'s
+        ``cgroups_later``) while it does, then tell it "C" (or why not)."""
         from pystack.runtime import shim
         if self._direct():
             try:
@@ -282,7 +288,24 @@ class Runtime:
         sock = self._request("create", plan, stdio)
         trace("create: sent")
         try:
+            failure: BaseException | None = None
+            if spec is not None:
+                try:
+                    cgroup_glue.setup(spec, plan["id"])
+                except (OSError, ValueError) as exc:
+                    failure = ContainerError(f"cgroups for {plan['id']}: {exc}")
+                except BaseException as exc:  # UserError (a refused limit), interrupts
+                    failure = exc
+                trace("create: cgroups made")
+                try:
+                    sock.send(b"C" if failure is None else b"X")
+                except OSError:
+                    pass  # the shim failed already: its reply says why
+            # after a failure, the reply (or EOF) also says the shim is done with the
+            # state directory that our caller removes next
             reply = json.loads(sock.recv(65536) or b"{}")
+            if failure is not None:
+                raise failure
         finally:
             sock.close()
         trace("create: reply")

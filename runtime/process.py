@@ -359,8 +359,11 @@ def join_cgroups(paths: dict) -> None:
             os.close(fd)
 
 
-def container_main(plan: dict, prep: Prepared, sync: socket.socket, fifo_path: str) -> None:
-    """PID 1 of the container up to exec; never returns (exits on error)."""
+def container_main(plan: dict, prep: Prepared, sync: socket.socket, fifo_path: str,
+                   preunshared: int = 0) -> None:
+    """PID 1 of the container up to exec; never returns (exits on error).
+    ``preunshared``: namespace flags this process has unshared already (a pre-forked
+    init makes its network, IPC and UTS namespaces while it waits)."""
     spec = plan["spec"]
     linux = spec.get("linux") or {}
     created = False
@@ -370,14 +373,19 @@ def container_main(plan: dict, prep: Prepared, sync: socket.socket, fifo_path: s
         os.setsid()
         prctl(PR_SET_DUMPABLE, 0)
         paths = plan.get("cgroup_paths") or {}
-        if not placed_by_launcher(paths):
+        # "C" from the launcher says our cgroups exist: on a pure v2 host it has moved us
+        # into them; with ``cgroups_later`` (the library) the caller creates them while we
+        # build the mounts, and we join them before the first cgroup mount
+        later = bool(plan.get("cgroups_later"))
+        if not later and not placed_by_launcher(paths):
             join_cgroups(paths)
         trace("init: cgroups joined")
         joins = ns.open_joins(prep.joins)
         ns.join(joins, skip=("pid", "time", "cgroup"))
         # on a pure v2 host the launcher moves us into our cgroup meanwhile (that waits for
         # an RCU grace period, ~10 ms): everything up to the cgroup mount overlaps it
-        ns.unshare(prep.unshare_flags & ~(ns.CLONE_NEWPID | ns.CLONE_NEWTIME | ns.CLONE_NEWCGROUP))
+        ns.unshare(prep.unshare_flags & ~(ns.CLONE_NEWPID | ns.CLONE_NEWTIME | ns.CLONE_NEWCGROUP
+                                          | preunshared))
         trace("init: unshared")
         placed = False
 
@@ -385,8 +393,11 @@ def container_main(plan: dict, prep: Prepared, sync: socket.socket, fifo_path: s
             nonlocal placed
             if placed:
                 return
-            if placed_by_launcher(paths) and sync.recv(16) != b"C":
+            if (later or placed_by_launcher(paths)) and sync.recv(16) != b"C":
                 raise OSError(errno.EIO, "the launcher could not place the container in its cgroups")
+            if later and not placed_by_launcher(paths):
+                join_cgroups(paths)
+            trace("init: in its cgroups")
             # the cgroup namespace's root is the cgroup we are in now
             ns.join([j for j in joins if j[0] == "cgroup"])
             ns.unshare(prep.unshare_flags & ns.CLONE_NEWCGROUP)

@@ -152,6 +152,13 @@ def create(rel: str, resources: dict | None = None) -> AnyCgroup:
     return Cgroup.create(parent, name, resources)
 
 
+def layout(rel: str) -> AnyCgroup:
+    """The driver object of the cgroup ``create(rel)`` would make, without making it
+    (its ``paths()`` are known before the directories exist)."""
+    parent, name = _split_rel(rel)
+    return _make(parent or default_parent(), name, None, None)
+
+
 def open_path(rel: str) -> AnyCgroup | None:
     """``Cgroup.find`` for a cgroupsPath-style path."""
     parent, name = _split_rel(rel)

@@ -140,6 +140,42 @@ def test_private_network_namespace_join_by_path(runtime, make_bundle, overlay, t
         runtime.delete(cid, force=True)
 
 
+def test_host_namespaces_when_the_spec_has_none(runtime, make_bundle, overlay):
+    """A spec without a network, IPC or UTS namespace (network_mode: host, ipc: host)
+    gets the host's, though the library's pre-forked inits make new ones in advance; and
+    without a pid namespace (pid: host) the container sees the host's processes. Several
+    runs in a row, so that both a pre-forked init and a freshly forked one serve them."""
+    script = "for n in net ipc uts pid; do readlink /proc/self/ns/$n; done"
+
+    def host(*kinds):
+        def edit(spec):
+            spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"]
+                                           if n["type"] not in kinds]
+            spec["linux"].pop("sysctl", None)  # Docker's two net sysctls need a private netns
+            if "uts" in kinds:
+                spec.pop("hostname", None)
+        return edit
+
+    ours = {k: os.readlink(f"/proc/self/ns/{k}") for k in ("net", "ipc", "uts", "pid")}
+    shared = make_bundle(["sh", "-c", script], edit=host("network", "ipc", "uts"))
+    hostpid = make_bundle(["sh", "-c", script + "; test -e /proc/1/cmdline && echo many"],
+                          edit=host("pid", "network"))
+    private = make_bundle(["sh", "-c", script])
+    for _ in range(2):
+        code, out = run_container(runtime, shared, overlay())
+        assert code == 0, out
+        net, ipc, uts, pid = out.split()
+        assert (net, ipc, uts) == (ours["net"], ours["ipc"], ours["uts"]) and pid != ours["pid"]
+        code, out = run_container(runtime, hostpid, overlay())
+        assert code == 0, out
+        net, ipc, uts, pid, many = out.split()
+        assert pid == ours["pid"] and net == ours["net"] and many == "many"
+        assert ipc != ours["ipc"] and uts != ours["uts"]
+        code, out = run_container(runtime, private, overlay())
+        assert code == 0, out
+        assert not set(out.split()) & set(ours.values())
+
+
 def test_proc_mount_rules(runtime, make_bundle, overlay, tmp_path):
     """Nothing but procfs goes on /proc, binds only over runc's allow-list of files, and
     procfs is never mounted through a symlink planted in the image."""

@@ -110,6 +110,24 @@ def test_errors_are_clear(runtime, make_bundle, overlay, tmp_path):
     runtime.delete(cid, force=True)
 
 
+def test_refused_cgroup_limit_leaves_nothing(runtime, make_bundle, overlay, tmp_path,
+                                            cgroup_parent, no_leaks):
+    """The library makes the cgroups while the container's init builds its mounts: a limit
+    the kernel refuses still fails the create with the field's name, and takes the
+    half-built container (state directory, cgroups, mounts) with it; the next one runs."""
+    cpus = os.cpu_count() or 1
+    b = make_bundle(["true"], edit=lambda s: s["linux"]["resources"].setdefault(
+        "cpu", {}).update({"cpus": str(cpus + 7)}))
+    cid = new_id()
+    with pytest.raises(UserError, match=r"linux\.resources\.cpu\.cpus"):
+        runtime.create(cid, b, **overlay())
+    assert runtime.list() == [] and not (tmp_path / "state" / cid).exists()
+    assert not any(Path(d, cgroup_parent, cid).exists() for d in Path("/sys/fs/cgroup").iterdir())
+    code, out = run_container(runtime, make_bundle(["echo", "ok"]), overlay())
+    assert (code, out) == (0, "ok\n")
+    no_leaks()
+
+
 def test_json_file_logs_with_rotation(runtime, make_bundle, overlay, tmp_path):
     b = make_bundle(["sh", "-c", "for i in $(seq 1 300); do echo line$i; done; "
                                  "echo oops >&2; printf tail"])
