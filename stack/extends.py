@@ -41,6 +41,9 @@ class _Extender:
         ref_file, ref_dir = filename, base_dir
         if other:
             ref_file = os.path.normpath(os.path.join(base_dir, os.path.expanduser(other)))
+            if not os.path.exists(ref_file):
+                raise self.error(f"open {ref_file}: no such file or directory",
+                                 ("services", name, "extends", "file"))
             data, other_resets = self.load_other(ref_file)
             ref_services = data.get("services") or {}
             if ref not in ref_services:

@@ -13,40 +13,66 @@ import os
 from typing import Any, Callable
 
 from .dotenv import read_dotenv
-from .errors import ComposeError
+from .errors import ComposeError, KeyPath
 
 # (files, project_dir, environment, included chain) -> merged model with absolute paths
 ModelLoader = Callable[[list[str], str, dict[str, str], list[str]], dict[str, Any]]
 
 
+ErrorFn = Callable[[str, KeyPath], ComposeError]
+
+
+def _decode_entry(entry: dict[str, Any], index: int, err: ErrorFn) -> tuple[list[str], str | None, list[str]]:
+    """path, project_directory and env_file of one entry, typed as compose-go decodes its
+    ``IncludeConfig`` (not checked by the schema: ``include`` is gone before it runs):
+    other keys are ignored, a null is as absent, a string list holds only strings."""
+    lists = {}
+    for key in ("path", "env_file"):
+        value = entry.get(key)
+        items = value if isinstance(value, list) else [] if value is None else [value]
+        if not all(isinstance(item, str) for item in items):
+            raise err("must be a string or a list of strings", ("include", index, key))
+        lists[key] = items
+    project_dir = entry.get("project_directory")
+    if isinstance(project_dir, int) and not isinstance(project_dir, bool):
+        project_dir = str(project_dir)  # as Go's weakly typed decoding does
+    if project_dir is not None and not isinstance(project_dir, str):
+        raise err("must be a string", ("include", index, "project_directory"))
+    return lists["path"], project_dir, lists["env_file"]
+
+
 def apply_include(data: dict[str, Any], working_dir: str, environment: dict[str, str],
-                  included: list[str], load_model: ModelLoader, filename: str) -> None:
-    """Load every ``include`` entry of ``data`` and import its resources (in place)."""
+                  included: list[str], load_model: ModelLoader, filename: str,
+                  err: ErrorFn | None = None) -> None:
+    """Load every ``include`` entry of ``data`` and import its resources (in place).
+    ``err`` positions a mistake (the including file's locator); mistakes in the
+    included files carry their own positions."""
+    if err is None:
+        def err(message: str, path: KeyPath) -> ComposeError:
+            return ComposeError(message, path=path, file=filename)
     entries = data.pop("include", None)
     if not entries:
         return
     if not isinstance(entries, list):
-        raise ComposeError("include must be a list", path=("include",), file=filename)
+        raise err("must be a list", ("include",))
     for index, entry in enumerate(entries):
         if entry is None:
             continue  # Compose imports nothing for a null entry
         if not isinstance(entry, dict):
-            raise ComposeError("include entry must give a path", path=("include", index), file=filename)
-        paths = [os.path.normpath(os.path.join(working_dir, os.path.expanduser(str(p))))
-                 for p in entry.get("path") or ()]
+            raise err("must be a string or a mapping", ("include", index))
+        path_list, project_dir, env_files = _decode_entry(entry, index, err)
+        paths = [os.path.normpath(os.path.join(working_dir, os.path.expanduser(p)))
+                 for p in path_list]
         # an entry without a path (``{}``, ``{path: []}``) imports nothing, as in Compose
         # (its env files are still checked)
         main = paths[0] if paths else working_dir
         if paths and main in included:
-            chain = "\n include ".join(included[1:] + [main])
-            raise ComposeError(f"include cycle detected:\n{included[0]}\n include {chain}",
-                               path=("include", index), file=filename)
-        project_dir = entry.get("project_directory")
+            chain = " -> ".join(included + [main])
+            raise err(f"include cycle detected: {chain}", ("include", index))
         if not project_dir:
             project_dir = os.path.dirname(main)
         else:
-            project_dir = os.path.normpath(os.path.join(working_dir, os.path.expanduser(str(project_dir))))
-        env_files = entry.get("env_file")
+            project_dir = os.path.normpath(os.path.join(working_dir, os.path.expanduser(project_dir)))
         if not env_files:
             dotenv = os.path.join(project_dir, ".env")
             env_files = [dotenv] if os.path.isfile(dotenv) else []
@@ -55,11 +81,11 @@ def apply_include(data: dict[str, Any], working_dir: str, environment: dict[str,
             for f in env_files:
                 if f == "/dev/null":
                     continue
-                f = os.path.normpath(os.path.join(working_dir, str(f)))
+                f = os.path.normpath(os.path.join(working_dir, f))
                 if not os.path.exists(f):
-                    raise ComposeError(f"include env file {f} not found", path=("include", index), file=filename)
+                    raise err(f"include env file {f} not found", ("include", index, "env_file"))
                 if os.path.isdir(f):
-                    raise ComposeError(f"{f} is not a file", path=("include", index), file=filename)
+                    raise err(f"{f} is not a file", ("include", index, "env_file"))
                 resolved.append(f)
             env_files = resolved
         env = dict(environment)
@@ -72,12 +98,12 @@ def apply_include(data: dict[str, Any], working_dir: str, environment: dict[str,
             continue
         for p in paths:
             if not os.path.exists(p):
-                raise ComposeError(f"open {p}: no such file or directory", path=("include", index), file=filename)
+                raise err(f"open {p}: no such file or directory", ("include", index, "path"))
         imported = load_model(paths, project_dir, env, included + [main])
-        _import_resources(imported, data, paths[0], filename)
+        _import_resources(imported, data, paths[0], err)
 
 
-def _import_resources(imported: dict[str, Any], data: dict[str, Any], source: str, filename: str) -> None:
+def _import_resources(imported: dict[str, Any], data: dict[str, Any], source: str, err: ErrorFn) -> None:
     for kind in ("services", "volumes", "networks", "secrets", "configs", "models"):
         theirs = imported.get(kind)
         if not isinstance(theirs, dict):
@@ -89,6 +115,6 @@ def _import_resources(imported: dict[str, Any], data: dict[str, Any], source: st
         for name, value in theirs.items():
             if name in ours and ours[name] != value:
                 singular = kind[:-1]
-                raise ComposeError(f"imported compose file {source} defines conflicting {singular} {name}",
-                                   path=(kind, name), file=filename)
+                raise err(f"imported compose file {source} defines conflicting {singular} {name}",
+                          (kind, name))
             ours[name] = value

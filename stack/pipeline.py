@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .discover import ProjectSource, check_project_name, discover, normalize_project_name
-from .errors import ComposeError, KeyPath
+from .errors import ComposeError, KeyPath, Mark
 from .extends import apply_extends
 from .include import apply_include
 from .interpolate import Substitutor, interpolate
@@ -120,18 +120,20 @@ class _Loader:
         so far: ``environment: ["=x"]`` is valid there, ``depends_on: {db: {}}`` is not)."""
         text, display = self.read(path)
         docs = parse_yaml_documents(text, display)
-        if not docs:
-            raise ComposeError("empty compose file", file=display)
+        # as compose-go: a file without any document adds nothing (the project as a
+        # whole must not be empty, see load_config); an empty document is not a mapping
         out = []
         for data, locator in docs:
             self.locators.append(locator)
-            if data is None:
-                raise ComposeError("empty compose file", file=display)
             if not isinstance(data, dict):
-                raise ComposeError("Top-level object must be a mapping", file=display)
+                raise ComposeError("top-level object must be a mapping",
+                                   mark=Mark(display, *locator.start))
             if self.options.interpolate:
                 data = interpolate(data, sub, locator)
             written = deep_copy(data)
+            # compose-go applies ``include`` before the schema check: only its decoding
+            # (include.py) says what an entry may hold
+            written.pop("include", None)
             data = canonical(data, locator.error, raw=not self.options.interpolate)
             out.append((data, locator, written))
         return out
@@ -164,7 +166,7 @@ class _Loader:
                 if "include" in data:
                     main = path if path != "-" else os.path.join(working_dir, "-")
                     apply_include(data, working_dir, env, included + [main] if not included else included,
-                                  self.include_loader(), locator.file)
+                                  self.include_loader(), locator.file, locator.error)
                 apply_resets(model, resets)
                 if self.validate_file is not None:
                     # as compose-go: the schema checks the file as written merged over the
@@ -245,9 +247,23 @@ def _name_from_files(loader: _Loader, files: list[str]) -> str | None:
 
 
 def load_config(options: LoadOptions) -> LoadedConfig:
-    """Run the whole pipeline; any mistake in the files raises :class:`ComposeError`."""
+    """Run the whole pipeline; any mistake in the files raises :class:`ComposeError`,
+    positioned (file:line:col) wherever its key path is written in a file."""
     source = discover(options)
     loader = _Loader(options, source)
+    try:
+        return _load(options, source, loader)
+    except ComposeError as exc:
+        if exc.mark is not None or exc.file is not None or not exc.path:
+            raise
+        # a pass that knows only the key path (env_file reading, a missing extends file...)
+        positioned = loader.error(exc.message, exc.path)
+        if positioned.mark is None:
+            raise
+        raise positioned from None
+
+
+def _load(options: LoadOptions, source: ProjectSource, loader: _Loader) -> LoadedConfig:
     name = source.project_name
     if name:
         check_project_name(name)
@@ -262,6 +278,9 @@ def load_config(options: LoadOptions) -> LoadedConfig:
     working_dir = source.working_dir
     included = [source.files[0]] if source.files else []
     data = loader.model(source.files, working_dir, loader.env, included, loader.sub)
+    if not {k: v for k, v in data.items() if k != "version"}:
+        others = f" (and so is {', '.join(source.files[1:])})" if len(source.files) > 1 else ""
+        raise ComposeError(f"empty compose file{others}", file=source.files[0] if source.files else None)
     if "version" in data and options.warn:
         print('WARN[0000] the attribute `version` is obsolete, it will be ignored, '
               'please remove it to avoid potential confusion', file=sys.stderr)

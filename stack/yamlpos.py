@@ -162,10 +162,11 @@ def _tagged_scalar(node: ScalarNode, where: Mark) -> Any:
 class Locator:
     """Positions of key paths in one file, and the paths tagged ``!reset``/``!override``."""
 
-    __slots__ = ("file", "marks", "reset_paths", "override_paths")
+    __slots__ = ("file", "marks", "reset_paths", "override_paths", "start")
 
     def __init__(self, file: str) -> None:
         self.file = file
+        self.start: tuple[int, int] = (1, 1)  # where the document begins
         self.marks: dict[KeyPath, tuple[int, int]] = {}
         self.reset_paths: list[KeyPath] = []
         self.override_paths: list[KeyPath] = []
@@ -290,6 +291,8 @@ def parse_yaml_documents(text: str, filename: str) -> list[tuple[Any, Locator]]:
         while loader.check_node():
             node = loader.get_node()
             locator = Locator(filename)
+            if node is not None:
+                locator.start = (node.start_mark.line + 1, node.start_mark.column + 1)
             data = _Builder(locator).build(node, ()) if node is not None else None
             docs.append((data, locator))
     except yaml.YAMLError as exc:

@@ -374,7 +374,9 @@ def _yaml_omitempty(cfg: dict[str, Any]) -> dict[str, Any]:
         return value
 
     out = prune(cfg, ())
-    out.setdefault("services", {})
+    if "services" not in out:  # printed even when empty, in its place after the name
+        out = {**{k: v for k, v in out.items() if k == "name"}, "services": {},
+               **{k: v for k, v in out.items() if k != "name"}}
     for svc in (out.get("services") or {}).values():
         if isinstance(svc, dict):
             for key in [k for k, v in svc.items() if v is None and not k.startswith("x-")]:

@@ -27,8 +27,9 @@ def _compose_binary() -> str | None:
 
 COMPOSE = _compose_binary()
 PYSTACK = str(Path(sys.executable).parent / "pystack")
-# file:line:col: key.path: message (or service.field: message)
-POSITIONED = re.compile(r"^\S+\.ya?ml:\d+:\d+: \S+: .+$")
+# file:line:col: key.path: message; a whole file's or document's mistake names the file
+# (and the document's line:col)
+POSITIONED = re.compile(r"^(\S+\.ya?ml:\d+:\d+: \S+: .+|\S+\.ya?ml(:\d+:\d+)?: [^:]+)$")
 
 pytestmark = [pytest.mark.oracle,
               pytest.mark.skipif(COMPOSE is None, reason="docker-compose not installed")]
@@ -310,3 +311,74 @@ def test_float32_overflow_is_refused_in_json(tmp_path, value):
     (tmp_path / "compose.yaml").write_text(f"services:\n  web:\n    image: x\n    cpus: {value}\n")
     assert same_as_compose(tmp_path, formats=("json",)) == "json: unsupported value: +Inf"
     same_as_compose(tmp_path, formats=("yaml",))
+
+
+# ------------------------------------------------------------------ include entries
+
+@pytest.mark.parametrize("include", [
+    "[null]", "[null, other.yaml]", "null", "[~, {path: other.yaml}]", "[{path: null}]",
+    "[{path: other.yaml, env_file: null}]", "[{path: other.yaml, project_directory: null}]",
+    "[{bogus: 1}]", "[{path: other.yaml, bogus: 1, x-foo: 1}]", "[{path: [other.yaml]}]",
+    "[{path: other.yaml, project_directory: 5}]",
+    # refused by Compose's decoding of the entry (positioned here)
+    "5", "[5]", "[true]", "[[other.yaml]]", "{path: other.yaml}", "[{path: 5}]", "[{path: [null]}]",
+    "[{path: [other.yaml, true]}]", "[{path: other.yaml, env_file: [5]}]",
+    "[{path: other.yaml, project_directory: true}]", "[{path: other.yaml, project_directory: [a]}]",
+    "[{path: nope.yaml}]", "[{path: other.yaml, env_file: nope.env}]",
+])
+def test_include_entries_decode_as_compose(tmp_path, include):
+    """compose-go applies include before the schema check: null entries and nulls in an
+    entry are nothing, unknown keys are ignored, only the decoding of the entry fails."""
+    (tmp_path / "other.yaml").write_text("services:\n  inc: {image: busybox}\n")
+    (tmp_path / "compose.yaml").write_text(f"include: {include}\nservices:\n  web: {{image: nginx}}\n")
+    same_as_compose(tmp_path)
+
+
+# ------------------------------------------------------------------ errors in included files
+
+@pytest.mark.parametrize("bad,line_col", [
+    ("services:\n  inc: {image: x, bogus: 1}\n", "2:19"),
+    ("services:\n  inc: {image: x, networks: [nope]}\n", "2:"),
+    ("services:\n  inc: {image: x, stop_grace_period: 1y}\n", "2:19"),
+    ("services:\n  inc: {image: x, labels: {1: 2}}\n", "2:28"),
+    ("services:\n  inc: {image: x, env_file: nope.env}\n", "2:19"),
+    ("services:\n  inc:\n    image: x\n    env_file: [{path: a.env}, {path: nope.env}]\n", "4:"),
+    ("services:\n  inc: {image: x, extends: {file: nope.yaml, service: a}}\n", "2:29"),
+    ("services:\n  inc: {image: x, depends_on: [inc2]}\n  inc2: {image: x, depends_on: [inc]}\n", "2:"),
+    ("services:\n  inc: {build: {context: ., secrets: [nope]}}\n", "2:"),
+    ("services:\n  inc: {image: x}\n---\n", "4:1"),
+    ("include: [../compose.yaml]\nservices:\n  inc: {image: x}\n", "1:11"),
+    ("include: [{path: nope.yaml}]\nservices:\n  inc: {image: x}\n", "1:"),
+])
+def test_errors_in_included_files_are_positioned(tmp_path, bad, line_col):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "inc.yaml").write_text(bad)
+    (tmp_path / "sub" / "a.env").write_text("A=1\n")
+    (tmp_path / "compose.yaml").write_text("include: [sub/inc.yaml]\nservices:\n  web: {image: nginx}\n")
+    assert same_as_compose(tmp_path, formats=("json",))  # Compose refuses it too
+    message = _run([PYSTACK, "config"], tmp_path).stderr.strip()
+    assert message.startswith(f"{tmp_path / 'sub' / 'inc.yaml'}:{line_col}"), message
+
+
+@pytest.mark.parametrize("files,args", [
+    ({"compose.yaml": "", "b.yaml": "services:\n  a: {image: x}\n"}, ["-f", "compose.yaml", "-f", "b.yaml"]),
+    ({"compose.yaml": "", "b.yaml": "services:\n  a: {image: x}\n"}, ["-f", "b.yaml", "-f", "compose.yaml"]),
+    ({"compose.yaml": "include: [sub/inc.yaml]\nservices:\n  a: {image: x}\n", "sub/inc.yaml": "# nothing\n"}, []),
+    ({"compose.yaml": "x-a: 1\n"}, []),
+    ({"compose.yaml": "x-a: 1\nvolumes: {v: {}}\n"}, []),
+    ({"compose.yaml": "services:\n  a: {image: x}\n---\nservices:\n  b: {image: y}\n"}, []),
+    # refused
+    ({"compose.yaml": ""}, []), ({"compose.yaml": "# only a comment\n"}, []), ({"compose.yaml": "{}\n"}, []),
+    ({"compose.yaml": "version: '3'\n"}, []), ({"compose.yaml": "include: []\n"}, []),
+    ({"compose.yaml": "", "e.yaml": "{}\n"}, ["-f", "compose.yaml", "-f", "e.yaml"]),
+    ({"compose.yaml": "services:\n  a: {image: x}\n---\n"}, []),
+    ({"compose.yaml": "services:\n  a: {image: x}\n--- null\n"}, []),
+    ({"compose.yaml": "[1]\n"}, []),
+], ids=lambda v: "" if isinstance(v, list) else "|".join(f"{k}={t!r}" for k, t in v.items())[:60])
+def test_empty_files_and_documents(tmp_path, files, args):
+    """A file without documents adds nothing (the project must not be empty); an empty
+    document in a stream is not a mapping."""
+    _write(tmp_path, files)
+    refusal = same_as_compose(tmp_path, args=args)
+    if refusal is not None:
+        assert refusal.splitlines()[-1] in ("empty compose file", "top-level object must be a mapping")
