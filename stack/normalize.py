@@ -587,6 +587,22 @@ def _pi(value: Any, path: KeyPath) -> Any:
     return _OMIT if value is None else _num(value, path, int)
 
 
+def _pu(value: Any, path: KeyPath) -> Any:
+    """A Go ``*uint64`` (healthcheck retries, restart max_attempts, update parallelism):
+    a negative value does not decode; a float converts as Go's ``uint64(f)`` on amd64
+    (truncated; NaN, Inf and from 2**64 on give 2**63)."""
+    if value is None:
+        return _OMIT
+    if isinstance(value, float):
+        if value < 0:
+            raise RenderError(f"cannot parse value as 'uint64': {go_str(value)} overflows uint", path)
+        return int(value) if math.isfinite(value) and value < 2 ** 64 else 2 ** 63
+    number = _num(value, path, int)
+    if number < 0:
+        raise RenderError(f"cannot parse value as 'uint64': {number} overflows uint", path)
+    return number
+
+
 def _f(value: Any, path: KeyPath) -> Any:
     if value is None:
         return _OMIT
@@ -717,7 +733,7 @@ def _any(value: Any, path: KeyPath) -> Any:
 
 _SCALARS: dict[str, Callable[[Any, KeyPath], Any]] = {
     "s": _s, "S": _s_always, "b": _b, "B": _b_always, "pb": _pb, "i": _i, "pi": _pi, "f": _f,
-    "bytes": _bytes, "dur": _dur, "pdur": _pdur, "strlist": _strlist, "cmd": _shellcmd,
+    "pu": _pu, "bytes": _bytes, "dur": _dur, "pdur": _pdur, "strlist": _strlist, "cmd": _shellcmd,
     "map": _map_str, "mapeq": _map_eq, "hosts": _hosts, "mode": _filemode, "ulimit": _ulimit,
     "multi": _multi_options, "count": _device_count, "any": _any,
 }
@@ -727,7 +743,7 @@ _DEVICE_REQUEST = Struct({"capabilities": "strlist", "driver": "s", "count": "co
 _HOOK = Struct({"command": "cmd", "user": "s", "privileged": "b", "working_dir": "s",
                 "environment": "mapeq"}, always=("command",))
 _FILE_REF = Struct({"source": "s", "target": "s", "uid": "s", "gid": "s", "mode": "mode"})
-_UPDATE = Struct({"parallelism": "pi", "delay": "dur", "failure_action": "s", "monitor": "dur",
+_UPDATE = Struct({"parallelism": "pu", "delay": "dur", "failure_action": "s", "monitor": "dur",
                   "max_failure_ratio": "f", "order": "s"})
 _RESOURCE = Struct({"cpus": "f", "memory": "bytes", "pids": "i", "devices": ("list", _DEVICE_REQUEST),
                     "generic_resources": ("list", Struct({"discrete_resource_spec": Struct(
@@ -736,7 +752,7 @@ _DEPLOY = Struct({
     "mode": "s", "replicas": "pi", "labels": "map",
     "update_config": _UPDATE, "rollback_config": _UPDATE,
     "resources": Struct({"limits": _RESOURCE, "reservations": _RESOURCE}, pointer=False),
-    "restart_policy": Struct({"condition": "s", "delay": "pdur", "max_attempts": "pi", "window": "pdur"}),
+    "restart_policy": Struct({"condition": "s", "delay": "pdur", "max_attempts": "pu", "window": "pdur"}),
     "placement": Struct({"constraints": "strlist", "preferences": ("list", Struct({"spread": "s"})),
                          "max_replicas_per_node": "i"}, pointer=False),
     "endpoint_mode": "s",
@@ -780,7 +796,7 @@ _SERVICE = Struct({
     "environment": "mapeq", "env_file": ("list", Struct({"path": "s", "required": "B", "format": "s"})),
     "expose": "strlist", "extends": Struct({"file": "s", "service": "s"}), "external_links": "strlist",
     "extra_hosts": "hosts", "group_add": "strlist", "gpus": ("list", _DEVICE_REQUEST), "hostname": "s",
-    "healthcheck": Struct({"test": "strlist", "timeout": "pdur", "interval": "pdur", "retries": "pi",
+    "healthcheck": Struct({"test": "strlist", "timeout": "pdur", "interval": "pdur", "retries": "pu",
                            "start_period": "pdur", "start_interval": "pdur", "disable": "b"}),
     "image": "s", "init": "pb", "ipc": "s", "isolation": "s", "labels": "map", "label_file": "strlist",
     "links": "strlist", "logging": Struct({"driver": "s", "options": "map"}), "log_driver": "s",

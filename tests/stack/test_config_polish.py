@@ -382,3 +382,25 @@ def test_empty_files_and_documents(tmp_path, files, args):
     refusal = same_as_compose(tmp_path, args=args)
     if refusal is not None:
         assert refusal.splitlines()[-1] in ("empty compose file", "top-level object must be a mapping")
+
+
+# ------------------------------------------------------------------ unsigned integers
+
+@pytest.mark.parametrize("value", [
+    ".inf", "-.inf", ".nan", "1e30", "3.7", "-1", "-0.5", "-0.0", "1e19", "18446744073709551615",
+    "18446744073709551616", "9223372036854775808", "'5'", "'+5'", "'-1'", "010", "'010'", "0",
+])
+def test_healthcheck_retries_is_unsigned(tmp_path, value):
+    """retries is Go's *uint64: .inf is 9223372036854775808 (not a negative number), a
+    negative value does not decode."""
+    (tmp_path / "compose.yaml").write_text(
+        f"services:\n  web:\n    image: x\n    healthcheck: {{test: [CMD, x], retries: {value}}}\n")
+    same_as_compose(tmp_path)
+
+
+@pytest.mark.parametrize("value", ["-1", "'-3'", "0", "7", "18446744073709551616", "-0.0"])
+def test_deploy_counters_are_unsigned(tmp_path, value):
+    (tmp_path / "compose.yaml").write_text(
+        f"services:\n  web:\n    image: x\n    deploy:\n      restart_policy: {{max_attempts: {value}}}\n"
+        f"      update_config: {{parallelism: {value}}}\n")
+    same_as_compose(tmp_path)
