@@ -16,7 +16,6 @@ import json
 import os
 import select
 import signal
-import socket
 import time
 from pathlib import Path
 
@@ -60,6 +59,7 @@ class ExecProcess:
 
     def wait(self, timeout: float | None = None) -> int:
         """The exit code (128+n for a signal); TimeoutError after ``timeout`` seconds."""
+        import socket  # (not at import time: the CLI does not need it)
         if self.returncode is not None:
             return self.returncode
         self._sock.settimeout(timeout)
@@ -84,6 +84,7 @@ class ExecProcess:
 
     def poll(self) -> int | None:
         """The exit code if it has arrived, else None; never blocks."""
+        import socket  # (not at import time: the CLI does not need it)
         if self.returncode is not None:
             return self.returncode
         try:
@@ -118,6 +119,7 @@ class _ForkServer:
     """Client of one forkserver process (started lazily, shared by threads)."""
 
     def __init__(self) -> None:
+        import socket  # (not at import time: the CLI does not need it)
         import subprocess
         import sys
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -133,6 +135,7 @@ class _ForkServer:
     def request(self, op: str, plan: dict, stdio: tuple[int, int, int] | None) -> socket.socket:
         """Send ``op`` with ``plan``: one message, a small JSON head (what the shim needs
         before it hands the plan to a pre-forked init), a newline, the plan's JSON."""
+        import socket  # (not at import time: the CLI does not need it)
         from pystack.runtime import process, shim
         head: dict = {"op": op}
         if op == "create":
@@ -287,6 +290,7 @@ class Runtime:
                 raise ContainerError(str(exc), exit_code=exc.exit_code) from None
         sock = self._request("create", plan, stdio)
         trace("create: sent")
+        _yield()
         try:
             failure: BaseException | None = None
             if spec is not None:
@@ -515,6 +519,7 @@ class Runtime:
         return ep
 
     def _exec_request(self, plan: dict, stdio: tuple[int, int, int]) -> socket.socket:
+        import socket  # (not at import time: the CLI does not need it)
         if not self._direct():
             return self._request("exec", plan, stdio)
         from pystack.runtime import shim
@@ -643,3 +648,10 @@ def start_fifo(d: Path, rec: dict, timeout: float = 10.0) -> None:
                 raise ContainerError("container init did not respond to start")
     finally:
         os.close(fd)
+
+
+def _yield() -> None:
+    """A hand-over: the process just woken (on this CPU, often) runs now, not after the
+    rest of our time slice (EEVDF lets the waker run on; each hop cost up to ~1 ms)."""
+    if os.environ.get("PYSTACK_RUNTIME_YIELD") != "0":
+        os.sched_yield()

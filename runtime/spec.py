@@ -22,8 +22,6 @@ Runtimes (pystack-runtime and runc) run the same dict, so nothing here is pystac
 """
 from __future__ import annotations
 
-import copy
-import glob
 import os
 
 from pystack.errors import UserError
@@ -84,6 +82,7 @@ def kernel_has_namespace(ns_type: str) -> bool:
 
 def default_masked_paths() -> list[str]:
     """Docker's list plus each CPU's thermal_throttle directory on this host."""
+    import glob  # (lazily: the CLI's start path only validates specs)
     extra = sorted(glob.glob("/sys/devices/system/cpu/cpu[0-9]*/thermal_throttle"))
     return MASKED_PATHS + extra
 
@@ -92,6 +91,8 @@ def default_spec(args: list[str] | None = None, terminal: bool = False,
                  rootfs: str = "rootfs", hostname: str | None = None, *,
                  seccomp: bool = True, no_new_privileges: bool = False) -> dict:
     """A fresh config.json dict with Docker's defaults (see the module docstring)."""
+    import copy  # (lazily: the CLI's start path only validates specs)
+
     from pystack.runtime.caps import DOCKER_DEFAULT
 
     caps = list(DOCKER_DEFAULT)
