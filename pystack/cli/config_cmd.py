@@ -43,6 +43,8 @@ _YAML_TOP = ("name", "services", "networks", "volumes", "secrets", "configs", "m
               help="Don't check model consistency (may print an invalid model).")
 @click.option("--resolve-image-digests", is_flag=True,
               help="Pin image tags to digests (asks each image's registry; no engine needed).")
+@click.option("--lock-image-digests", is_flag=True,
+              help="Produces an override file with image digests (asks each image's registry).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Save to file (default stdout).")
 @click.pass_context
 def config(ctx: click.Context, services: tuple[str, ...], fmt: str | None, list_services: bool,
@@ -51,7 +53,7 @@ def config(ctx: click.Context, services: tuple[str, ...], fmt: str | None, list_
            hash_of: str | None, quiet: bool,
            no_interpolate: bool, no_normalize: bool, no_path_resolution: bool,
            no_env_resolution: bool, no_consistency: bool, resolve_image_digests: bool,
-           output: str | None) -> None:
+           lock_image_digests: bool, output: str | None) -> None:
     """Parse, resolve and render the compose file in canonical format."""
     from pystack.stack.load import load_checked
     from pystack.stack.validate import consistency_checks
@@ -65,8 +67,6 @@ def config(ctx: click.Context, services: tuple[str, ...], fmt: str | None, list_
     with consistency_checks(not no_consistency):
         loaded = load_checked(options)
     cfg: dict[str, Any] = loaded.config  # what Compose prints: "$" doubled
-    if resolve_image_digests:
-        cfg = _resolve_digests(cfg)
 
     if list_services:
         return _emit(_service_names(cfg), quiet)
@@ -99,8 +99,14 @@ def config(ctx: click.Context, services: tuple[str, ...], fmt: str | None, list_
         env = getattr(loaded, "environment", None) or {}
         return _emit([f"{k}={v}" for k, v in sorted(env.items())], quiet)
 
-    content = _render(cfg, fmt or "yaml", raw=no_interpolate,
-                      extensions=getattr(loaded, "extensions", None),
+    # only the printed project has its images pinned (the listings above print them as
+    # written, as Compose does)
+    extensions = getattr(loaded, "extensions", None)
+    if resolve_image_digests or lock_image_digests:
+        cfg = _resolve_digests(cfg)
+    if lock_image_digests:
+        cfg, extensions = _images_only(cfg, fmt or "yaml", raw=no_interpolate), None
+    content = _render(cfg, fmt or "yaml", raw=no_interpolate, extensions=extensions,
                       locators=getattr(loaded, "locators", None))
     if quiet:
         return
@@ -143,13 +149,28 @@ def _resolve_digests(cfg: dict[str, Any]) -> dict[str, Any]:
                 try:
                     _data, _media, digest = client.get_manifest(ref.repository, ref.tag)
                     break
-                except (RegistryError, *socket_error_types()) as exc:
+                except (RegistryError, UserError, *socket_error_types()) as exc:
                     last = exc
             if digest is None:
                 raise UserError(f"failed to resolve digest for {ref}: {last}") from None
             pinned = f"{ref}@{digest}"
         services[name] = {**svc, "image": pinned}
     return {**cfg, "services": services}
+
+
+def _images_only(cfg: dict[str, Any], fmt: str, raw: bool) -> dict[str, Any]:
+    """``--lock-image-digests``: an override file that pins each service's image and
+    nothing else (Compose 2.40's ``imagesOnly``: a new project with the services' images;
+    its JSON has an empty name and the null command/entrypoint of a Go service, its YAML
+    neither; without interpolation the raw model keeps only ``services.*.image``)."""
+    services: dict[str, Any] = {}
+    for name, svc in (cfg.get("services") or {}).items():
+        image = svc.get("image") if isinstance(svc, dict) else None
+        pinned = {"image": image} if image else {}
+        services[name] = pinned if raw else {"command": None, "entrypoint": None, **pinned}
+    if raw or fmt != "json":
+        return {"services": services}
+    return {"name": "", "services": services}
 
 
 def _load_options(ctx: click.Context, services: tuple[str, ...], no_interpolate: bool,

@@ -404,3 +404,117 @@ def test_deploy_counters_are_unsigned(tmp_path, value):
         f"services:\n  web:\n    image: x\n    deploy:\n      restart_policy: {{max_attempts: {value}}}\n"
         f"      update_config: {{parallelism: {value}}}\n")
     same_as_compose(tmp_path)
+
+
+# ------------------------------------------------------------------ --lock-image-digests
+
+DIGEST = "sha256:" + "a" * 64
+LOCK_CASE = {"compose.yaml": f"""
+    name: lk
+    x-top: 1
+    services:
+      a:
+        image: busybox@{DIGEST}
+        environment: {{A: "1"}}
+        ports: ["80:80"]
+        x-svc: 1
+        volumes:
+          - {{type: image, source: "alpine@{DIGEST}", target: /img}}
+          - data:/data
+      b:
+        build: .
+      c:
+        image: "registry.example:5000/x/y:1.0@{DIGEST}"
+        depends_on: [a]
+      d:
+        image: "busybox@{DIGEST}"
+        profiles: [off]
+    volumes: {{data: {{}}}}
+    networks: {{n: {{}}}}
+    """}
+
+
+@pytest.mark.parametrize("config", [[], ["--no-interpolate"], ["--no-normalize"], ["a"], ["c"]],
+                         ids=["normalized", "no-interpolate", "no-normalize", "service-a", "service-c"])
+def test_lock_image_digests_matches_compose(tmp_path, config):
+    """With every image already pinned Compose needs no engine to resolve them, so its
+    override file (images only: JSON with an empty name and null command/entrypoint,
+    YAML without, the raw model without them either) is the oracle here."""
+    _write(tmp_path, LOCK_CASE)
+    assert same_as_compose(tmp_path, config=["--lock-image-digests", *config]) is None
+    got = _run([PYSTACK, "config", "--lock-image-digests", *config], tmp_path).stdout
+    assert got.startswith("services:\n") and f"docker.io/library/busybox@{DIGEST}" in got
+
+
+@pytest.mark.parametrize("listing", [["--services"], ["--images"], ["--hash", "a,b,c"], ["--volumes"]])
+@pytest.mark.parametrize("flag", ["--lock-image-digests", "--resolve-image-digests"])
+def test_listings_ignore_digest_flags(tmp_path, listing, flag):
+    _write(tmp_path, LOCK_CASE)
+    want = _run([COMPOSE, "config", flag, *listing], tmp_path)
+    got = _run([PYSTACK, "config", flag, *listing], tmp_path)
+    assert got.returncode == want.returncode == 0, got.stderr + want.stderr
+    assert sorted(got.stdout.splitlines()) == sorted(want.stdout.splitlines())
+
+
+def _registryfix():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "_stack_polish_registryfix", Path(__file__).parents[1] / "images" / "registryfix.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look themselves up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.skipif(not any(os.access(os.path.join(d, "docker-registry"), os.X_OK)
+                            for d in os.environ.get("PATH", "").split(":")),
+                    reason="Debian's docker-registry not installed")
+def test_lock_image_digests_with_a_local_registry(tmp_path, busybox_rootfs):
+    """A tag is resolved from its registry (Docker Compose asks the engine, which is
+    absent here); the override file reloads over the project and pins the image."""
+    from pystack.runtime.images import ImageStore
+
+    env = {"PYSTACK_ROOT": str(tmp_path / "root"), "DOCKER_CONFIG": str(tmp_path / "dc"),
+           "PYSTACK_REGISTRIES": str(tmp_path / "registries.json")}
+    fix = _registryfix()
+    reg = fix.start_registry(tmp_path)
+    try:
+        old = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            store = ImageStore(tmp_path / "root" / "images")
+            ref = f"{reg.host}/tools/busybox:1.0"
+            store.import_rootfs(busybox_rootfs, ref, ['CMD ["sh"]'])
+            digest = store.push(ref)
+        finally:
+            for k, v in old.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        (tmp_path / "compose.yaml").write_text(
+            f"services:\n  a: {{image: '{ref}', ports: ['80:80'], environment: {{A: '1'}}}}\n"
+            f"  b: {{build: .}}\nvolumes: {{v: {{}}}}\n")
+        for fmt, want in (("yaml", f"services:\n  a:\n    image: {ref}@{digest}\n  b: {{}}\n"),
+                          ("json", None)):
+            proc = _run([PYSTACK, "config", "--lock-image-digests", "--format", fmt], tmp_path, env)
+            assert proc.returncode == 0, proc.stderr
+            if want:
+                assert proc.stdout == want
+            else:
+                assert json.loads(proc.stdout) == {"name": "", "services": {
+                    "a": {"command": None, "entrypoint": None, "image": f"{ref}@{digest}"},
+                    "b": {"command": None, "entrypoint": None}}}
+        proc = _run([PYSTACK, "config", "--lock-image-digests", "-o", "lock.yaml"], tmp_path, env)
+        assert proc.returncode == 0 and proc.stdout == "", proc.stderr
+        merged = _run([PYSTACK, "-f", "compose.yaml", "-f", "lock.yaml", "config", "--format", "json"],
+                      tmp_path, env)
+        services = json.loads(merged.stdout)["services"]
+        assert services["a"]["image"] == f"{ref}@{digest}" and services["a"]["environment"] == {"A": "1"}
+        (tmp_path / "compose.yaml").write_text(f"services:\n  a: {{image: '{reg.host}/tools/nope'}}\n")
+        proc = _run([PYSTACK, "config", "--lock-image-digests"], tmp_path, env)
+        assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+        assert proc.stderr.startswith(f"failed to resolve digest for {reg.host}/tools/nope:latest")
+    finally:
+        reg.stop()
