@@ -225,7 +225,10 @@ class NetworkManager:
 
     def get_network(self, id_or_name: str) -> NetworkRecord:
         """By id, name or unique id prefix; NotFound otherwise."""
-        nets = self.state.read()["networks"]
+        return self._lookup(self.state.read()["networks"], id_or_name)
+
+    @staticmethod
+    def _lookup(nets: dict[str, Any], id_or_name: str) -> NetworkRecord:
         if id_or_name in nets:
             return NetworkRecord.from_dict(nets[id_or_name])
         for rec in nets.values():
@@ -280,47 +283,70 @@ class NetworkManager:
         net = self.get_network(network_id)
         with self.state.transaction() as st:
             sandbox = self._sandbox(st, container_id)
-            eps = st["endpoints"].setdefault(container_id, {})
-            if net.id in eps:
-                raise Conflict(f"container {container_id} is already connected to network {net.name}")
-            subnet = ipaddress.ip_network(net.subnet)
-            reserved = {net.gateway, *net.aux_addresses.values()}
-            for other in st["endpoints"].values():
-                if net.id in other:
-                    reserved.add(other[net.id]["ip"])
-            ip = ipam.allocate(subnet, net.ip_range, reserved, spec.ipv4_address)
-            ip6, prefixlen6 = "", 0
-            if net.subnet6:
-                subnet6 = ipaddress.ip_network(net.subnet6)
-                reserved6 = {net.gateway6, *net.aux_addresses.values()}
-                reserved6 |= {o[net.id].get("ip6", "") for o in st["endpoints"].values() if net.id in o}
-                ip6 = ipam.allocate(subnet6, net.ip_range6, reserved6, spec.ipv6_address)
-                prefixlen6 = subnet6.prefixlen
-            elif spec.ipv6_address:
-                raise UserError(f"ipv6_address {spec.ipv6_address}: network {net.name} has no IPv6")
-            mac = spec.mac_address or ipam.mac_for(ip)
-            used = {int(e["ifname"][3:]) for e in eps.values()}
-            index = next(i for i in range(len(used) + 1) if i not in used)
-            outward = [st["networks"][e["network_id"]] for e in eps.values()
-                       if e["network_id"] in st["networks"] and not st["networks"][e["network_id"]]["internal"]]
-            gateway = None if net.internal or outward else net.gateway
-            has_default6 = any(n.get("subnet6") for n in outward)
-            gateway6 = None if net.internal or has_default6 or not ip6 else net.gateway6
-            record = EndpointRecord(
-                container_id=container_id, network_id=net.id, ip=ip,
-                prefixlen=subnet.prefixlen, gateway=net.gateway, mac=mac,
-                ifname=f"eth{index}", host_ifname=links.host_veth_name(container_id, index),
-                names=list(dict.fromkeys(spec.names)), aliases=list(dict.fromkeys(spec.aliases)),
-                links=dict(spec.links), dns=list(spec.dns),
-                ip6=ip6, prefixlen6=prefixlen6, gateway6=net.gateway6 if ip6 else "")
-            # The lock is held while the veth is made, so no one else takes this address;
-            # on failure the transaction is not written and attach_veth removed the pair.
-            links.attach_veth(sandbox, net.bridge, record.host_ifname, record.ifname, mac, ip,
-                              subnet.prefixlen, net.mtu, gateway, ip6, prefixlen6, gateway6)
-            eps[net.id] = record.to_dict()
-            self._retarget_ports(st, container_id)
+            plan = self._plan_endpoint(st, container_id, net, spec)
+        try:
+            self._make_endpoint(sandbox, *plan)
+        except BaseException:
+            with self.state.transaction() as st:
+                eps = st["endpoints"].get(container_id, {})
+                eps.pop(net.id, None)
+                if not eps:
+                    st["endpoints"].pop(container_id, None)
+            raise
+        if container_id in self.state.read()["ports"]:
+            with self.state.transaction() as st:
+                self._retarget_ports(st, container_id)
         self._sync_dns()
-        return record
+        return plan[0]
+
+    def _plan_endpoint(self, st: dict[str, Any], container_id: str, net: NetworkRecord, spec: EndpointSpec
+                       ) -> tuple[EndpointRecord, NetworkRecord, str | None, str | None]:
+        """Inside a transaction: the endpoint's address, interface and routes, recorded
+        (before the veth exists: a crash leaves a record ``recover()`` drops, never a
+        veth nobody knows of, and no one else can take the address meanwhile)."""
+        eps = st["endpoints"].setdefault(container_id, {})
+        if net.id in eps:
+            raise Conflict(f"container {container_id} is already connected to network {net.name}")
+        subnet = ipaddress.ip_network(net.subnet)
+        reserved = {net.gateway, *net.aux_addresses.values()}
+        for other in st["endpoints"].values():
+            if net.id in other:
+                reserved.add(other[net.id]["ip"])
+        ip = ipam.allocate(subnet, net.ip_range, reserved, spec.ipv4_address)
+        ip6, prefixlen6 = "", 0
+        if net.subnet6:
+            subnet6 = ipaddress.ip_network(net.subnet6)
+            reserved6 = {net.gateway6, *net.aux_addresses.values()}
+            reserved6 |= {o[net.id].get("ip6", "") for o in st["endpoints"].values() if net.id in o}
+            ip6 = ipam.allocate(subnet6, net.ip_range6, reserved6, spec.ipv6_address)
+            prefixlen6 = subnet6.prefixlen
+        elif spec.ipv6_address:
+            raise UserError(f"ipv6_address {spec.ipv6_address}: network {net.name} has no IPv6")
+        mac = spec.mac_address or ipam.mac_for(ip)
+        used = {int(e["ifname"][3:]) for e in eps.values()}
+        index = next(i for i in range(len(used) + 1) if i not in used)
+        outward = [st["networks"][e["network_id"]] for e in eps.values()
+                   if e["network_id"] in st["networks"] and not st["networks"][e["network_id"]]["internal"]]
+        gateway = None if net.internal or outward else net.gateway
+        has_default6 = any(n.get("subnet6") for n in outward)
+        gateway6 = None if net.internal or has_default6 or not ip6 else net.gateway6
+        record = EndpointRecord(
+            container_id=container_id, network_id=net.id, ip=ip,
+            prefixlen=subnet.prefixlen, gateway=net.gateway, mac=mac,
+            ifname=f"eth{index}", host_ifname=links.host_veth_name(container_id, index),
+            names=list(dict.fromkeys(spec.names)), aliases=list(dict.fromkeys(spec.aliases)),
+            links=dict(spec.links), dns=list(spec.dns),
+            ip6=ip6, prefixlen6=prefixlen6, gateway6=net.gateway6 if ip6 else "")
+        eps[net.id] = record.to_dict()
+        return record, net, gateway, gateway6
+
+    @staticmethod
+    def _make_endpoint(sandbox: Path, record: EndpointRecord, net: NetworkRecord,
+                       gateway: str | None, gateway6: str | None) -> None:
+        """The kernel side of a planned endpoint (no lock held: veths of several
+        containers are made at the same time); attach_veth removes the pair on failure."""
+        links.attach_veth(sandbox, net.bridge, record.host_ifname, record.ifname, record.mac, record.ip,
+                          record.prefixlen, net.mtu, gateway, record.ip6, record.prefixlen6, gateway6)
 
     def _retarget_ports(self, st: dict[str, Any], container_id: str) -> None:
         """Point a container's published ports at its first non-internal endpoint.
@@ -393,17 +419,24 @@ class NetworkManager:
 
     def remove_sandbox(self, container_id: str) -> None:
         """Undo everything of a container: ports, endpoints, namespace. Idempotent."""
-        if container_id in self.state.read()["ports"]:
+        current = self.state.read()
+        if container_id in current["ports"]:
             self.unpublish(container_id)
-        else:  # rules a crash left between loading them and recording them
-            self.firewall.set_ports(container_id, [])
+        elif container_id in current.get("ports_firewall", {}):
+            # rules a crash (or a failed publish) left between marking and recording them
+            with self.state.transaction() as st:
+                kind = st.get("ports_firewall", {}).pop(container_id, None)
+                if kind:
+                    self._apply_ports(container_id, [], kind)
         with self.state.transaction() as st:
-            # Every host veth end of the container: its endpoints', and any left by a crash
-            # mid-connect (found by name). Their peers in the namespace go with them.
-            names = {e["host_ifname"] for e in st["endpoints"].get(container_id, {}).values()}
-            names |= set(links.host_links("psv" + links.short_hex(container_id)))
-            for name in names:
-                links.delete_link(name)
+            # Every host veth end of the container: its endpoints' (recorded before they
+            # are made), and, by name, the next few indexes (left by an engine that made
+            # veths before recording them). Their peers in the namespace go with them.
+            eps = st["endpoints"].get(container_id, {}).values()
+            names = {e["host_ifname"] for e in eps}
+            top = max((int(e["ifname"][3:]) for e in eps), default=-1)
+            names |= {links.host_veth_name(container_id, i) for i in range(top + 3)}
+            links.delete_links(names)
             st["endpoints"].pop(container_id, None)
             sb = st["sandboxes"].pop(container_id, None)
             netns.remove(Path(sb["path"]) if sb else self.sandbox_path(container_id))
@@ -417,19 +450,44 @@ class NetworkManager:
         ``EndpointSpec.priority`` first, then by network name): the first is eth0 and
         gives the default route.
 
+        One transaction records the sandbox and plans every endpoint (addresses,
+        interfaces, routes); the namespace and veths are then made without holding the
+        state lock, so containers starting together do their kernel work side by side.
         On any failure the sandbox and whatever was made for it are removed before the
         error propagates, so a container that fails to start leaks nothing.
         """
-        named = [(self.get_network(net_id), spec) for net_id, spec in endpoints]  # NotFound first
+        if "/" in container_id or container_id in ("", ".", ".."):
+            raise UserError(f"invalid container id {container_id!r}")
+        nets = self.state.read()["networks"]
+        named = [(self._lookup(nets, net_id), spec) for net_id, spec in endpoints]  # NotFound first
         named.sort(key=lambda item: (-item[1].priority, item[0].name))
-        path = self.create_sandbox(container_id)
+        path = self.sandbox_path(container_id)
+        with self.state.transaction() as st:
+            if container_id in st["sandboxes"]:
+                raise Conflict(f"container {container_id} already has a network sandbox")
+            st["sandboxes"][container_id] = {"path": str(path)}
+            plans = []
+            try:
+                for net, spec in named:
+                    current = st["networks"].get(net.id)
+                    if current is None or current.get("status") is not None:
+                        raise NotFound(f"network {net.id} not found")
+                    plans.append(self._plan_endpoint(st, container_id, NetworkRecord.from_dict(current), spec))
+            except BaseException:
+                st["sandboxes"].pop(container_id, None)
+                st["endpoints"].pop(container_id, None)
+                raise
         try:
-            eps = [self.connect(container_id, net.id, spec) for net, spec in named]
+            netns.create(path)
+            for plan in plans:
+                self._make_endpoint(path, *plan)
             bindings = self.publish(container_id, ports) if ports else []
         except BaseException:
             self.remove_sandbox(container_id)
             raise
-        return path, eps, bindings
+        if plans:
+            self._sync_dns()
+        return path, [plan[0] for plan in plans], bindings
 
     # -- published ports -------------------------------------------------------------
 
@@ -458,6 +516,9 @@ class NetworkManager:
             for b in mine:
                 b.container_ip = target
             kind = st.setdefault("ports_firewall", {}).setdefault(container_id, self.firewall.kind)
+            # on disk before the rules are loaded: remove_sandbox() cleans up rules only
+            # for containers recorded here, so a crash in between must leave the mark
+            self.state.write_now(st)
             self._reservations.reserve(container_id, new)
             try:
                 self._apply_ports(container_id, mine, kind)
