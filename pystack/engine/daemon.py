@@ -28,6 +28,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--bridge-subnet", default=None,
                         help="subnet of the default network \"bridge\" (PYSTACK_BRIDGE_SUBNET; default: "
                              "the first of 172.17.0.0/16, 172.18.0.0/16... that no host route uses)")
+    parser.add_argument("--default-address-pool", action="append", default=[], metavar="base=SUBNET,size=N",
+                        help="where networks without a subnet get theirs (repeatable; "
+                             "PYSTACK_DEFAULT_ADDRESS_POOLS, space-separated; default: Docker's "
+                             "172.17-31.0.0/16, then 192.168.0.0/16 in /20s)")
     parser.add_argument("-D", "--debug", action="store_true")
     return parser.parse_args(argv)
 
@@ -42,6 +46,16 @@ def main(argv: list[str] | None = None) -> None:
         os.environ["PYSTACK_HOST"] = args.host
     if args.bridge_subnet:
         os.environ["PYSTACK_BRIDGE_SUBNET"] = args.bridge_subnet
+    if args.default_address_pool:
+        os.environ["PYSTACK_DEFAULT_ADDRESS_POOLS"] = " ".join(args.default_address_pool)
+    if os.environ.get("PYSTACK_DEFAULT_ADDRESS_POOLS"):
+        from pystack.engine.engine import address_pools
+        from pystack.errors import UserError
+        try:
+            address_pools(os.environ["PYSTACK_DEFAULT_ADDRESS_POOLS"])
+        except UserError as exc:
+            print(f"pystackd: {exc}", file=sys.stderr)
+            sys.exit(2)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
                         format="%(asctime)s pystackd %(levelname)s %(message)s")
     if os.geteuid() != 0:

@@ -14,6 +14,28 @@ import pystack
 from pystack.engine.events import EventBus
 
 
+def address_pools(text: str) -> list[tuple[str, int]] | None:
+    """``base=10.99.0.0/16,size=24 base=...`` (dockerd's ``--default-address-pool`` form,
+    space-separated) -> [(base, size)]; None (Docker's default pools) when empty."""
+    import ipaddress
+
+    from pystack.errors import UserError
+
+    pools = []
+    for item in text.split():
+        fields = dict(part.partition("=")[::2] for part in item.split(","))
+        try:
+            base = ipaddress.ip_network(fields["base"], strict=False)
+            size = int(fields.get("size") or base.prefixlen)
+            if base.version != 4 or not base.prefixlen <= size <= 30:
+                raise ValueError
+        except (KeyError, ValueError):
+            raise UserError(f"default address pool {item!r}: use base=<IPv4 subnet>,size=<prefix length "
+                            "between the base's and 30>") from None
+        pools.append((str(base), size))
+    return pools or None
+
+
 class Engine:
     """State roots plus the subsystems; each subsystem is imported on first use."""
 
@@ -38,7 +60,8 @@ class Engine:
     @functools.cached_property
     def networks(self):
         from pystack.networking import NetworkManager
-        return NetworkManager(self.root / "networks", self.run / "net")
+        return NetworkManager(self.root / "networks", self.run / "net",
+                              default_pools=address_pools(os.environ.get("PYSTACK_DEFAULT_ADDRESS_POOLS", "")))
 
     @functools.cached_property
     def runtime(self):
