@@ -26,24 +26,52 @@ from pystack.runtime.state import trace
 MAX_MSG = 4 << 20
 # PYSTACK_RUNTIME_PREFORK=0: no pre-forked init in the spares (A/B measurements)
 _PREFORK = os.environ.get("PYSTACK_RUNTIME_PREFORK", "1") != "0"
+# PYSTACK_RUNTIME_EARLY_SPARE=1: the next spare right after a request (A/B measurements)
+_EARLY_SPARE = os.environ.get("PYSTACK_RUNTIME_EARLY_SPARE") == "1"
 
 
 def serve(control: socket.socket) -> None:
     """Answer requests until the control socket is closed.
 
-    One forked child, the *spare*, always waits ready: a request goes to it at once
-    (it becomes that request's shim or exec supervisor) and a new spare is forked right
-    after, off the request's path. Forking this process and the first page faults of
-    the child cost a few milliseconds that a start no longer waits for. A spare holds
-    nothing of the caller's; it exits when this helper goes (its socket reads EOF)."""
+    One forked child, the *spare*, waits ready: a request goes to it at once (it becomes
+    that request's shim or exec supervisor). The next spare is forked once that one is
+    past its start (its socket to us reads EOF: the container is created, the exec'd
+    process runs), so that forking and paging in the next one does not compete for the
+    CPUs with the start it would serve later. Requests that find no spare ready (bursts)
+    get a child forked on the spot. A spare holds nothing of the caller's; it exits when
+    this helper goes (its socket reads EOF)."""
+    import select
     from pystack.runtime import process, shim  # noqa: F401 - inherited by the children
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
     warm_up()
     gc.collect()
     gc.freeze()  # keep the shared pages shared in the forked shims
-    spare = _fork_spare(control)
+    spare: socket.socket | None = _fork_spare(control)
+    busy: dict[int, socket.socket] = {}  # spares serving a request, until they are past it
+    poller = select.poll()
+    poller.register(control, select.POLLIN)
     control.send(b"ready")
     while True:
+        try:
+            events = poller.poll()
+        except InterruptedError:
+            continue
+        request = False
+        for fd, _ in events:
+            if fd == control.fileno():
+                request = True
+                continue
+            done = busy.pop(fd, None)  # (EOF or error: past its start, or gone)
+            if done is not None:
+                poller.unregister(fd)
+                done.close()
+        if not request:
+            if spare is None and not busy:
+                _set_idle(True)  # the fork itself, on a CPU nothing else needs
+                spare = _fork_spare(control)
+                _set_idle(False)
+                trace("forkserver: new spare")
+            continue
         try:
             msg, fds = process.recv(control, MAX_MSG)
         except (ConnectionResetError, OSError):
@@ -55,61 +83,70 @@ def serve(control: socket.socket) -> None:
             for fd in fds:
                 os.close(fd)
             continue
+        child = spare if spare is not None else _fork_spare(control, ready=True)
+        spare = None
         try:
-            process.send(spare, msg, fds)
+            process.send(child, msg, fds)
         except OSError:  # the spare died (killed by someone): serve from a fresh one
-            spare.close()
-            spare = _fork_spare(control)
-            process.send(spare, msg, fds)
+            child.close()
+            child = _fork_spare(control, ready=True)
+            process.send(child, msg, fds)
         finally:
             for fd in fds:
                 os.close(fd)
         trace("forkserver: to spare")
         _yield()
-        spare.close()
-        spare = _fork_spare(control)
-        trace("forkserver: new spare")
+        busy[child.fileno()] = child
+        poller.register(child, select.POLLIN)
+        if _EARLY_SPARE:
+            spare = _fork_spare(control)
 
 
-def _fork_spare(control: socket.socket) -> socket.socket:
-    """Fork a child that waits for one request; our end of its socket."""
+def _fork_spare(control: socket.socket, ready: bool = False) -> socket.socket:
+    """Fork a child that waits for one request; our end of its socket. ``ready``: for a
+    request at hand (no pre-forked init, no paging in first)."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     pid = os.fork()
     if pid == 0:
         try:
-            control.close()
-            ours.close()
             from pystack.runtime import process, shim
-            # getting ready (forking the init, paging in) is off any start's path: it
-            # runs only when a CPU has nothing else to do, not against the start that
-            # made the server fork this spare
-            _set_idle(True)
+            # nothing of the server's: not the control socket, not the other spares'
+            # sockets (each spare exits when its socket's other end, ours, is closed)
+            process.close_fds(keep=(theirs.fileno(),))
+            control.detach()
+            ours.detach()
             child = None
-            if _PREFORK:
-                try:
-                    child = shim.Preforked()  # the init of the next container, waiting
-                except OSError:
-                    child = None
-            shim.warm_up_shim()  # after the last fork: a fork shares our pages again
-            _set_idle(False)
+            if not ready:
+                # getting ready (forking the init, paging in) is off any start's path:
+                # it runs only when a CPU has nothing else to do
+                _set_idle(True)
+                if _PREFORK:
+                    try:
+                        child = shim.Preforked()  # the init of the next container, waiting
+                    except OSError:
+                        child = None
+                shim.warm_up_shim()  # after the last fork: a fork shares our pages again
+                _set_idle(False)
             try:
                 msg, fds = process.recv(theirs, MAX_MSG)
             except OSError:
                 msg, fds = b"", []
             trace("spare: request")
-            theirs.close()
             if msg:
                 head, _, body = msg.partition(b"\n")
-                _handle(json.loads(head), body, fds, child)
+                # ``theirs`` stays open until the start is done: its EOF tells the server
+                # to get the next spare ready
+                _handle(json.loads(head), body, fds, child, theirs)
         finally:
             os._exit(0)
     theirs.close()
     return ours
 
 
-def _handle(head: dict, body: bytes, fds: list[int], child=None) -> None:
+def _handle(head: dict, body: bytes, fds: list[int], child=None, server=None) -> None:
     """In a forked child: become the shim (or exec supervisor) of one request: ``head``
-    (op and what the shim needs first), ``body`` the plan's JSON."""
+    (op and what the shim needs first), ``body`` the plan's JSON. ``server``: our socket
+    to the fork server, closed once the start is done."""
     from pystack.runtime import process, shim
     if head.get("op") == "exec" and child is not None:
         child.discard()
@@ -118,13 +155,13 @@ def _handle(head: dict, body: bytes, fds: list[int], child=None) -> None:
     reply = socket.socket(fileno=fds[0])
     stdio = tuple(fds[1:4]) if len(fds) >= 4 else None
     if head.get("op") == "exec":
-        shim.exec_supervisor(json.loads(body), stdio or _null3(), reply)
+        shim.exec_supervisor(json.loads(body), stdio or _null3(), reply, server)
     # this child becomes the shim itself (no double fork: the helper ignores
     # SIGCHLD, so it never waits for it, and setsid detaches it from the caller)
     fd = reply.detach()
     try:
         os.setsid()
-        shim.shim_main(None, stdio, fd, child, body, head)
+        shim.shim_main(None, stdio, fd, child, body, head, server)
     except BaseException as exc:  # noqa: BLE001 - sent back to the caller
         try:
             os.write(fd, json.dumps({"error": f"shim: {process.describe(exc)}"}).encode())

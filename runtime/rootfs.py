@@ -138,14 +138,100 @@ def fd_path(fd: int) -> str:
 # ---------------------------------------------------------------------------------------
 # resolving paths inside the root without leaving it
 
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64),
+                ("resolve", ctypes.c_uint64)]
+
+
+_SYS_OPENAT2 = 437  # the same number on every architecture
+_RESOLVE_NO_MAGICLINKS = 0x02
+_RESOLVE_IN_ROOT = 0x10
+_HOW = {nofollow: _OpenHow(os.O_PATH | os.O_CLOEXEC | (os.O_NOFOLLOW if nofollow else 0), 0,
+                           _RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS)
+        for nofollow in (False, True)}
+_HOW_REF = {k: ctypes.byref(v) for k, v in _HOW.items()}
+_openat2_ok = True
+
+
+def _openat2(dirfd: int, path: str, nofollow: bool) -> int:
+    """openat2(O_PATH, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS): ``path`` resolved by the
+    kernel as if ``dirfd`` were the root (symlinks and ``..`` cannot leave it, /proc's
+    magic links are refused). OSError(ENOSYS) where the kernel or a seccomp filter has
+    no openat2 (then the walk below does the same in user space)."""
+    global _openat2_ok
+    fd = _libc.syscall(_SYS_OPENAT2, dirfd, path.encode(), _HOW_REF[nofollow], 24)
+    if fd < 0:
+        err = ctypes.get_errno()
+        if err in (errno.ENOSYS, errno.EPERM, errno.E2BIG):
+            _openat2_ok = False
+            raise OSError(errno.ENOSYS, "openat2 unavailable")
+        raise OSError(err, os.strerror(err), path)
+    return fd
+
+
 def open_in_root(rootfd: int, path: str, create: str | None = None, mode: int = 0o755,
                  nofollow_last: bool = False) -> int:
     """An ``O_PATH`` fd for ``path`` resolved inside the tree of ``rootfd``.
 
-    Symlinks are followed by hand, with absolute targets and ``..`` clamped at the root,
-    like a chroot would. ``create`` is ``"dir"`` or ``"file"``: make missing components
+    Symlinks are followed with absolute targets and ``..`` clamped at the root, like a
+    chroot would. ``create`` is ``"dir"`` or ``"file"``: make missing components
     (directories, and the last one of that kind). Returns a new fd; raises OSError.
-    """
+
+    An existing path is one openat2(RESOLVE_IN_ROOT) call; a missing one is created
+    below its existing parent; anything unusual (a dangling symlink on the way, an old
+    kernel) takes the component-by-component walk of ``_walk_in_root``."""
+    if _openat2_ok:
+        try:
+            fd = _openat2(rootfd, path, nofollow_last)
+        except FileNotFoundError:
+            if create is not None:
+                fd = _create_in_root(rootfd, path, create, mode)
+                if fd is not None:
+                    return fd
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSYS, errno.ELOOP, errno.EXDEV, errno.EAGAIN):
+                raise
+        else:
+            if nofollow_last and stat.S_ISLNK(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise OSError(errno.ELOOP, f"{path} is a symlink")
+            return fd
+    return _walk_in_root(rootfd, path, create, mode, nofollow_last)
+
+
+def _create_in_root(rootfd: int, path: str, create: str, mode: int) -> int | None:
+    """The missing last component of ``path`` made in its existing parent (resolved in
+    the root); None if that is not the simple case (the caller walks instead)."""
+    parts = [c for c in path.split("/") if c not in ("", ".")]
+    if not parts or parts[-1] == "..":
+        return None
+    try:
+        parent = _openat2(rootfd, "/".join(parts[:-1]) or "/", False)
+    except OSError:
+        return None
+    try:
+        name = parts[-1]
+        try:
+            if create == "file":
+                os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC
+                                 | os.O_NOFOLLOW, 0o644, dir_fd=parent))
+            else:
+                os.mkdir(name, mode, dir_fd=parent)
+        except FileExistsError:
+            return None  # e.g. a dangling symlink: the walk resolves it in the root
+        fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+        if stat.S_ISLNK(os.fstat(fd).st_mode):
+            os.close(fd)
+            return None
+        return fd
+    finally:
+        os.close(parent)
+
+
+def _walk_in_root(rootfd: int, path: str, create: str | None = None, mode: int = 0o755,
+                  nofollow_last: bool = False) -> int:
+    """``open_in_root`` by hand: each component opened with ``O_NOFOLLOW`` from the
+    directory before it, symlinks read and resolved inside the root."""
     todo = [c for c in path.split("/") if c not in ("", ".")]
     stack = [os.dup(rootfd)]  # fds of the directories walked, stack[0] = root
     links = 0

@@ -414,13 +414,14 @@ def _devnull_stdio() -> None:
 
 def shim_main(plan: dict | None, stdio: tuple[int, int, int] | None, reply: int,
               child: Preforked | None = None, raw: bytes | None = None,
-              head: dict | None = None) -> None:
+              head: dict | None = None, server=None) -> None:
     """Runs in the shim: launch, report, then supervise until PID 1 exits.
 
     From the fork server: ``plan`` is None, ``raw`` is the plan's JSON and ``head`` the
     little the shim needs before the init gets the plan (``dir``, ``stdin``, ``log``,
     ``prefork``): the raw plan goes to ``child`` (a pre-forked init) at once, and both
-    parse it meanwhile, on two CPUs."""
+    parse it meanwhile, on two CPUs. ``server`` (a socket to the fork server) is closed
+    once the container is created (or failed): the server then readies the next spare."""
     info = head if plan is None else plan
     keep_stdio = tuple(os.dup(fd) for fd in stdio) if stdio else None
     _devnull_stdio()
@@ -520,6 +521,8 @@ def shim_main(plan: dict | None, stdio: tuple[int, int, int] | None, reply: int,
     os.write(reply, json.dumps({"pid": pid}).encode() + b"\n")
     os.close(reply)
     trace("shim: replied")
+    if server is not None:
+        server.close()  # the server readies the next spare now
     supervise(plan, pid, pipes, writer, tty_stdin=tty_stdin, stdin_keeper=stdin_keeper)
     for fd in exit_fifo:
         os.write(fd, b"x")  # exit.json is there: wake the waiters
@@ -691,10 +694,11 @@ def exec_start(plan: dict, stdio: tuple[int, int, int], sock: socket.socket) -> 
     return child
 
 
-def exec_supervisor(plan: dict, stdio: tuple[int, int, int], sock: socket.socket) -> None:
+def exec_supervisor(plan: dict, stdio: tuple[int, int, int], sock: socket.socket,
+                    server=None) -> None:
     """In a forked, single-threaded child: ``exec_start``, then report on ``sock`` (JSON
     messages) either ``{"error", "exit_code"}`` or ``{"pid"}`` and later ``{"exit"}``.
-    Never returns."""
+    Never returns. ``server``: closed once the process runs (see shim_main)."""
     code = 1
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -703,6 +707,8 @@ def exec_supervisor(plan: dict, stdio: tuple[int, int, int], sock: socket.socket
             if fd > 2:
                 os.close(fd)
         sock.send(json.dumps({"pid": child}).encode())
+        if server is not None:
+            server.close()
         _, status = os.waitpid(child, 0)
         code = os.waitstatus_to_exitcode(status)
         if code < 0:

@@ -303,9 +303,20 @@ def test_fork_server_spare_goes_with_the_server(runtime, make_bundle, overlay):
     now = one_child()
     assert len(now) == 1 and now != spares  # used, and replaced
     spare = now.pop()
-    runtime.close()
+    # the spare holds the next container's init, pre-forked (PID 1 of a new pid namespace)
     for _ in range(500):
-        if proc_start_time(spare) is None:
+        with open(f"/proc/{spare}/task/{spare}/children") as f:
+            inits = [int(x) for x in f.read().split()]
+        if inits:
             break
         time.sleep(0.01)
-    assert proc_start_time(spare) is None
+    assert len(inits) == 1
+    init = inits[0]
+    assert os.readlink(f"/proc/{init}/ns/pid") != os.readlink("/proc/self/ns/pid")
+    runtime.close()
+    for pid in (spare, init):
+        for _ in range(500):
+            if proc_start_time(pid) is None:
+                break
+            time.sleep(0.01)
+        assert proc_start_time(pid) is None
