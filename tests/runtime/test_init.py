@@ -12,20 +12,21 @@ import pytest
 
 from rtutil import new_id
 
-# the subshell's `sleep 0.2` is orphaned (its parent exits) and re-parented to PID 1
-ORPHAN = "(sleep 0.2 &) ; exec sleep 30"
+# the subshell's `sleep 0.5` is orphaned (its parent exits) and re-parented to PID 1
+ORPHAN = "(sleep 0.5 &) ; exec sleep 30"
+
+
+def _state(pid: int) -> str | None:
+    """The state letter of a process ("Z" for a zombie), None once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None
+    return stat[stat.rindex(")") + 2]
 
 
 def _zombies(pids: list[int]) -> int:
-    n = 0
-    for pid in pids:
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except FileNotFoundError:
-            continue
-        if stat[stat.rindex(")") + 2] == "Z":
-            n += 1
-    return n
+    return sum(1 for pid in pids if _state(pid) == "Z")
 
 
 def _all_pids(pid1: int) -> list[int]:
@@ -36,33 +37,40 @@ def _all_pids(pid1: int) -> list[int]:
     return out
 
 
-@pytest.mark.parametrize("use_init,expected", [(False, 1), (True, 0)])
-def test_init_reaps_orphans(runtime, make_bundle, overlay, use_init, expected):
+def _orphan(pid1: int, deadline: float) -> int | None:
+    """The orphaned `sleep 0.5` once it is PID 1's child (found by its command line)."""
+    while time.monotonic() < deadline:
+        for p in _all_pids(pid1)[1:]:
+            try:
+                if "sleep\x000.5" in Path(f"/proc/{p}/cmdline").read_text():
+                    return p
+            except FileNotFoundError:
+                pass
+        time.sleep(0.01)
+    return None
+
+
+@pytest.mark.parametrize("use_init", [False, True])
+def test_init_reaps_orphans(runtime, make_bundle, overlay, use_init):
+    """The orphan is followed by its pid (not by counting zombies after a fixed sleep,
+    which under load caught the subshell's brief zombie or an orphan still running)."""
     cid = new_id()
     runtime.create(cid, make_bundle(["sh", "-c", ORPHAN]), init=use_init, **overlay())
     runtime.start(cid)
     try:
         pid1 = runtime.state(cid)["pid"]
-        # wait until the orphan's sleep 0.2 has ended: it is then either a zombie (nobody
-        # reaps it) or gone (init reaped it); the container is left with its main program
-        deadline = time.monotonic() + 10
-        seen = False
-        while time.monotonic() < deadline:
-            pids = [p for p in _all_pids(pid1) if Path(f"/proc/{p}").exists()]
-            live = []
-            for p in pids:
-                try:
-                    if _zombies([p]) == 0 and "sleep\x000.2" in Path(f"/proc/{p}/cmdline").read_text():
-                        live.append(p)
-                except FileNotFoundError:
-                    pass
-            seen = seen or bool(live) or _zombies(pids) > 0
-            if seen and not live:
-                break
-            time.sleep(0.02)
-        assert seen, "the orphan never appeared"
-        time.sleep(0.2)
-        assert _zombies(_all_pids(pid1)) == expected
+        deadline = time.monotonic() + 20
+        orphan = _orphan(pid1, deadline)
+        assert orphan is not None, "the orphan never appeared"
+        # it exits after 0.5 s: then it is a zombie nobody reaps, or init reaps it
+        while _state(orphan) not in ("Z", None) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if use_init:
+            while _state(orphan) is not None and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert _state(orphan) is None and _zombies(_all_pids(pid1)) == 0
+        else:
+            assert _state(orphan) == "Z" and orphan in _all_pids(pid1)
     finally:
         runtime.delete(cid, force=True)
 
