@@ -187,7 +187,8 @@ def _preforked_main(sock: socket.socket) -> None:
         if plan.get("init"):
             from pystack.runtime import init  # noqa: F401 - must be loaded before pivot_root
         fifo_path = os.path.join(plan["dir"], "exec.fifo")
-        os.mkfifo(fifo_path, 0o600)
+        os.mkfifo(fifo_path)
+        os.chmod(fifo_path, 0o622)  # (runc's mode) the init opens it after changing user
     except BaseException as exc:  # noqa: BLE001 - the launcher reports it
         try:
             process.send(sock, b"E" + process.describe(exc).encode(errors="replace"))
@@ -233,7 +234,8 @@ def begin_launch(plan: dict | None, stdio: tuple[int, int, int], child: Preforke
     if plan.get("init"):
         from pystack.runtime import init  # noqa: F401 - must be loaded before pivot_root
     fifo_path = os.path.join(plan["dir"], "exec.fifo")
-    os.mkfifo(fifo_path, 0o600)
+    os.mkfifo(fifo_path)
+    os.chmod(fifo_path, 0o622)  # (runc's mode) the init opens it after changing user
     parent, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     pid_join = [p for k, p in prep.joins if k == "pid"]
     if pid_join:

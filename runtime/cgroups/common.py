@@ -15,6 +15,24 @@ from pystack.errors import UserError
 DEFAULT_ROOT = Path("/sys/fs/cgroup")
 
 
+_MOUNTINFO: dict = {"text": None, "parsed": {}}
+
+
+def from_mountinfo(key: str, parse):
+    """``parse(text of /proc/self/mountinfo)``, remembered while that text is unchanged:
+    each container's create asks for the layout several times (v1 hierarchies, the
+    unified mount, the driver's mode); reading the file is cheap, parsing it is not."""
+    with open("/proc/self/mountinfo") as f:
+        text = f.read()
+    if text != _MOUNTINFO["text"]:
+        _MOUNTINFO["text"] = text
+        _MOUNTINFO["parsed"] = {}
+    parsed = _MOUNTINFO["parsed"]
+    if key not in parsed:
+        parsed[key] = parse(text)
+    return parsed[key]
+
+
 def default_parent() -> str:
     """The parent of all pystack cgroups: ``PYSTACK_CGROUP_PARENT`` (default ``pystack``)."""
     parent = os.environ.get("PYSTACK_CGROUP_PARENT", "pystack").strip("/")

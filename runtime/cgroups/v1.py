@@ -19,19 +19,22 @@ from pystack.runtime.cgroups.common import read, read_int, read_keyed, write
 def hierarchies() -> dict[str, Path]:
     """Mounted v1 hierarchies: key = their controllers joined by commas (``cpu,cpuacct``,
     ``memory``, ``name=systemd``), value = mount point; from /proc/self/mountinfo."""
+    return dict(common.from_mountinfo("v1", _parse_hierarchies))
+
+
+def _parse_hierarchies(text: str) -> dict[str, Path]:
     out: dict[str, Path] = {}
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            left, _, right = line.partition(" - ")
-            fields = right.split()
-            if len(fields) < 3 or fields[0] != "cgroup":
-                continue
-            ctls = [o for o in fields[2].split(",") if o not in ("rw", "ro") and
-                    (o.startswith("name=") or o.isidentifier())]
-            ctls = [o for o in ctls if o not in ("relatime", "noatime", "nosuid", "nodev",
-                                                 "noexec", "clone_children", "xattr")]
-            if ctls:
-                out[",".join(sorted(ctls))] = Path(left.split()[4])
+    for line in text.splitlines():
+        left, _, right = line.partition(" - ")
+        fields = right.split()
+        if len(fields) < 3 or fields[0] != "cgroup":
+            continue
+        ctls = [o for o in fields[2].split(",") if o not in ("rw", "ro") and
+                (o.startswith("name=") or o.isidentifier())]
+        ctls = [o for o in ctls if o not in ("relatime", "noatime", "nosuid", "nodev",
+                                             "noexec", "clone_children", "xattr")]
+        if ctls:
+            out[",".join(sorted(ctls))] = Path(left.split()[4])
     return out
 
 

@@ -22,11 +22,14 @@ WANTED = ("cpu", "cpuset", "memory", "pids", "io", "hugetlb")
 
 def unified_mount() -> Path | None:
     """Where the cgroup2 hierarchy is mounted (/sys/fs/cgroup or /sys/fs/cgroup/unified)."""
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            left, _, right = line.partition(" - ")
-            if right.split()[:1] == ["cgroup2"]:
-                return Path(left.split()[4])
+    return common.from_mountinfo("unified", _parse_unified)
+
+
+def _parse_unified(text: str) -> Path | None:
+    for line in text.splitlines():
+        left, _, right = line.partition(" - ")
+        if right.split()[:1] == ["cgroup2"]:
+            return Path(left.split()[4])
     return None
 
 
