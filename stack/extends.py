@@ -17,10 +17,16 @@ from .merge import apply_resets, deep_copy, merge_values
 OtherFileLoader = Callable[[str], "tuple[dict[str, Any], list[KeyPath]]"]
 
 
+# (a copied base service, the directory of its file relative to the extending one)
+Rebaser = Callable[[dict[str, Any], str], None]
+
+
 class _Extender:
-    def __init__(self, load_other: OtherFileLoader, error: Callable[[str, KeyPath], ComposeError]) -> None:
+    def __init__(self, load_other: OtherFileLoader, error: Callable[[str, KeyPath], ComposeError],
+                 rebase: Rebaser | None = None) -> None:
         self.load_other = load_other
         self.error = error
+        self.rebase = rebase
 
     def resolve(self, name: str, services: dict[str, Any], filename: str, base_dir: str,
                 resets: list[KeyPath], chain: tuple[tuple[str, str], ...]) -> Any:
@@ -63,6 +69,10 @@ class _Extender:
         if base is None:
             return service
         source = deep_copy(base)
+        if other and self.rebase is not None and isinstance(source, dict):
+            # paths left relative (no path resolution) stay relative to the project: a
+            # base from another file gets that file's directory in front (compose-go)
+            self.rebase(source, os.path.relpath(ref_dir, base_dir))
         wrapper = {"services": {name: source}}
         apply_resets(wrapper, post)
         source = wrapper["services"].get(name, {})
@@ -75,7 +85,8 @@ class _Extender:
 
 def apply_extends(data: dict[str, Any], filename: str, base_dir: str, resets: Iterable[KeyPath],
                   load_other: OtherFileLoader,
-                  error: Callable[[str, KeyPath], ComposeError] | None = None) -> None:
+                  error: Callable[[str, KeyPath], ComposeError] | None = None,
+                  rebase: Rebaser | None = None) -> None:
     """Resolve every ``extends`` of ``data['services']`` in place.
 
     ``base_dir`` is the directory a relative ``extends.file`` is resolved against (the
@@ -85,7 +96,7 @@ def apply_extends(data: dict[str, Any], filename: str, base_dir: str, resets: It
     if not isinstance(services, dict):
         return
     err = error or (lambda message, path: ComposeError(message, path=path, file=filename))
-    ext = _Extender(load_other, err)
+    ext = _Extender(load_other, err, rebase)
     reset_list = list(resets)
     for name in list(services):
         services[name] = ext.resolve(name, services, filename, base_dir, reset_list, ())

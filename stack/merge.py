@@ -9,6 +9,7 @@ replaced whole; ``environment``-like mappings take the right side's ``null`` too
 """
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Any, Callable, Iterable
 
 from .errors import ComposeError, KeyPath
@@ -20,29 +21,50 @@ def _replace(left: Any, right: Any, path: Path) -> Any:
     return right
 
 
-def _as_pairs(value: Any) -> dict[str, Any] | None:
-    if isinstance(value, dict):
-        return dict(value)
-    if isinstance(value, list):
-        out: dict[str, Any] = {}
-        for item in value:
-            key, sep, val = str(item).partition("=")
-            out[key] = val if sep else None
-        return out
-    return None
+# set while the uninterpolated (raw) model is merged: compose-go merges the mappings
+# below as ``K=V`` sequences then, whatever their syntax (the typed model reads both)
+RAW_MERGE: ContextVar[bool] = ContextVar("RAW_MERGE", default=False)
 
 
 def _update(left: Any, right: Any, path: Path) -> Any:
     """Mappings merged key by key, whatever their syntax (``[K=V]`` or ``{K: V}``)."""
-    if isinstance(left, dict) and isinstance(right, dict):
+    if isinstance(left, dict) and isinstance(right, dict) and not RAW_MERGE.get():
         out = dict(left)
         out.update(right)
         return out
-    lpairs, rpairs = _as_pairs(left), _as_pairs(right)
-    if lpairs is None or rpairs is None:
+    lseq, rseq = _as_sequence(left), _as_sequence(right)
+    if lseq is None or rseq is None:
         return right if right is not None else left
-    lpairs.update(rpairs)  # the uninterpolated model keeps compose-go's sequence form
-    return [k if v is None else f"{k}={v}" for k, v in lpairs.items()]
+    # the uninterpolated model keeps compose-go's sequence form (``mergeToSequence``: a
+    # mapping becomes ``K=V`` items sorted as text; a later item takes the place of an
+    # earlier one with the same key)
+    out: list[Any] = []
+    seen: dict[str, int] = {}
+    for item in lseq + rseq:
+        key = str(item).partition("=")[0]
+        if key in seen:
+            out[seen[key]] = item
+        else:
+            seen[key] = len(out)
+            out.append(item)
+    return out
+
+
+def _update_mapping(left: Any, right: Any, path: Path) -> Any:
+    """A mapping merged key by key, even in the raw model (``additional_contexts``)."""
+    if isinstance(left, dict) and isinstance(right, dict):
+        return {**left, **right}
+    return _update(left, right, path)
+
+
+def _as_sequence(value: Any) -> list[Any] | None:
+    from .transform import go_str
+
+    if isinstance(value, dict):
+        return sorted(str(k) if v is None else f"{k}={go_str(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return list(value)
+    return None
 
 
 def _logging(left: Any, right: Any, path: Path) -> Any:
@@ -61,6 +83,15 @@ def _ulimit(left: Any, right: Any, path: Path) -> Any:
 
 
 def _extra_hosts(left: Any, right: Any, path: Path) -> Any:
+    if RAW_MERGE.get():  # as sequences, unique by the whole entry
+        lseq, rseq = _as_sequence(left), _as_sequence(right)
+        if lseq is None or rseq is None:
+            return right if right is not None else left
+        out: list[Any] = []
+        for item in lseq + rseq:
+            if item not in out:
+                out.append(item)
+        return out
     if not (isinstance(left, dict) and isinstance(right, dict)):
         return right if right is not None else left
     out = {k: list(v) for k, v in left.items()}
@@ -94,7 +125,7 @@ _SPECIALS: dict[Path, Callable[[Any, Any, Path], Any]] = {
     ("services", "*", "sysctls"): _update,
     ("services", "*", "build", "args"): _update,
     ("services", "*", "build", "labels"): _update,
-    ("services", "*", "build", "additional_contexts"): _update,
+    ("services", "*", "build", "additional_contexts"): _update_mapping,
     ("services", "*", "build", "extra_hosts"): _extra_hosts,
     ("services", "*", "deploy", "labels"): _update,
     ("services", "*", "extra_hosts"): _extra_hosts,

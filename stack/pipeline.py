@@ -20,7 +20,7 @@ from .errors import ComposeError, KeyPath, Mark
 from .extends import apply_extends
 from .include import apply_include
 from .interpolate import Substitutor, interpolate
-from .merge import apply_resets, deep_copy, enforce_unicity, merge
+from .merge import RAW_MERGE, apply_resets, deep_copy, enforce_unicity, merge
 from .normalize import (check_shapes, drop_unused_resources, escape_dollars, normalize, render,
                         resolve_environment, resolve_paths, set_defaults)
 from .options import LoadOptions
@@ -155,6 +155,13 @@ class _Loader:
             return merged, resets
         return load
 
+    def rebase(self, service: dict[str, Any], rel_dir: str) -> None:
+        """A base service from another file, paths not resolved: its relative paths are
+        put relative to the extending file (``rel_dir`` in front)."""
+        from .normalize import PathResolver
+
+        PathResolver(rel_dir, self.home).service(service)
+
     def model(self, files: list[str], working_dir: str, env: dict[str, str], included: list[str],
               sub: Substitutor) -> dict[str, Any]:
         """Files merged into one model (compose-go ``loadYamlModel``), before normalization."""
@@ -162,7 +169,8 @@ class _Loader:
         for path in files:
             for data, locator, written in self.documents(path, sub):
                 resets = locator.reset_paths + locator.override_paths
-                apply_extends(data, locator.file, working_dir, resets, self.other_file(sub), locator.error)
+                apply_extends(data, locator.file, working_dir, resets, self.other_file(sub), locator.error,
+                              None if self.options.resolve_paths else self.rebase)
                 if "include" in data:
                     main = path if path != "-" else os.path.join(working_dir, "-")
                     apply_include(data, working_dir, env, included + [main] if not included else included,
@@ -251,6 +259,7 @@ def load_config(options: LoadOptions) -> LoadedConfig:
     positioned (file:line:col) wherever its key path is written in a file."""
     source = discover(options)
     loader = _Loader(options, source)
+    token = RAW_MERGE.set(not options.interpolate)
     try:
         return _load(options, source, loader)
     except ComposeError as exc:
@@ -261,6 +270,8 @@ def load_config(options: LoadOptions) -> LoadedConfig:
         if positioned.mark is None:
             raise
         raise positioned from None
+    finally:
+        RAW_MERGE.reset(token)
 
 
 def _load(options: LoadOptions, source: ProjectSource, loader: _Loader) -> LoadedConfig:

@@ -242,7 +242,7 @@ def parse_volume(spec: str) -> dict[str, Any]:
         if opt == "ro":
             vol["read_only"] = True
         elif opt == "rw":
-            vol["read_only"] = False
+            vol.pop("read_only", None)  # Go's false: omitted, also from the raw model
         elif opt == "nocopy":
             vol["volume"] = {"nocopy": True}
         elif opt in _PROPAGATIONS or opt in ("z", "Z"):

@@ -272,7 +272,9 @@ class _Builder:
                 continue
             out[key] = self.build(vnode, here)
         for k, v in merged.items():
-            if k not in out:
+            # a key tagged !reset here is gone from this file's mapping, so a << merge
+            # fills it in (compose-go drops the node before go-yaml resolves <<)
+            if k not in out or out[k] is _DROP:
                 out[k] = v
         return {k: v for k, v in out.items() if v is not _DROP}
 

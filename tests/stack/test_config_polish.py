@@ -518,3 +518,180 @@ def test_lock_image_digests_with_a_local_registry(tmp_path, busybox_rootfs):
         assert proc.stderr.startswith(f"failed to resolve digest for {reg.host}/tools/nope:latest")
     finally:
         reg.stop()
+
+
+# ------------------------------------------------------------------ adversarial projects
+
+ANCHORS_AND_TAGS = {"compose.yaml": """
+    x-base: &base
+      image: busybox
+      environment: &env
+        A: "1"
+        B: "2"
+      labels: [l1=a, l2=b]
+      ports: ["8080-8082:80-82/udp", "127.0.0.1::90"]
+      command: ["sh", "-c", "echo"]
+    services:
+      one:
+        <<: *base
+        environment:
+          <<: *env
+          B: !reset null
+          C: "3"
+        labels: !override {l3: c}
+      two:
+        <<: *base
+        ports: !reset []
+        command: !reset
+      three:
+        <<: [*base]
+        volumes:
+          - type: bind
+            source: ./data
+            target: /data
+            read_only: true
+            bind: {create_host_path: true, propagation: rprivate, selinux: z}
+          - type: volume
+            source: vol
+            target: /vol
+            volume: {nocopy: true, subpath: sub}
+          - type: tmpfs
+            target: /tmp
+            tmpfs: {size: 64m, mode: 01777}
+          - "./rel:/rel:ro,z"
+          - "vol2:/v2:nocopy"
+          - "/abs:/abs:rw"
+          - "~/home:/home"
+    volumes: {vol: {}, vol2: {}}
+    """, "o.yaml": """
+    services:
+      one:
+        labels: [l4=d]
+        environment: [D=4]
+        ports: ["8081:81/udp", "9000"]
+      two:
+        ports: !reset []
+        environment: !override [Z=26]
+      three:
+        labels: {l1: override}
+        volumes: ["./other:/data"]
+    """}
+
+RAW_SEQUENCES = {"compose.yaml": """
+    services:
+      s:
+        image: x
+        environment: {Z: '1', A: '2', A-: 1, AB: true, N: null}
+        labels: {Z: '1', A: '2'}
+    """, "o.yaml": """
+    services:
+      s:
+        environment: [M=3, B=4, Z=9]
+        labels: [M=3, B]
+    """, "p.yaml": """
+    services:
+      s:
+        environment: {Q: 1, C: 2}
+        labels: {C: '3'}
+    """}
+
+RAW_MAPPINGS = {"compose.yaml": """
+    services:
+      s:
+        image: x
+        annotations: {Z: '1', A: '2'}
+        sysctls: {Z: '1', A: '2'}
+        build: {context: ., args: {Z: '1', A: '2'}, labels: {Z: '1', A: '2'}, additional_contexts: {Z: '1', A: '2'}}
+        deploy: {labels: {Z: '1', A: '2'}}
+        extra_hosts: {Z: '1.1.1.1', A: '2.2.2.2'}
+    networks:
+      n: {labels: {Z: '1', A: '2'}}
+    volumes:
+      v: {labels: {Z: '1', A: '2'}}
+    """, "p.yaml": """
+    services:
+      s:
+        annotations: {C: '3'}
+        sysctls: {C: '3'}
+        build: {args: {C: '3'}, labels: {C: '3'}, additional_contexts: {C: '3'}}
+        deploy: {labels: {C: '3'}}
+        extra_hosts: ['C:3.3.3.3', 'A=9.9.9.9']
+    networks:
+      n: {labels: {C: '3'}}
+    volumes:
+      v: {labels: {C: '3'}}
+    """}
+
+EXTENDS_CHAIN = {"compose.yaml": """
+    services:
+      web:
+        extends: {file: common/base.yaml, service: base}
+        labels: {web: "1"}
+        environment: {W: "1"}
+      other:
+        extends: {file: common/base.yaml, service: sibling}
+      third:
+        extends: {file: common/deep/root.yaml, service: root2}
+      same-dir:
+        extends: {file: ./local.yaml, service: b}
+    secrets:
+      s: {file: ./s.txt}
+    configs:
+      c: {content: "hello $${X}"}
+    volumes: {named: {}}
+    """, "local.yaml": """
+    services:
+      b:
+        image: x
+        volumes: ['./d:/d', './e/../f:/f']
+        build: ./ctx
+    """, "common/base.yaml": """
+    services:
+      base:
+        extends: {file: deep/root.yaml, service: root}
+        build: {context: ./ctx, dockerfile: Dockerfile.base}
+        env_file: [base.env, {path: missing.env, required: false}]
+        volumes: ["./data:/data", "named:/named"]
+        labels: [from=base]
+      sibling:
+        image: sib
+        extends: base
+    """, "common/deep/root.yaml": """
+    services:
+      root:
+        image: root
+        env_file: root.env
+        volumes: ["./rootdata:/rootdata", "../up:/up"]
+        secrets: [s]
+        configs: [{source: c, target: /c}]
+        labels: {from: root, root: "yes"}
+        healthcheck: {test: ["CMD", "true"], interval: 10s}
+      root2:
+        image: r
+        volumes: ["~/h:/h", "/abs:/abs", {type: bind, source: "", target: /e}]
+        env_file: [{path: nope.env, required: false}]
+        build: {context: "https://github.com/x/y.git", additional_contexts: {a: ./a, b: "docker-image://x"}}
+        label_file: ./l.labels
+        develop: {watch: [{path: ./w, action: rebuild}]}
+    """, "common/deep/root.env": "ROOT=1\n", "common/base.env": "BASE=1\n",
+    "common/deep/l.labels": "L=1\n", "s.txt": "x\n"}
+
+MODES = [[], ["--no-interpolate"], ["--no-normalize"], ["--no-path-resolution"],
+         ["--no-path-resolution", "--no-interpolate"]]
+
+
+@pytest.mark.parametrize("config", MODES, ids=lambda m: " ".join(m) or "default")
+@pytest.mark.parametrize("case,args", [
+    (ANCHORS_AND_TAGS, []), (ANCHORS_AND_TAGS, ["-f", "compose.yaml", "-f", "o.yaml"]),
+    (RAW_SEQUENCES, ["-f", "compose.yaml", "-f", "o.yaml", "-f", "p.yaml"]),
+    (RAW_SEQUENCES, ["-f", "compose.yaml", "-f", "p.yaml"]),
+    (RAW_MAPPINGS, ["-f", "compose.yaml", "-f", "p.yaml"]),
+    (EXTENDS_CHAIN, []),
+], ids=["anchors", "anchors+override", "sequences-3", "sequences-maps", "mappings", "extends-chain"])
+def test_adversarial_projects(tmp_path, case, args, config):
+    """!reset under a << merge key keeps the merged value (compose-go drops the node
+    before go-yaml merges); the raw model merges environment/labels as sequences (a
+    mapping becomes sorted K=V items); a base from another file keeps its relative
+    paths relative to the project with --no-path-resolution; ":rw" is no read_only."""
+    _write(tmp_path, case)
+    assert same_as_compose(tmp_path, args=args, config=config) is None
