@@ -26,31 +26,43 @@ from pystack.runtime.state import trace
 MAX_MSG = 4 << 20
 # PYSTACK_RUNTIME_PREFORK=0: no pre-forked init in the spares (A/B measurements)
 _PREFORK = os.environ.get("PYSTACK_RUNTIME_PREFORK", "1") != "0"
-# PYSTACK_RUNTIME_EARLY_SPARE=1: the next spare right after a request (A/B measurements)
-_EARLY_SPARE = os.environ.get("PYSTACK_RUNTIME_EARLY_SPARE") == "1"
 
 
 def serve(control: socket.socket) -> None:
     """Answer requests until the control socket is closed.
 
-    One forked child, the *spare*, waits ready: a request goes to it at once (it becomes
-    that request's shim or exec supervisor). The next spare is forked once that one is
-    past its start (its socket to us reads EOF: the container is created, the exec'd
-    process runs), so that forking and paging in the next one does not compete for the
-    CPUs with the start it would serve later. Requests that find no spare ready (bursts)
-    get a child forked on the spot. A spare holds nothing of the caller's; it exits when
-    this helper goes (its socket reads EOF)."""
+    One forked child, the *spare*, waits ready, and its socket is handed to the caller
+    (an ``offer``: a ``spare`` message with the fd): the caller sends its next request to
+    it directly, without a hop through this process, and it becomes that request's shim
+    or exec supervisor. The next spare is forked once that one is past its start (its
+    socket reads EOF here: the container is created, the exec'd process runs), so that
+    forking and paging in the next one does not compete for the CPUs with the start it
+    would serve later. Requests sent here (no spare at the caller's hand: bursts) get a
+    child forked on the spot. A spare holds nothing of the caller's; it exits when this
+    helper and the caller have both closed their ends of its socket."""
     import select
     from pystack.runtime import process, shim  # noqa: F401 - inherited by the children
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
     warm_up()
     gc.collect()
     gc.freeze()  # keep the shared pages shared in the forked shims
-    spare: socket.socket | None = _fork_spare(control)
-    busy: dict[int, socket.socket] = {}  # spares serving a request, until they are past it
+    busy: dict[int, socket.socket] = {}  # spares offered or serving, until past their start
     poller = select.poll()
     poller.register(control, select.POLLIN)
     control.send(b"ready")
+
+    def offer() -> None:
+        spare = _fork_spare(control)
+        trace("forkserver: new spare")
+        try:
+            process.send(control, b"spare", [spare.fileno()])
+        except OSError:
+            spare.close()
+            return
+        busy[spare.fileno()] = spare
+        poller.register(spare, select.POLLIN)
+
+    offer()
     while True:
         try:
             events = poller.poll()
@@ -66,11 +78,10 @@ def serve(control: socket.socket) -> None:
                 poller.unregister(fd)
                 done.close()
         if not request:
-            if spare is None and not busy:
+            if not busy:
                 _set_idle(True)  # the fork itself, on a CPU nothing else needs
-                spare = _fork_spare(control)
+                offer()
                 _set_idle(False)
-                trace("forkserver: new spare")
             continue
         try:
             msg, fds = process.recv(control, MAX_MSG)
@@ -83,13 +94,8 @@ def serve(control: socket.socket) -> None:
             for fd in fds:
                 os.close(fd)
             continue
-        child = spare if spare is not None else _fork_spare(control, ready=True)
-        spare = None
+        child = _fork_spare(control, ready=True)
         try:
-            process.send(child, msg, fds)
-        except OSError:  # the spare died (killed by someone): serve from a fresh one
-            child.close()
-            child = _fork_spare(control, ready=True)
             process.send(child, msg, fds)
         finally:
             for fd in fds:
@@ -98,8 +104,6 @@ def serve(control: socket.socket) -> None:
         _yield()
         busy[child.fileno()] = child
         poller.register(child, select.POLLIN)
-        if _EARLY_SPARE:
-            spare = _fork_spare(control)
 
 
 def _fork_spare(control: socket.socket, ready: bool = False) -> socket.socket:
@@ -173,6 +177,8 @@ def _handle(head: dict, body: bytes, fds: list[int], child=None, server=None) ->
 
 def _set_idle(on: bool) -> None:
     """SCHED_IDLE (on) or back to SCHED_OTHER for this process (root may do both)."""
+    if os.environ.get("PYSTACK_RUNTIME_IDLE") == "0":
+        return
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE if on else os.SCHED_OTHER, os.sched_param(0))
     except (OSError, AttributeError):

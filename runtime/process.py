@@ -151,12 +151,17 @@ def send(sock: socket.socket, msg: bytes, fds: list[int] | None = None) -> None:
 
 
 def recv(sock: socket.socket, size: int = 65536) -> tuple[bytes, list[int]]:
+    msg, anc, _flags, _addr = sock.recvmsg(size, socket.CMSG_LEN(16 * 4))
+    return msg, fds_of(anc)
+
+
+def fds_of(anc: list) -> list[int]:
+    """The file descriptors in ``recvmsg``'s ancillary data (SCM_RIGHTS)."""
     fds = array.array("i")
-    msg, anc, _flags, _addr = sock.recvmsg(size, socket.CMSG_LEN(16 * fds.itemsize))
     for level, kind, data in anc:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
-    return msg, list(fds)
+    return list(fds)
 
 
 # ---------------------------------------------------------------------------------------
