@@ -10,6 +10,10 @@ Compose on dockerd (Debian docker.io; the reference), and pystack on the same do
 front alone, engine cost equal). Goals (issue 8, pystack+pystackd against Docker Compose +
 dockerd): up 10 >= 5x, up 30 >= 7x, down 10 >= 10x, chain within 10% of 10 s, no-op up and
 ps within 2x. ``--no-dockerd-front`` leaves out the third runner.
+
+Addresses: every network of the run is in 10.212.0.0/16 (pystackd: default bridge
+10.212.250.0/24, project networks from 10.212.0.0/18; dockerd: 10.212.128.0/18). The load
+average is printed before and after: the machine is shared, read the ratios.
 """
 from __future__ import annotations
 
@@ -70,7 +74,9 @@ def start_pystackd(work: Path) -> tuple[subprocess.Popen, str]:
     log = open(work / "pystackd.log", "wb")
     # its own cgroup parent: isolation from the other engines on this host
     proc = subprocess.Popen([str(VENV_BIN / "pystackd"), "--root", str(work / "pstate"), "--run",
-                             str(work / "prun"), "--host", sock], stdout=log, stderr=subprocess.STDOUT,
+                             str(work / "prun"), "--host", sock, "--bridge-subnet", "10.212.250.0/24",
+                             "--default-address-pool", "base=10.212.0.0/18,size=24"],
+                            stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True,
                             env=dict(os.environ, PYSTACK_CGROUP_PARENT=CGROUP_PARENT))
     deadline = time.monotonic() + 20
@@ -89,6 +95,10 @@ def start_pystackd(work: Path) -> tuple[subprocess.Popen, str]:
     raise SystemExit("pystackd did not answer within 20 s")
 
 
+def _load() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=1)
@@ -99,7 +109,8 @@ def main() -> None:
     from pystack.compose.dockerd import start_dockerd
     from pystack.testimage import make_busybox_rootfs
 
-    d = start_dockerd(pool="10.213.128.0/18", prefix="pystack-bench-dockerd")
+    print("load average at start:", _load())
+    d = start_dockerd(pool="10.212.128.0/18", prefix="pystack-bench-dockerd")
     work = Path(tempfile.mkdtemp(prefix="pystack-stack-bench-"))
     engine = None
     try:
@@ -148,6 +159,7 @@ def main() -> None:
                 f = statistics.median(by["pystack/dockerd"])
                 line += f" {f:15.3f}s {theirs / f:8.2f}x"
             print(line)
+        print("load average at end:", _load())
     finally:
         if engine is not None:
             engine.terminate()

@@ -34,11 +34,15 @@ def dependents(deps: dict[str, set[str]]) -> dict[str, set[str]]:
 
 
 def run_ordered(nodes: Iterable[str], deps: dict[str, set[str]], fn: Callable[[str], None],
-                reverse: bool = False) -> dict[str, BaseException]:
+                reverse: bool = False, quick: Callable[[str], bool] | None = None
+                ) -> dict[str, BaseException]:
     """Call ``fn(node)`` for each node after its predecessors; returns the failures by node.
 
     A node still runs when a predecessor failed: ``fn`` decides (a ``required: false``
-    dependency may fail without stopping its dependent).
+    dependency may fail without stopping its dependent). ``quick(node)`` true means
+    ``fn(node)`` neither blocks nor calls the engine (nothing to do for it): such nodes
+    whose predecessors are all quick run right here, in order, before any thread starts
+    (a thread costs ~0.4 ms to start; a no-op ``up`` of 30 services started 60).
     """
     nodes = list(dict.fromkeys(nodes))
     members = set(nodes)
@@ -48,6 +52,18 @@ def run_ordered(nodes: Iterable[str], deps: dict[str, set[str]], fn: Callable[[s
     _check_cycles(graph)
     done = {n: threading.Event() for n in nodes}
     errors: dict[str, BaseException] = {}
+    if quick is not None:
+        inline: set[str] = set()
+        for n in _topological(graph):
+            if quick(n) and all(d in inline for d in graph[n]):
+                inline.add(n)
+                try:
+                    fn(n)
+                except Exception as exc:  # noqa: BLE001 - reported to the caller (Ctrl-C goes up)
+                    errors[n] = exc
+                finally:
+                    done[n].set()
+        nodes = [n for n in nodes if n not in inline]
 
     def worker(n: str) -> None:
         try:
@@ -66,6 +82,24 @@ def run_ordered(nodes: Iterable[str], deps: dict[str, set[str]], fn: Callable[[s
         while t.is_alive():
             t.join(0.2)  # a short join keeps Ctrl-C responsive in the main thread
     return errors
+
+
+def _topological(graph: dict[str, set[str]]) -> list[str]:
+    """The nodes, each after its predecessors (ties in the given order)."""
+    out: list[str] = []
+    seen: set[str] = set()
+
+    def visit(n: str) -> None:
+        if n in seen:
+            return
+        seen.add(n)
+        for d in sorted(graph[n]):
+            visit(d)
+        out.append(n)
+
+    for n in graph:
+        visit(n)
+    return out
 
 
 def _check_cycles(graph: dict[str, set[str]]) -> None:

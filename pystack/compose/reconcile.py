@@ -93,10 +93,13 @@ class Reconciler:
                     self.progress.event("Container", line[0], line[1])
             return []
         graph = project_graph(self.project)
-        errors = run_ordered(services, graph, lambda s: self._converge(s, plans[s], images[s], opts))
+        errors = run_ordered(services, graph, lambda s: self._converge(s, plans[s], images[s], opts),
+                             quick=lambda s: not (plans[s].create or plans[s].recreate or plans[s].remove))
         self._raise_first(errors, services)
         if not opts.no_start:
-            errors = run_ordered(services, graph, lambda s: self._start(s, plans[s], opts, set(services)))
+            chosen = set(services)
+            errors = run_ordered(services, graph, lambda s: self._start(s, plans[s], opts, chosen),
+                                 quick=lambda s: not self.to_start.get(s) and not self._waits(s, chosen))
             self._raise_first(errors, services)
         chosen = set(services)
         return [(c.service, c.name, c.id) for c in list_containers(self.client, self.project.name)
@@ -387,6 +390,14 @@ class Reconciler:
 
         _each_parallel(start_one, self.to_start.get(service, []))  # a service's replicas at once
         self.started[service] = self.to_start.get(service, [])
+
+    def _waits(self, service: str, selection: set[str]) -> bool:
+        """Whether starting ``service`` waits on a dependency's condition (or may fail on one)."""
+        for dep, cond in (self.project.service(service).get("depends_on") or {}).items():
+            if dep in selection and ((cond.get("condition") or "service_started") != "service_started"
+                                     or dep in self._failed):
+                return True
+        return False
 
     def wait_dependencies(self, service: str, svc: dict, selection: set[str]) -> None:
         """Block until each dependency in ``selection`` meets its depends_on condition."""
