@@ -505,6 +505,13 @@ def shim_main(plan: dict | None, stdio: tuple[int, int, int] | None, reply: int,
         return
     for fd in child_ends + list(keep_stdio or ()):
         os.close(fd)
+    # the container's mount namespace, held until the exit is reported: when PID 1 exits
+    # it is then not torn down in PID 1's exit (with an overlay root, the unmount syncs
+    # the upper layer's file system: milliseconds on a busy disk) but after exit.json
+    try:
+        mntns = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        mntns = -1
     tty_stdin = None
     if master is not None:
         if plan.get("console_socket"):
@@ -528,6 +535,8 @@ def shim_main(plan: dict | None, stdio: tuple[int, int, int] | None, reply: int,
     supervise(plan, pid, pipes, writer, tty_stdin=tty_stdin, stdin_keeper=stdin_keeper)
     for fd in exit_fifo:
         os.write(fd, b"x")  # exit.json is there: wake the waiters
+    if mntns >= 0:
+        os.close(mntns)  # (the namespace goes now; delete waits for this shim's exit)
 
 
 # -- stdin (engine streams: attach -i) ------------------------------------------------------
