@@ -175,14 +175,28 @@ def create_direct(rt, cid: str, bundle: str, console_socket: str | None,
     d = rt.states.make(cid)
     paths: dict = {}
     try:
-        paths = cgroup_glue.setup(spec, cid)
+        try:
+            paths = cgroup_glue.paths_for(spec, cid)
+        except ValueError as exc:
+            raise UserError(f"cgroups for {cid}: {exc}") from None
         plan = {"id": cid, "dir": str(d), "bundle": bundle, "spec": spec, "root": root,
                 "cgroup_paths": paths, "created": rfc3339(),
                 "seccomp_cache": str(rt.states.root / ".seccomp-cache"),
-                "preserve_fds": preserve_fds,
+                "preserve_fds": preserve_fds, "cgroups_later": True,
                 "init": (spec.get("annotations") or {}).get("org.pystack.init") == "true"}
+
+        def cgroups_ready() -> None:
+            # made while the init (forked first) builds its mounts on the other CPU
+            try:
+                cgroup_glue.setup(spec, cid)
+            except UserError as exc:
+                raise shim.LaunchError(str(exc)) from None
+            except (OSError, ValueError) as exc:
+                raise shim.LaunchError(f"cgroups for {cid}: {exc}") from None
+
         try:
-            pid, master = shim.launch(plan, (0, 1, 2))
+            ipid, sock, plan = shim.begin_launch(plan, (0, 1, 2))
+            pid, master = shim.finish_launch(plan, ipid, sock, cgroups_ready=cgroups_ready)
         except shim.LaunchError as exc:
             raise ContainerError(str(exc), exit_code=exc.exit_code) from None
         if master is not None:

@@ -102,6 +102,15 @@ def test_run_foreground_exit_code_and_bad_input(make_bundle, tmp_path):
             str(bad), new_id(), check=False)
     assert p.returncode == 127 and "nosuchprogram" in p.stderr
     assert json.loads(log.read_text().splitlines()[-1])["level"] == "error"
+    # the cgroups are made while the init builds its mounts: a limit the kernel refuses
+    # is still one clear line, and nothing is left (state, cgroups: the fixture checks)
+    cpus = os.cpu_count() or 1
+    refused = make_bundle(["true"], copy=True, edit=lambda s: s["linux"]["resources"].setdefault(
+        "cpu", {}).update({"cpus": str(cpus + 7)}))
+    p = prt(tmp_path / "root", "run", "--bundle", str(refused), new_id(), check=False)
+    assert p.returncode == 1 and "linux.resources.cpu.cpus" in p.stderr, p.stderr
+    assert "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    assert [n for n in os.listdir(tmp_path / "root") if not n.startswith(".")] == []
 
 
 def _console_server(path: str, got: dict) -> threading.Thread:
