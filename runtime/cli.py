@@ -12,7 +12,6 @@ of every container a tool starts, so it imports as little as possible.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -47,26 +46,27 @@ def _command_of(argv: list[str] | None) -> str | None:
     return None
 
 
-class _Formatter(argparse.HelpFormatter):
-    """argparse's formatter without ``import shutil`` (bz2, lzma: ~3 ms on every run) just
-    to learn the terminal width; the same width rule as shutil.get_terminal_size."""
+def _parser(argv: list[str] | None = None):
+    import argparse  # (lazily: the common commands are parsed by _fast_parse)
 
-    def __init__(self, prog: str, **kw) -> None:
-        if kw.get("width") is None:
-            try:
-                cols = int(os.environ.get("COLUMNS", "0"))
-            except ValueError:
-                cols = 0
-            if cols <= 0:
+    class _Formatter(argparse.HelpFormatter):
+        """argparse's formatter without ``import shutil`` (bz2, lzma: ~3 ms on every run) just
+        to learn the terminal width; the same width rule as shutil.get_terminal_size."""
+
+        def __init__(self, prog: str, **kw) -> None:
+            if kw.get("width") is None:
                 try:
-                    cols = os.get_terminal_size(sys.__stdout__.fileno()).columns
-                except (AttributeError, ValueError, OSError):
+                    cols = int(os.environ.get("COLUMNS", "0"))
+                except ValueError:
                     cols = 0
-            kw["width"] = (cols or 80) - 2
-        super().__init__(prog, **kw)
+                if cols <= 0:
+                    try:
+                        cols = os.get_terminal_size(sys.__stdout__.fileno()).columns
+                    except (AttributeError, ValueError, OSError):
+                        cols = 0
+                kw["width"] = (cols or 80) - 2
+            super().__init__(prog, **kw)
 
-
-def _parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     # argparse translates every help string through gettext, which stats a dozen locale
     # paths per string (~20 ms per run); this command's messages are English only
     argparse._ = lambda text: text  # type: ignore[attr-defined]
@@ -507,10 +507,92 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
+_FAST_FLAGS = {  # command -> {flag: (attribute, takes a value)} (see _fast_parse)
+    "create": {"-b": ("bundle", True), "--bundle": ("bundle", True),
+               "--pid-file": ("pid_file", True), "--console-socket": ("console_socket", True),
+               "--no-pivot": ("no_pivot", False), "--no-new-keyring": ("no_new_keyring", False),
+               "--preserve-fds": ("preserve_fds", True)},
+    "start": {}, "state": {},
+    "delete": {"-f": ("force", False), "--force": ("force", False)},
+    "kill": {"-a": ("all", False), "--all": ("all", False)},
+}
+_FAST_FLAGS["run"] = dict(_FAST_FLAGS["create"], **{
+    "-d": ("detach", False), "--detach": ("detach", False), "--keep": ("keep", False)})
+_FAST_GLOBAL = {"--root": ("root", True), "--log": ("log", True),
+                "--log-format": ("log_format", True), "--debug": ("debug", False),
+                "--systemd-cgroup": ("systemd_cgroup", False)}
+
+
+def _fast_parse(argv: list[str]):
+    """The commands tools run for every container (create, run, start, state, kill,
+    delete) with their usual flags, parsed without argparse (its import and parser
+    cost ~3 ms per call); None for anything else (help, errors, other commands), which
+    argparse then parses. The result equals argparse's (tests/runtime compare them)."""
+    import types
+    ns = types.SimpleNamespace(
+        root=os.environ.get("PYSTACK_RUNTIME_ROOT", DEFAULT_ROOT), log=None,
+        log_format="text", debug=False, systemd_cgroup=False, rootless="false", criu=None,
+        version=False, command=None)
+    flags = _FAST_GLOBAL
+    positional: list[str] = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if ns.command is None and not a.startswith("-"):
+            if a not in _FAST_FLAGS:
+                return None
+            ns.command = a
+            flags = _FAST_FLAGS[a]
+            for attr, takes in flags.values():
+                setattr(ns, attr, None if takes else False)
+            if a in ("create", "run"):
+                ns.bundle, ns.preserve_fds = ".", 0
+            i += 1
+            continue
+        if a.startswith("-"):
+            name, eq, value = a.partition("=")
+            spec = flags.get(name)
+            if spec is None or (eq and not spec[1]) or (eq and not name.startswith("--")):
+                return None
+            attr, takes = spec
+            if takes:
+                if not eq:
+                    if i + 1 >= len(argv) or argv[i + 1].startswith("-"):
+                        return None
+                    i += 1
+                    value = argv[i]
+                if attr == "preserve_fds":
+                    if not value.isdigit():
+                        return None
+                    value = int(value)
+                if attr == "log_format" and value not in ("text", "json"):
+                    return None
+                setattr(ns, attr, value)
+            else:
+                setattr(ns, attr, True)
+            i += 1
+            continue
+        positional.append(a)
+        i += 1
+    c = ns.command
+    if c is None:
+        return None
+    if c == "kill" and len(positional) in (1, 2):
+        ns.id = positional[0]
+        ns.signal = positional[1] if len(positional) == 2 else "SIGTERM"
+    elif len(positional) == 1:
+        ns.id = positional[0]
+    else:
+        return None
+    return ns
+
+
 def _main(argv: list[str] | None) -> int:
     from pystack.runtime.state import trace
     trace("cli: main")
-    args = _parser(argv).parse_args(argv)
+    args = _fast_parse(list(sys.argv[1:] if argv is None else argv))
+    if args is None:
+        args = _parser(argv).parse_args(argv)
     trace("cli: parsed")
     try:
         code = dispatch(args)
