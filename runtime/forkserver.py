@@ -2,15 +2,24 @@
 
 The engine is asyncio + threads, and a process with threads must never ``fork()``. So
 each :class:`~pystack.runtime.container.Runtime` starts this helper once (one
-``python -m pystack.runtime.forkserver``, ~20 ms, paid once) and sends it requests over a
-``SOCK_SEQPACKET`` socket: a JSON message plus file descriptors (a reply socket, then the
-stdio to give the container). Each request goes to a child forked in advance (the
-*spare*, see ``serve``) that does the work (the shim, or ``exec_supervisor``) and answers
-on the reply socket itself, so requests from many threads run in parallel.
+``python -m pystack.runtime.forkserver``, ~20 ms, paid once). A request is one
+``SOCK_SEQPACKET`` message: a small JSON head (op, and what the shim needs first), a
+newline, the plan's JSON, plus file descriptors (a reply socket, then the stdio to give
+the container). It goes to a child forked in advance, the *spare*, whose socket this
+helper hands to the caller (see ``serve``); the spare does the work (the shim, or
+``exec_supervisor``) and answers on the reply socket itself, so requests from many
+threads run in parallel. A spare gets ready while nothing else needs the CPU
+(SCHED_IDLE): it forks the next container's init (a new pid namespace; that init makes
+its network, IPC and UTS namespaces and pages in its code while it waits, see
+``shim.Preforked``) and pages in its own code.
 
 Forking from this small, already-imported process is what makes a start take a few
 milliseconds, and the shims it forks share its pages (low memory per container).
 The helper exits when the control socket closes (its Runtime, or the whole caller, went).
+
+A/B knobs for measurements (environment of the Runtime's process): PYSTACK_RUNTIME_PREFORK=0
+(no pre-forked init), PYSTACK_RUNTIME_DIRECT=0 (requests through this helper),
+PYSTACK_RUNTIME_IDLE=0 (no SCHED_IDLE), PYSTACK_RUNTIME_YIELD=0 (no yield at hand-overs).
 """
 from __future__ import annotations
 
