@@ -1,14 +1,16 @@
 """The container's init, from fork to exec: namespaces, rootfs, then the process itself.
 
-``container_main`` runs in the child the launcher forks (PID 1 of the new pid namespace).
-It reports to the launcher over a socket: ``R`` once everything up to the user's program
-is in place (the container is "created"), or ``E<message>`` and exit. It then blocks on
-the exec fifo until ``start``, and only then changes user, drops capabilities, sets
-no_new_privs, loads seccomp and execs: the order runc uses, so that a failure is reported
-while the caller still waits and the program runs with exactly the spec's privileges.
+``container_main`` runs in the child the launcher forks (PID 1 of the new pid namespace),
+or in an init forked ahead of time (``shim.Preforked``). It reports to the launcher over
+a socket: ``R`` once everything up to the user's program is in place (the container is
+"created"), or ``E<message>`` and exit. It then changes user, drops capabilities, sets
+no_new_privs and loads seccomp (while the caller gets "created" and calls ``start``),
+blocks on the exec fifo until ``start`` and execs: runc's order, so that the program
+runs with exactly the spec's privileges.
 
-Everything that parses or imports happens in ``prepare`` in the parent before the fork;
-the child only makes system calls (no threads exist there, but keep it lean anyway).
+Everything that parses or imports happens in ``prepare`` before the container's work
+(in the launcher before the fork, or in the pre-forked init before it starts); the
+container's setup only makes system calls (no threads exist there).
 """
 from __future__ import annotations
 
