@@ -13,7 +13,11 @@ Compares, in the same run and interleaved (so machine load hits all alike):
 * ``floor``         ``unshare -fpinmu --mount-proc chroot ROOTFS /bin/true``
 
 and prints p50/p95 and ratios, then the memory a running container costs outside itself
-(its shim: unique and proportional set size from /proc/<pid>/smaps_rollup).
+(its shim: unique and proportional set size from /proc/<pid>/smaps_rollup), and what an
+idle Runtime keeps (its spare and the spare's pre-forked init).
+
+PYSTACK_RUNTIME_TRACE=<file> in the environment makes every runtime process append
+``<monotonic ns> <pid> <step> [<minor faults>]`` lines there (see pystack.runtime.state.trace).
 
 Run by hand as root:  python benchmarks/runtime_bench.py [--runs 200] [--shims 10]
 """
@@ -179,6 +183,18 @@ def main() -> None:
         print(f"shim per running container ({args.shims} running): "
               f"USS {statistics.mean(uss) / 1024:.2f} MiB, PSS {statistics.mean(pss) / 1024:.2f} MiB, "
               f"RSS {statistics.mean(rss) / 1024:.2f} MiB (shared with the fork server)")
+        # what a Runtime keeps while idle: one spare (a shim-to-be) and the container init
+        # it pre-forked, both sharing the fork server's pages
+        fs = rt._fs.proc.pid
+        idle = []
+        for child in open(f"/proc/{fs}/task/{fs}/children").read().split():
+            kids = open(f"/proc/{child}/task/{child}/children").read().split()
+            if len(kids) == 1 and int(child) not in [rt.states.load(c)["shim_pid"] for c in ids]:
+                for pid in (int(child), int(kids[0])):
+                    m = smaps(pid)
+                    idle.append(m.get("Private_Clean", 0) + m.get("Private_Dirty", 0))
+        if idle:
+            print(f"idle per Runtime (its spare + pre-forked init): USS {sum(idle) / 1024:.2f} MiB")
         for cid in ids:
             rt.delete(cid, force=True)
         rt.close()
