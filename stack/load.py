@@ -32,7 +32,8 @@ def load_checked(options: LoadOptions) -> Any:
         # without interpolation it prints its raw model and checks nothing
         from .validate import check_config
 
-        check_config(getattr(loaded, "model", loaded.config), loaded.locators)
+        check_config(getattr(loaded, "model", loaded.config), loaded.locators, normalized=False,
+                     all_services=getattr(loaded, "all_services", None))
     return loaded
 
 

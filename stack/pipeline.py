@@ -50,6 +50,8 @@ class LoadedConfig:
     # "web"), ("services", "web", "ports", 0)...): Compose prints them in YAML only;
     # top-level ``x-*`` keys are in ``config`` itself (JSON prints those)
     extensions: dict[KeyPath, dict[str, Any]] = field(default_factory=dict)
+    # every service's name before profiles and the selection applied
+    all_services: list[str] = field(default_factory=list)
 
 
 def _hook(name: str) -> Callable[..., Any] | None:
@@ -305,7 +307,9 @@ def _load(options: LoadOptions, source: ProjectSource, loader: _Loader) -> Loade
     if options.normalize:
         normalize(data, name, loader.env, raw=raw)
     every = dict(data.get("services") or {}) if not raw else {}
-    profiles = source.profiles if raw else apply_profiles(data, source.profiles, options.services)
+    enabled = _hook("consistency_enabled")
+    profiles = source.profiles if raw else apply_profiles(
+        data, source.profiles, options.services, check=enabled is not None and enabled())
     dropped = {k: v for k, v in every.items() if k not in (data.get("services") or {})}
     if dropped:
         # Compose decodes every service before it applies profiles and selection: a
@@ -328,13 +332,14 @@ def _load(options: LoadOptions, source: ProjectSource, loader: _Loader) -> Loade
     check = _hook("check_config")
     if check is not None and options.normalize:
         # part B's load_checked also skips the semantic checks without normalization
-        check(model, loader.locators)
+        check(model, loader.locators, all_services=list(every))
     config = escape_dollars(model) if options.interpolate else model
     if options.interpolate:
         extensions = {p: escape_dollars(x) for p, x in extensions.items()}
     return LoadedConfig(config=config, model=model, name=name, working_dir=working_dir,
                         config_files=list(source.files), environment=dict(loader.env),
-                        locators=loader.locators, profiles=profiles, extensions=extensions)
+                        locators=loader.locators, profiles=profiles, extensions=extensions,
+                        all_services=list(every))
 
 
 __all__ = ["LoadOptions", "LoadedConfig", "load_config", "deep_copy"]

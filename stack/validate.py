@@ -309,6 +309,7 @@ class _Checker:
 
     all_services: set[str] | None = None
     consistency: bool = True
+    implied: bool = True  # links/volumes_from without a depends_on entry are checked
 
     def __init__(self, config: Mapping[str, Any], locators: Iterable[LocatorLike] | None) -> None:
         self.config = config
@@ -426,10 +427,13 @@ class _Checker:
                     self.all_services is None or dep in self.all_services)
                 if not optional:
                     self.fail(f'service "{name}" depends on undefined service "{dep}"',
-                              at + ("depends_on", dep))
+                              self._implied_by(svc, at, dep))
+        depends = svc.get("depends_on") if isinstance(svc.get("depends_on"), Mapping) else {}
         for i, link in enumerate(svc.get("links") or []):
             target = str(link).split(":", 1)[0]
-            if target not in self.services:
+            # normalized, a link is a dependency (checked above, ``required`` honoured);
+            # Compose itself checks links only that way
+            if target not in self.services and target not in depends and self._implied(target):
                 self.fail(f'service "{name}" links to undefined service "{target}"', at + ("links", i))
         for key in ("network_mode", "ipc", "pid", "uts", "cgroup"):
             value = svc.get(key)
@@ -444,9 +448,33 @@ class _Checker:
             target = text.split(":", 1)[0]
             if text.startswith("service:"):
                 target = text.split(":")[1]
-            if target not in self.services:
+            if target not in self.services and target not in depends and self._implied(target):
                 self.fail(f'service "{name}" uses volumes from undefined service "{target}"',
                           at + ("volumes_from", i))
+
+    def _implied(self, target: str) -> bool:
+        """Whether a link or ``volumes_from`` target missing from the project is checked
+        here: not without normalization (Compose does not), nor for a service a profile
+        or the selection left out (the loader checked the dependency before selecting)."""
+        return self.implied and (self.all_services is None or target not in self.all_services)
+
+    def _implied_by(self, svc: Mapping[str, Any], at: KeyPath, dep: str) -> KeyPath:
+        """Where a dependency is written: in ``depends_on``, else the link, the
+        ``volumes_from`` entry or the ``service:`` reference that normalization turned
+        into it."""
+        path = at + ("depends_on", dep)
+        if any(path in getattr(loc, "marks", {}) for loc in self.locators):
+            return path
+        for i, link in enumerate(svc.get("links") or []):
+            if str(link).split(":", 1)[0] == dep:
+                return at + ("links", i)
+        for i, source in enumerate(svc.get("volumes_from") or []):
+            if str(source).split(":", 1)[0] == dep:
+                return at + ("volumes_from", i)
+        for key in ("network_mode", "ipc", "pid", "uts", "cgroup"):
+            if svc.get(key) == f"service:{dep}":
+                return at + (key,)
+        return path
 
     def ports(self, ports: list, path: KeyPath) -> None:
         """Only what Compose itself rejects at ``config`` time: a host_ip that is not an
@@ -581,7 +609,7 @@ class _Checker:
 
 
 def check_config(config: Mapping[str, Any], locators: Iterable[LocatorLike] | None = None,
-                 *, all_services: Iterable[str] | None = None) -> None:
+                 *, all_services: Iterable[str] | None = None, normalized: bool = True) -> None:
     """Semantic checks of a normalized project dict; raises the first ComposeError found.
 
     ``locators`` (one per loaded file) let the error name file:line:col; the file that
@@ -590,16 +618,25 @@ def check_config(config: Mapping[str, Any], locators: Iterable[LocatorLike] | No
     that a profile disabled is fine, on a name that exists nowhere it is an error (as in
     Compose). Without it, any ``required: false`` dependency is let through.
 
+    Not ``normalized`` (``config --no-normalize``), links and ``volumes_from`` are not
+    dependencies and, as in Compose, not checked.
+
     Like compose-go's consistency check, this also completes the project in one place:
     a service with both ``scale`` and a ``deploy`` section gets ``deploy.replicas``.
     """
     checker = _Checker(config, locators)
     checker.all_services = set(all_services) if all_services is not None else None
     checker.consistency = _CONSISTENCY.get()
+    checker.implied = normalized
     checker.run()
 
 
 _CONSISTENCY: "contextvars.ContextVar[bool]" = contextvars.ContextVar("consistency", default=True)
+
+
+def consistency_enabled() -> bool:
+    """False inside ``consistency_checks(False)`` (``config --no-consistency``)."""
+    return _CONSISTENCY.get()
 
 
 @contextlib.contextmanager

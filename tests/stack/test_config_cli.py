@@ -90,8 +90,11 @@ def test_hash_flag(project):
 
 
 def test_services_as_arguments_pull_their_dependencies(project):
-    cfg = json.loads(ok(run(project, "config", "--format", "json", "api")))
-    assert set(cfg["services"]) == {"api", "db"}  # db enabled because api needs it
+    cfg = json.loads(ok(run(project, "--profile", "db", "config", "--format", "json", "api")))
+    assert set(cfg["services"]) == {"api", "db"}
+    # as Compose 2.40: naming api does not enable the db profile it depends on
+    proc = run(project, "config", "--format", "json", "api")
+    assert proc.returncode == 1 and 'depends on undefined service "db"' in proc.stderr
 
 
 def test_quiet_and_output(project):

@@ -695,3 +695,33 @@ def test_adversarial_projects(tmp_path, case, args, config):
     paths relative to the project with --no-path-resolution; ":rw" is no read_only."""
     _write(tmp_path, case)
     assert same_as_compose(tmp_path, args=args, config=config) is None
+
+
+# ------------------------------------------------------------------ profiles and selection
+
+PROFILE_CASES = {
+    "named-disabled-needs-disabled": "services:\n  a: {image: x, profiles: [pa]}\n  d: {image: x, profiles: [pd], depends_on: [a]}\n  n: {image: x}\n",
+    "named-disabled-optional": "services:\n  a: {image: x, profiles: [pa]}\n  d: {image: x, profiles: [pd], depends_on: {a: {condition: service_started, required: false}}}\n  n: {image: x}\n",
+    "named-enabled-optional": "services:\n  a: {image: x, profiles: [pa]}\n  d: {image: x, depends_on: {a: {condition: service_started, required: false}, n: {condition: service_started}}}\n  n: {image: x}\n",
+    "named-enabled-needs-disabled": "services:\n  a: {image: x, depends_on: [b]}\n  b: {image: x, profiles: [p]}\n  c: {image: x}\n",
+    "shared-profile": "services:\n  a: {image: x, profiles: [pa]}\n  b: {image: x, profiles: [pa, pb]}\n  d: {image: x, profiles: [pd], depends_on: [a, b]}\n",
+    "transitive": "services:\n  a: {image: x, profiles: [pa]}\n  d: {image: x, profiles: [pd], depends_on: [e]}\n  e: {image: x, depends_on: [a]}\n",
+    "optional-undefined": "services:\n  d: {image: x, depends_on: {nope: {condition: service_started, required: false}}}\n",
+    "optional-disabled-link": "services:\n  a: {image: x, profiles: [pa]}\n  d: {image: x, depends_on: {a: {condition: service_started, required: false}}, links: [a], volumes_from: [a]}\n",
+    "link-to-disabled": "services:\n  a: {image: x, profiles: [pa]}\n  d: {image: x, links: [a]}\n",
+    "volumes-from-undefined": "services:\n  d: {image: x, volumes_from: [nope]}\n",
+}
+
+
+@pytest.mark.parametrize("config", [[], ["d"], ["a"], ["d", "a"], ["--no-normalize"]],
+                         ids=["all", "d", "a", "d+a", "no-normalize"])
+@pytest.mark.parametrize("case", sorted(PROFILE_CASES))
+def test_profiles_and_selection(tmp_path, case, config):
+    """A disabled service named on the command line gets its profiles, not its
+    dependencies' (a required one is "no such service", an optional one is dropped from
+    the selection); links and volumes_from are checked only as the dependencies that
+    normalization makes of them."""
+    (tmp_path / "compose.yaml").write_text(PROFILE_CASES[case])
+    if "a" in config and "a:" not in PROFILE_CASES[case]:
+        config = [c for c in config if c != "a"] or ["d"]
+    same_as_compose(tmp_path, config=config)

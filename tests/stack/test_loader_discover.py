@@ -113,7 +113,10 @@ def test_dollars_doubled_in_config_but_not_in_model(tmp_path: Path) -> None:
 def test_services_named_pull_in_their_dependencies(tmp_path: Path) -> None:
     (tmp_path / "compose.yaml").write_text(
         "services:\n  a: {image: x, depends_on: [b]}\n  b: {image: x, profiles: [p]}\n  c: {image: x}\n")
-    loaded = load_config(_opts(tmp_path, project_name="p", services=["a"]))
+    loaded = load_config(_opts(tmp_path, project_name="p", services=["a"], profiles=["p"]))
     assert sorted(loaded.config["services"]) == ["a", "b"]
+    # as Compose 2.40: naming a does not enable the profile of b it depends on
+    with pytest.raises(ComposeError, match='depends on undefined service "b"'):
+        load_config(_opts(tmp_path, project_name="p", services=["a"]))
     with pytest.raises(ComposeError, match="no such service: nope"):
-        load_config(_opts(tmp_path, project_name="p", services=["nope"]))
+        load_config(_opts(tmp_path, project_name="p", services=["nope"], profiles=["p"]))
