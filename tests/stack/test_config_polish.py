@@ -725,3 +725,97 @@ def test_profiles_and_selection(tmp_path, case, config):
     if "a" in config and "a:" not in PROFILE_CASES[case]:
         config = [c for c in config if c != "a"] or ["d"]
     same_as_compose(tmp_path, config=config)
+
+
+KITCHEN_SINK = {"compose.yaml": """
+    services:
+      web:
+        image: nginx
+        profiles: [web, "${EXTRA_PROFILE:-all}"]
+        depends_on:
+          db: {condition: service_healthy, required: false}
+          cache: {condition: service_started}
+        ports:
+          - "3000-3005"
+          - "9090-9091:8080-8081"
+          - "127.0.0.1:5000-5001:5000-5001/tcp"
+          - "[::1]:6000:6000/udp"
+          - "0.0.0.0:7000:7000"
+          - 8000
+          - target: 9000
+            published: "9000-9001"
+            protocol: sctp
+            mode: host
+            app_protocol: http
+            name: web
+          - "49153-49154:80"
+        env_file:
+          - path: ./a.env
+            required: false
+          - path: ./b.env
+            required: true
+            format: raw
+          - path: ./missing.env
+            required: false
+        environment:
+          FROM_B: overridden
+        secrets:
+          - source: env_secret
+            target: custom
+            uid: "1000"
+            gid: "1000"
+            mode: 0400
+          - content_secret
+        configs:
+          - source: content_config
+            target: /etc/cfg
+            mode: 0o440
+          - env_config
+        deploy:
+          mode: replicated
+          replicas: 2
+          endpoint_mode: vip
+          resources:
+            limits: {cpus: "0.5", memory: 512M, pids: 100}
+            reservations:
+              cpus: '0.25'
+              memory: 128m
+              generic_resources:
+                - discrete_resource_spec: {kind: gpu, value: 2}
+          restart_policy: {condition: on-failure, delay: 5s, max_attempts: 3, window: 2m}
+          update_config: {parallelism: 2, delay: 10s, order: start-first, failure_action: rollback, monitor: 1m30s, max_failure_ratio: 0.3}
+          placement: {max_replicas_per_node: 1, constraints: [node.role==manager]}
+          labels: [a=b, "c"]
+      db:
+        image: postgres
+        profiles: [db]
+        healthcheck: {test: "pg_isready", start_interval: 1s, start_period: 30s, retries: 5}
+      cache:
+        image: redis
+      debug:
+        image: busybox
+        profiles: [debug]
+        depends_on: [web]
+    secrets:
+      env_secret: {environment: SECRET_VAR}
+      content_secret: {environment: OTHER}
+      unused_secret: {file: ./nope}
+    configs:
+      content_config:
+        content: |
+          line1 ${NAME}
+          line2
+      env_config: {environment: CONFIG_VAR}
+    """,
+                "a.env": 'A=1\n# comment\nexport B=\'two words\'\nC="x\\ny"\n', "b.env": "FROM_B=raw value with $dollar\nRAW='quoted'\n"}
+
+
+@pytest.mark.parametrize("config", MODES + [["web"], ["debug"]], ids=lambda m: " ".join(m) or "default")
+@pytest.mark.parametrize("profiles", [[], ["--profile", "web"], ["--profile", "*"]], ids=["none", "web", "all"])
+def test_kitchen_sink(tmp_path, profiles, config):
+    """Profiles with an interpolated name, depends_on required: false, port ranges and
+    long ports, env_file required: false and format: raw, secrets and configs from the
+    environment or inline content, deploy resources, restart and update policies."""
+    _write(tmp_path, KITCHEN_SINK)
+    same_as_compose(tmp_path, args=profiles, config=config,
+                    env={"SECRET_VAR": "s", "CONFIG_VAR": "c", "NAME": "n", "OTHER": "o"})
