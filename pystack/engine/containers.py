@@ -26,6 +26,7 @@ from pystack.humanize import human_duration  # noqa: F401 - also re-exported
 
 import asyncio
 import calendar
+import contextlib
 import functools
 import inspect as inspect_mod
 import json
@@ -125,6 +126,9 @@ class Live:
         self.health: Any = None           # health.HealthMonitor
         self.backoff = 0.0
         self.started_mono = 0.0
+        self.readers = 0                  # attach/logs streams following the log file
+        self.readers_idle = asyncio.Event()
+        self.readers_idle.set()
 
 
 class ContainerManager:
@@ -241,6 +245,7 @@ class ContainerManager:
         # concurrent creates with one name cannot both pass
         d.mkdir(mode=0o700)
         _write_intent(d, "create")
+        self.records.sync_later(d / "intent")
         self._creating.add(cid)
         try:
             self.records.add(rec)
@@ -585,7 +590,28 @@ class ContainerManager:
             return
         self._maybe_restart(rec, lv, code)
 
+    @contextlib.contextmanager
+    def reading(self, cid: str):
+        """Around an attach/logs stream that follows the container's log: an AutoRemove
+        waits for it (at most 5 s) before deleting the log, so that ``docker run --rm``
+        gets the output of a container that exits at once (it lost it now and then)."""
+        lv = self.live(cid)
+        lv.readers += 1
+        lv.readers_idle.clear()
+        try:
+            yield
+        finally:
+            lv.readers -= 1
+            if lv.readers <= 0:
+                lv.readers_idle.set()
+
     async def _auto_remove(self, cid: str) -> None:
+        lv = self._live.get(cid)
+        if lv is not None and lv.readers:
+            try:
+                await asyncio.wait_for(lv.readers_idle.wait(), 5)
+            except asyncio.TimeoutError:
+                pass
         try:
             await self.remove(cid, force=True, volumes=True)
         except (NotFound, Conflict):
@@ -833,6 +859,7 @@ class ContainerManager:
                 lv.restart_task = None
             d = self.cdir(rec.id)
             _write_intent(d, "remove-v" if volumes else "remove")
+            self.records.sync_later(d / "intent")
             rec.state["Status"] = "removing"
             self.records.save(rec)
             if self.is_running(rec) or rec.state.get("Running"):
@@ -1436,11 +1463,10 @@ def _ensure_workdir(workdir: str, upper: str, lowers: list[str]) -> None:
 
 
 def _write_intent(d: Path, what: str) -> None:
+    """Atomic for a killed engine (rename); the caller has it fsynced off the event loop."""
     tmp = d / "intent.tmp"
     with open(tmp, "w") as fh:
         fh.write(what)
-        fh.flush()
-        os.fsync(fh.fileno())
     os.replace(tmp, d / "intent")
 
 

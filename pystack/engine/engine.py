@@ -131,6 +131,8 @@ class Engine:
         close = getattr(self.containers, "close", None) if "containers" in self.__dict__ else None
         if close is not None:
             await close()
+        if "records" in self.__dict__:
+            self.records.flush()
         if "networks" in self.__dict__:
             self.networks.close()
         if "runtime" in self.__dict__:

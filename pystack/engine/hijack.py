@@ -94,17 +94,45 @@ class Hijacked:
         self._can_write = asyncio.Event()
         self._can_write.set()
         self.closed = False
+        self._head_unread = True
         self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     async def write(self, data: bytes) -> None:
         """Send ``data``; ConnectionResetError once the client has gone."""
         if self.closed or self.transport.is_closing():
             raise ConnectionResetError("client went away")
+        if data and self._head_unread:
+            await self._wait_head_read()
         if data:
             self.transport.write(data)
         await self._can_write.wait()
         if self.closed:
             raise ConnectionResetError("client went away")
+
+    async def _wait_head_read(self, limit: float = 0.2) -> None:
+        """Until the client has read the response head (the socket's send queue is empty;
+        at most ``limit`` seconds). docker-py reads the head through a buffered file and
+        the stream from the raw socket under it: body bytes that arrived together with
+        the head were read into that buffer and lost (``attach(logs=True)`` of an exited
+        container answered b"" now and then). dockerd's head and body leave apart."""
+        self._head_unread = False
+        sock = self.transport.get_extra_info("socket")
+        if sock is None:
+            return
+        import fcntl
+        import struct
+        import termios
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
+        while not self.closed:
+            try:
+                queued = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+            except (OSError, ValueError):
+                return
+            if queued <= 0 or loop.time() >= deadline:
+                return
+            await asyncio.sleep(0.001)
 
     def close(self) -> None:
         if not self.transport.is_closing():

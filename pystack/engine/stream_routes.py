@@ -81,7 +81,8 @@ async def container_logs(request: web.Request) -> web.StreamResponse:
     resp.enable_chunked_encoding()
     await resp.prepare(request)
     try:
-        with hijack.track(request):
+        with hijack.track(request), (mgr.reading(cid) if follow and hasattr(mgr, "reading")
+                                     else contextlib.nullcontext()):
             async with contextlib.aclosing(logs.stream_log(path, opts, history=True, follow=follow,
                                                            stopped=stopped)) as chunks:
                 async for chunk in chunks:
@@ -148,6 +149,9 @@ async def container_attach(request: web.Request) -> web.StreamResponse:
         raise
     stdin_task = None
     tracker = hijack.track(request).__enter__()
+    reading = contextlib.ExitStack()
+    if hasattr(mgr, "reading"):
+        reading.enter_context(mgr.reading(cid))
     try:
         if want_stdin and rec.config.get("OpenStdin"):
             stdin_task = asyncio.ensure_future(_attach_stdin(engine, cid, conn, bool(rec.config.get("StdinOnce")),
@@ -179,6 +183,7 @@ async def container_attach(request: web.Request) -> web.StreamResponse:
     except (ConnectionError, asyncio.CancelledError):
         pass
     finally:
+        reading.close()
         tracker.__exit__()
         watch.close()
         if stdin_task is not None:
