@@ -100,7 +100,30 @@ def apply_include(data: dict[str, Any], working_dir: str, environment: dict[str,
             if not os.path.exists(p):
                 raise err(f"open {p}: no such file or directory", ("include", index, "path"))
         imported = load_model(paths, project_dir, env, included + [main])
+        _carry_environment(imported, loaded, env)
         _import_resources(imported, data, paths[0], err)
+
+
+def _carry_environment(imported: dict[str, Any], from_files: dict[str, str],
+                       environment: dict[str, str]) -> None:
+    """compose-go takes the value of an included ``environment`` secret along as
+    ``x-#value``, which only the raw model prints (from the include's env files: the raw
+    model has no other environment); an included ``environment`` config gets it as
+    ``content`` and so fails its own check (Compose 2.40 refuses such a project, whatever
+    the value; interpolating, the shell's variables count too)."""
+    from .merge import RAW_MERGE
+
+    raw = RAW_MERGE.get()
+    for name, secret in (imported.get("secrets") or {}).items():
+        key = secret.get("environment") if isinstance(secret, dict) else None
+        if isinstance(key, str) and key in from_files and raw:
+            secret["x-#value"] = from_files[key]
+    for name, config in (imported.get("configs") or {}).items():
+        key = config.get("environment") if isinstance(config, dict) else None
+        if isinstance(key, str) and key in (from_files if raw else environment):
+            raise ComposeError("file|environment|content attributes are mutually exclusive "
+                               "(Compose 2.40 gives an included environment config a content "
+                               "from the include's env files)", path=("configs", name))
 
 
 def _import_resources(imported: dict[str, Any], data: dict[str, Any], source: str, err: ErrorFn) -> None:

@@ -819,3 +819,27 @@ def test_kitchen_sink(tmp_path, profiles, config):
     _write(tmp_path, KITCHEN_SINK)
     same_as_compose(tmp_path, args=profiles, config=config,
                     env={"SECRET_VAR": "s", "CONFIG_VAR": "c", "NAME": "n", "OTHER": "o"})
+
+
+# ------------------------------------------------------------------ included environment secrets
+
+@pytest.mark.parametrize("child,include", [
+    ("secrets:\n  c: {environment: MY_SECRET}\nservices:\n  inc: {image: x, secrets: [c]}\n", "[{path: child/c.yaml, env_file: [secret.env]}]"),
+    ("secrets:\n  c: {environment: SHELL_ONLY}\nservices:\n  inc: {image: x, secrets: [c]}\n", "[{path: child/c.yaml, env_file: [secret.env]}]"),
+    ("secrets:\n  c: {environment: IN_DOTENV}\nservices:\n  inc: {image: x}\n", "[child/c.yaml]"),
+    ("configs:\n  d: {environment: MY_SECRET}\nservices:\n  inc: {image: x}\n", "[{path: child/c.yaml, env_file: [secret.env]}]"),
+    ("configs:\n  d: {environment: IN_DOTENV}\nservices:\n  inc: {image: x}\n", "[child/c.yaml]"),
+    ("configs:\n  d: {environment: SHELL_ONLY}\nservices:\n  inc: {image: x, configs: [d]}\n", "[child/c.yaml]"),
+    ("configs:\n  d: {environment: SHELL_ONLY}\nservices:\n  inc: {image: x}\n", "[{path: child/c.yaml, env_file: [secret.env]}]"),
+    ("configs:\n  d: {environment: NOWHERE}\nservices:\n  inc: {image: x, configs: [d]}\n", "[child/c.yaml]"),
+], ids=["secret-env-file", "secret-shell-only", "secret-dotenv", "config-env-file", "config-dotenv",
+        "config-shell-only", "config-shell-only-env-file", "config-unset"])
+@pytest.mark.parametrize("config", [[], ["--no-interpolate"], ["--no-normalize"]],
+                         ids=["normalized", "no-interpolate", "no-normalize"])
+def test_included_environment_secrets_and_configs(tmp_path, child, include, config):
+    """The include's env files (not the shell) give an environment secret its x-#value
+    (raw model only) and make an environment config fail, as in Compose 2.40."""
+    _write(tmp_path, {"compose.yaml": f"include: {include}\nservices:\n  foo: {{image: x}}\n",
+                      "child/c.yaml": child, "child/.env": "IN_DOTENV=d\n",
+                      "secret.env": "MY_SECRET='this-is-secret'\nMY_SECRET_EMPTY=\n"})
+    same_as_compose(tmp_path, config=config, env={"SHELL_ONLY": "v", "MY_SECRET": "shell"})
