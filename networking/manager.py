@@ -61,6 +61,9 @@ class NetworkManager:
         self._reservations = ports.Reservations()
         self._dns = None
         self._dns_lock = threading.Lock()
+        self._dns_ask_lock = threading.Lock()
+        self._dns_asked = 0   # _sync_dns() calls so far
+        self._dns_done = 0    # calls covered by the last rebuild
 
     # -- networks -----------------------------------------------------------------
 
@@ -581,12 +584,23 @@ class NetworkManager:
         """Hand the DNS server the current networks and endpoints (starting it if needed)."""
         if not self._dns_enabled:
             return
-        st = self.state.read()
-        nets = [NetworkRecord.from_dict(r) for r in st["networks"].values() if r.get("status") is None]
-        eps = [EndpointRecord.from_dict(e) for c in st["endpoints"].values() for e in c.values()]
+        # Containers starting together share rebuilds: a caller returns once a rebuild
+        # that read the state after its call has been applied (its own or a later
+        # caller's), never before. The state is read under the lock, so an older
+        # snapshot can never overwrite a newer one.
+        with self._dns_ask_lock:
+            self._dns_asked += 1
+            mine = self._dns_asked
         with self._dns_lock:
+            if self._dns_done >= mine:
+                return
+            covers = self._dns_asked
+            st = self.state.read()
+            nets = [NetworkRecord.from_dict(r) for r in st["networks"].values() if r.get("status") is None]
+            eps = [EndpointRecord.from_dict(e) for c in st["endpoints"].values() for e in c.values()]
             if self._dns is None:
                 if not nets:
+                    self._dns_done = covers
                     return
                 from .dns import DNSServer
                 self._dns = DNSServer(self.dns_upstreams)
@@ -596,6 +610,7 @@ class NetworkManager:
                 # The kernel objects are made and recorded; only name service is missing.
                 # Say so loudly instead of failing a container start for it.
                 log.warning("embedded DNS cannot listen on a gateway: %s", exc)
+            self._dns_done = covers
 
     def close(self) -> None:
         """Stop the DNS thread and let go of the host-port reservations; kernel objects

@@ -205,8 +205,8 @@ class Firewall:
 
     def teardown_network(self, net_id: str) -> None:
         if self.kind == "nft":
-            delete_table(network_table(net_id))
-            run_nft(f"table ip6 {network_table(net_id)} {{}}\ndelete table ip6 {network_table(net_id)}\n")
+            t = network_table(net_id)  # both families in one transaction (each costs ~10 ms)
+            run_nft(f"table ip {t} {{}}\ndelete table ip {t}\ntable ip6 {t} {{}}\ndelete table ip6 {t}\n")
         else:
             from . import iptables
             iptables.teardown_network(net_id)
