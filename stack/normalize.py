@@ -298,11 +298,15 @@ def _parse_raw_env(text: str) -> dict[str, str]:
 
 
 def drop_unused_resources(data: dict[str, Any]) -> None:
-    """Remove networks, volumes, secrets and configs no service uses (as ``config`` prints)."""
+    """Remove networks, volumes, secrets, configs and models no service uses (as
+    ``config`` prints)."""
     services = [s for s in (data.get("services") or {}).values() if isinstance(s, dict)]
-    used: dict[str, set[str]] = {"networks": set(), "volumes": set(), "secrets": set(), "configs": set()}
+    used: dict[str, set[str]] = {"networks": set(), "volumes": set(), "secrets": set(), "configs": set(),
+                                 "models": set()}
     for svc in services:
         used["networks"].update((svc.get("networks") or {}).keys())
+        if isinstance(svc.get("models"), dict):
+            used["models"].update(svc["models"])
         for vol in svc.get("volumes") or ():
             if isinstance(vol, dict) and vol.get("type") == "volume" and vol.get("source"):
                 used["volumes"].add(vol["source"])
@@ -919,7 +923,8 @@ def check_shapes(data: dict[str, Any], error: Callable[[str, KeyPath], ComposeEr
 
 
 def render(data: dict[str, Any], project_name: str, error: Callable[[str, KeyPath], ComposeError],
-           ext: dict[KeyPath, dict[str, Any]] | None = None) -> dict[str, Any]:
+           ext: dict[KeyPath, dict[str, Any]] | None = None,
+           models: dict[str, Any] | None = None) -> dict[str, Any]:
     """The JSON document ``docker compose config --format json`` prints for ``data``;
     the structs' ``x-*`` keys (YAML only) go to ``ext`` by path when it is given."""
     out: dict[str, Any] = {"name": project_name}
@@ -945,6 +950,12 @@ def render(data: dict[str, Any], project_name: str, error: Callable[[str, KeyPat
                     value.pop("content", None)
                 rendered_section[name] = render_value(value, spec, (kind, name), ext)
             out[kind] = rendered_section
+        if models is not None:
+            # top-level models: Compose 2.40's JSON has none, its YAML has them
+            for name, model in (data.get("models") or {}).items():
+                rendered = render_value(model if isinstance(model, dict) else {}, _MODEL,
+                                        ("models", name), ext)
+                models[name] = rendered if rendered is not _OMIT else {}
     except RenderError as exc:
         raise error(str(exc), exc.path) from None
     for key, value in data.items():
@@ -965,3 +976,32 @@ def escape_dollars(value: Any) -> Any:
     if isinstance(value, list):
         return [escape_dollars(v) for v in value]
     return value
+
+
+def _go_order(value: Any, spec: Spec) -> Any:
+    """``value`` (rendered with ``spec``) with its keys in the order go-yaml prints the Go
+    value: struct fields in declaration order (then inline ``x-*`` extensions, sorted),
+    map keys sorted."""
+    if isinstance(spec, Struct) and isinstance(value, dict):
+        rank = {spec.rename.get(k, k): i for i, k in enumerate(spec.fields)}
+        inverse = {spec.rename.get(k, k): k for k in spec.fields}
+        keys = sorted(value, key=lambda k: (rank.get(k, len(rank)), k))
+        return {k: _go_order(value[k], spec.fields[inverse[k]]) if k in inverse else value[k]
+                for k in keys}
+    if isinstance(spec, tuple) and spec[0] == "list" and isinstance(value, list):
+        return [_go_order(v, spec[1]) for v in value]
+    if isinstance(spec, tuple) and isinstance(value, dict):
+        return {k: _go_order(value[k], spec[1]) for k in sorted(value)}
+    if spec in ("map", "mapeq", "multi", "hosts") and isinstance(value, dict):
+        return {k: value[k] for k in sorted(value)}
+    return value
+
+
+_RESOURCE_SPECS = {"networks": _NETWORK, "volumes": _VOLUME, "secrets": _SECRET,
+                   "configs": _CONFIG, "models": _MODEL}
+
+
+def resource_order(kind: str, resource: Any) -> Any:
+    """A top-level network, volume, secret, config or model in go-yaml's key order."""
+    spec = _RESOURCE_SPECS.get(kind)
+    return _go_order(resource, spec) if spec is not None else resource

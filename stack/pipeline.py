@@ -52,6 +52,8 @@ class LoadedConfig:
     extensions: dict[KeyPath, dict[str, Any]] = field(default_factory=dict)
     # every service's name before profiles and the selection applied
     all_services: list[str] = field(default_factory=list)
+    # the top-level models the services use, typed: Compose prints them in YAML only
+    models: dict[str, Any] = field(default_factory=dict)
 
 
 def _hook(name: str) -> Callable[..., Any] | None:
@@ -328,7 +330,8 @@ def _load(options: LoadOptions, source: ProjectSource, loader: _Loader) -> Loade
     resolve_environment(data, loader.env)
     drop_unused_resources(data)
     extensions: dict[KeyPath, dict[str, Any]] = {}
-    model = render(data, name, loader.error, extensions)
+    models: dict[str, Any] = {}
+    model = render(data, name, loader.error, extensions, models)
     check = _hook("check_config")
     if check is not None and options.normalize:
         # part B's load_checked also skips the semantic checks without normalization
@@ -336,10 +339,11 @@ def _load(options: LoadOptions, source: ProjectSource, loader: _Loader) -> Loade
     config = escape_dollars(model) if options.interpolate else model
     if options.interpolate:
         extensions = {p: escape_dollars(x) for p, x in extensions.items()}
+        models = escape_dollars(models)
     return LoadedConfig(config=config, model=model, name=name, working_dir=working_dir,
                         config_files=list(source.files), environment=dict(loader.env),
                         locators=loader.locators, profiles=profiles, extensions=extensions,
-                        all_services=list(every))
+                        all_services=list(every), models=models)
 
 
 __all__ = ["LoadOptions", "LoadedConfig", "load_config", "deep_copy"]

@@ -88,9 +88,8 @@ def config(ctx: click.Context, services: tuple[str, ...], fmt: str | None, list_
         return _emit([svc.get("image") or f"{cfg.get('name')}-{name}"
                       for name, svc in sorted((cfg.get("services") or {}).items())], quiet)
     if list_models:
-        # Compose prints each top-level model's `model` (the OCI reference); the loader
-        # keeps top-level models only where Compose's JSON has them (it has not yet)
-        models = (getattr(loaded, "model", None) or cfg).get("models") or {}
+        # Compose prints each used top-level model's `model` (the OCI reference)
+        models = getattr(loaded, "models", None) or cfg.get("models") or {}
         return _emit([m.get("model", name) if isinstance(m, dict) else name
                       for name, m in sorted(models.items())], quiet)
     if list_variables:
@@ -107,7 +106,8 @@ def config(ctx: click.Context, services: tuple[str, ...], fmt: str | None, list_
     if lock_image_digests:
         cfg, extensions = _images_only(cfg, fmt or "yaml", raw=no_interpolate), None
     content = _render(cfg, fmt or "yaml", raw=no_interpolate, extensions=extensions,
-                      locators=getattr(loaded, "locators", None))
+                      locators=getattr(loaded, "locators", None),
+                      models=None if lock_image_digests else getattr(loaded, "models", None))
     if quiet:
         return
     if output:
@@ -325,6 +325,7 @@ def _ordered(cfg: dict[str, Any], top: tuple[str, ...] | None) -> dict[str, Any]
     """Keys in Compose's print order: top-level by ``top`` (None: sorted, for JSON, which
     prints whole floats as integers), services in Go struct order, other sections sorted."""
     from pystack.stack.hash import _ordered
+    from pystack.stack.normalize import resource_order
 
     def go_ordered(value: Any, pattern: str, parent: str) -> Any:
         return _ordered(value, pattern, parent, ints=top is None)
@@ -340,8 +341,8 @@ def _ordered(cfg: dict[str, Any], top: tuple[str, ...] | None) -> dict[str, Any]
         value = cfg[key]
         if key == "services" and isinstance(value, dict):
             value = {n: go_ordered(s, "", "") for n, s in sorted(value.items())}
-        elif isinstance(value, dict) and key in ("networks", "volumes", "secrets", "configs"):
-            value = {n: _name_first(v) for n, v in sorted(value.items())}
+        elif isinstance(value, dict) and key in ("networks", "volumes", "secrets", "configs", "models"):
+            value = {n: resource_order(key, v) for n, v in sorted(value.items())}
         elif key.startswith("x-"):
             value = go_ordered(value, key, key)  # extensions are Go maps: sorted keys
         out[key] = value
@@ -409,13 +410,6 @@ def _yaml_omitempty(cfg: dict[str, Any]) -> dict[str, Any]:
 _NULLABLE_FIELDS = {"command", "entrypoint"}
 
 
-def _name_first(resource: Any) -> Any:
-    """A network/volume/secret/config with ``name`` first, as Go's struct puts it."""
-    if not isinstance(resource, dict) or "name" not in resource:
-        return resource
-    return {"name": resource["name"], **{k: v for k, v in resource.items() if k != "name"}}
-
-
 def _with_extensions(cfg: dict[str, Any], extensions: dict[Any, dict[str, Any]]) -> dict[str, Any]:
     """``cfg`` with the structs' ``x-*`` keys put back (after the struct's fields, sorted,
     as go-yaml prints Go's inline ``Extensions`` map), for the YAML printout."""
@@ -468,7 +462,10 @@ def _not_json(doc: Any, locators: Any) -> Exception:
 
 
 def _render(cfg: dict[str, Any], fmt: str, raw: bool = False,
-            extensions: dict[Any, dict[str, Any]] | None = None, locators: Any = None) -> str:
+            extensions: dict[Any, dict[str, Any]] | None = None, locators: Any = None,
+            models: dict[str, Any] | None = None) -> str:
+    if models and fmt != "json" and not raw:
+        cfg = {**cfg, "models": models}  # Compose 2.40 prints them in YAML only
     if extensions and fmt != "json" and not raw:
         cfg = _with_extensions(cfg, extensions)
     if raw and fmt != "json":

@@ -843,3 +843,36 @@ def test_included_environment_secrets_and_configs(tmp_path, child, include, conf
                       "child/c.yaml": child, "child/.env": "IN_DOTENV=d\n",
                       "secret.env": "MY_SECRET='this-is-secret'\nMY_SECRET_EMPTY=\n"})
     same_as_compose(tmp_path, config=config, env={"SHELL_ONLY": "v", "MY_SECRET": "shell"})
+
+
+# ------------------------------------------------------------------ the corpus, as text
+
+CORPUS = Path(__file__).parents[2].parent / "shared" / "corpus"
+VALID_CASES = sorted(str(p.parent.relative_to(CORPUS)) for p in CORPUS.glob("*/*/case.args")
+                     if (p.parent / "expected.rc").read_text().strip() == "0") if CORPUS.is_dir() else []
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not VALID_CASES, reason=f"conformance corpus not found at {CORPUS}")
+@pytest.mark.parametrize("case", VALID_CASES or ["<none>"])
+def test_corpus_yaml_text_matches_compose(case):
+    """Every valid corpus case prints the very same YAML text as Compose, normalized,
+    with --no-normalize and with --no-interpolate (key order, quoting, models, x-*)."""
+    case_dir = CORPUS / case
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/root"}
+    if (case_dir / "case.env").exists():
+        for line in (case_dir / "case.env").read_text().splitlines():
+            key, sep, value = line.partition("=")
+            if sep:
+                env[key] = value
+    args = (case_dir / "case.args").read_text().split()
+    for flags in ([], ["--no-normalize"], ["--no-interpolate"]):
+        want, got = (subprocess.run([binary, *args, "config", *flags], cwd=case_dir, env=env,
+                                    capture_output=True, text=True, timeout=60)
+                     for binary in (COMPOSE, PYSTACK))
+        assert (got.returncode == 0) == (want.returncode == 0), (flags, want.stderr, got.stderr)
+        if want.returncode:  # (--no-normalize: no default network to refer to)
+            errors = [ln for ln in got.stderr.splitlines() if not ln.startswith("WARN[")]
+            assert "Traceback" not in got.stderr and len(errors) == 1, got.stderr
+        else:
+            assert got.stdout == want.stdout, flags
