@@ -121,6 +121,13 @@ class RecordStore:
         d = self.dir(container_id)
         with self._lock:
             self._cache.pop(container_id, None)
+        # the record first: a kill during the rmtree must not leave a record whose intent
+        # file is already gone (a "removing" container nobody finishes); the intent, if
+        # any, stays until the directory goes, so recovery finishes the removal
+        try:
+            (d / "record.json").unlink()
+        except FileNotFoundError:
+            pass
         shutil.rmtree(d, ignore_errors=True)
 
     def rename(self, record: ContainerRecord, new_name: str) -> None:
