@@ -147,13 +147,15 @@ class _ForkServer:
                 except (BlockingIOError, InterruptedError):
                     break
                 fds = process.fds_of(anc)
-                if msg != b"spare" or len(fds) != 1:
+                word, _, pid = msg.partition(b" ")
+                if word != b"spare" or len(fds) != 1:
                     for fd in fds:
                         os.close(fd)
                     if not msg:
                         break
                     continue
-                self._spares.append(socket.socket(fileno=fds[0]))
+                self._spares.append((socket.socket(fileno=fds[0]),
+                                     int(pid) if pid.isdigit() else 0))
             return self._spares.pop(0) if self._spares else None
 
     def request(self, op: str, plan: dict, stdio: tuple[int, int, int] | None) -> socket.socket:
@@ -172,9 +174,10 @@ class _ForkServer:
             msg = json.dumps(head).encode() + b"\n" + json.dumps(plan).encode()
             # (PYSTACK_RUNTIME_DIRECT=0: every request through the server, for A/B runs)
             direct = os.environ.get("PYSTACK_RUNTIME_DIRECT", "1") != "0"
-            spare = self._take_spare() if direct else None
+            taken = self._take_spare() if direct else None
             sent = False
-            if spare is not None:
+            if taken is not None:
+                spare, pid = taken
                 try:
                     process.send(spare, msg, fds)  # straight to it: no hop through the server
                     sent = True
@@ -182,6 +185,10 @@ class _ForkServer:
                     pass
                 finally:
                     spare.close()
+                if sent and pid:
+                    # it may still be getting ready under SCHED_IDLE: now it is needed
+                    # (sent, so it is alive and the pid is its own)
+                    shim.unidle(pid)
             if not sent:
                 process.send(self.sock, msg, fds)
         finally:
@@ -190,7 +197,7 @@ class _ForkServer:
 
     def close(self) -> None:
         with self._lock:
-            for spare in self._spares:
+            for spare, _ in self._spares:
                 spare.close()
             self._spares.clear()
         self.sock.close()

@@ -64,7 +64,8 @@ def serve(control: socket.socket) -> None:
         spare = _fork_spare(control)
         trace("forkserver: new spare")
         try:
-            process.send(control, b"spare", [spare.fileno()])
+            # with its pid: the caller lifts it out of SCHED_IDLE when it sends a request
+            process.send(control, b"spare %d" % _LAST_PID[0], [spare.fileno()])
         except OSError:
             spare.close()
             return
@@ -138,7 +139,8 @@ def _fork_spare(control: socket.socket, ready: bool = False) -> socket.socket:
                         child = shim.Preforked()  # the init of the next container, waiting
                     except OSError:
                         child = None
-                shim.warm_up_shim()  # after the last fork: a fork shares our pages again
+                if not shim.pending(theirs):  # a request already waits: no more getting ready
+                    shim.warm_up_shim()  # after the last fork: a fork shares our pages again
                 _set_idle(False)
             try:
                 msg, fds = process.recv(theirs, MAX_MSG)
@@ -153,7 +155,11 @@ def _fork_spare(control: socket.socket, ready: bool = False) -> socket.socket:
         finally:
             os._exit(0)
     theirs.close()
+    _LAST_PID[0] = pid
     return ours
+
+
+_LAST_PID = [0]  # the pid of the last child _fork_spare forked
 
 
 def _handle(head: dict, body: bytes, fds: list[int], child=None, server=None) -> None:

@@ -167,9 +167,28 @@ def _settle_namespaces(saved: list[tuple[int, int]], wanted: int) -> int:
     return done
 
 
+def pending(sock) -> bool:
+    """Whether a message waits on ``sock`` (then getting ready stops: it is needed now)."""
+    import select
+    try:
+        return bool(select.select([sock], [], [], 0)[0])
+    except (OSError, ValueError):
+        return False
+
+
+def unidle(pid: int) -> None:
+    """Lift process ``pid`` (a spare or pre-forked init that we just sent work) out of
+    SCHED_IDLE, where it was getting ready; harmless if it is out already."""
+    try:
+        os.sched_setscheduler(pid, os.SCHED_OTHER, os.sched_param(0))
+    except (OSError, AttributeError):
+        pass
+
+
 def _preforked_main(sock: socket.socket) -> None:
     """The pre-forked init: wait for the request, then become the container's init."""
-    warm_up_init()  # (under SCHED_IDLE, inherited from the spare)
+    if not pending(sock):
+        warm_up_init()  # (under SCHED_IDLE, inherited from the spare)
     saved = _preunshare()
     try:
         os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
@@ -227,6 +246,7 @@ def begin_launch(plan: dict | None, stdio: tuple[int, int, int], child: Preforke
         if prefork and raw is not None:
             try:
                 process.send(child.sock, raw, list(stdio))
+                unidle(child.pid)  # (sent: it is alive, the pid is its own)
                 trace("shim: sent to the pre-forked init")
                 _yield()
                 return child.pid, child.sock, plan if plan is not None else json.loads(raw)
