@@ -66,6 +66,10 @@ class PathResolver:
             extra = build.get("additional_contexts")
             if isinstance(extra, dict):
                 build["additional_contexts"] = {k: self.context(v) for k, v in extra.items()}
+            ssh = build.get("ssh")
+            if isinstance(ssh, dict):  # a key's path; "" is the base directory
+                build["ssh"] = {k: v if v is None or not isinstance(v, str)
+                                else (self.path(v) if v else self.base) for k, v in ssh.items()}
         for entry in svc.get("env_file") or ():
             if isinstance(entry, dict) and "path" in entry:
                 entry["path"] = self.path(entry["path"])
@@ -182,6 +186,14 @@ def normalize(data: dict[str, Any], project_name: str, env: dict[str, str], *, r
         build = svc.get("build")
         if isinstance(build, dict) and build.get("dockerfile") is None and build.get("dockerfile_inline") is None:
             build["dockerfile"] = "Dockerfile"
+        if isinstance(build, dict) and raw:
+            # the raw model's normalization resolves args without a value against no
+            # environment: they are gone (compose-go)
+            args = build.get("args")
+            if isinstance(args, dict):
+                build["args"] = {k: v for k, v in args.items() if v is not None}
+            elif isinstance(args, list):
+                build["args"] = [a for a in args if not isinstance(a, str) or "=" in a] or None
         if isinstance(build, dict) and not raw:
             if isinstance(build.get("args"), dict):
                 args = {}
@@ -735,11 +747,20 @@ def _any(value: Any, path: KeyPath) -> Any:
     return value
 
 
+def _ssh_keys(value: Any, path: KeyPath) -> Any:
+    """compose-go's ``SSHConfig``: ``id`` or ``id: path`` per key (its JSON form of the
+    latter is not valid JSON: ``config --format json`` refuses it, as Compose does)."""
+    if not isinstance(value, dict):
+        return _OMIT if value is None else value
+    keys = [f"{k}: {go_str(v)}" if v not in (None, "") else str(k) for k, v in value.items()]
+    return keys or _OMIT
+
+
 _SCALARS: dict[str, Callable[[Any, KeyPath], Any]] = {
     "s": _s, "S": _s_always, "b": _b, "B": _b_always, "pb": _pb, "i": _i, "pi": _pi, "f": _f,
     "pu": _pu, "bytes": _bytes, "dur": _dur, "pdur": _pdur, "strlist": _strlist, "cmd": _shellcmd,
     "map": _map_str, "mapeq": _map_eq, "hosts": _hosts, "mode": _filemode, "ulimit": _ulimit,
-    "multi": _multi_options, "count": _device_count, "any": _any,
+    "multi": _multi_options, "count": _device_count, "any": _any, "ssh": _ssh_keys,
 }
 
 _DEVICE_REQUEST = Struct({"capabilities": "strlist", "driver": "s", "count": "count",
@@ -763,7 +784,7 @@ _DEPLOY = Struct({
 }, always=("resources", "placement"))
 _BUILD = Struct({
     "context": "s", "dockerfile": "s", "dockerfile_inline": "s", "entitlements": "strlist",
-    "args": "mapeq", "provenance": "s", "sbom": "s", "ssh": "any", "labels": "map",
+    "args": "mapeq", "provenance": "s", "sbom": "s", "ssh": "ssh", "labels": "map",
     "cache_from": "strlist", "cache_to": "strlist", "no_cache": "b", "no_cache_filter": "strlist",
     "additional_contexts": "map", "pull": "b", "extra_hosts": "hosts", "isolation": "s",
     "network": "s", "target": "s", "secrets": ("list", _FILE_REF), "shm_size": "bytes",
@@ -891,7 +912,7 @@ def _check(value: Any, spec: Spec, path: KeyPath) -> None:
                     raise RenderError("must be a number", path + (key,))
         elif not isinstance(value, _SCALAR_TYPES):
             raise RenderError("must be a number or a mapping", path)
-    elif spec != "any" and not isinstance(value, _SCALAR_TYPES):
+    elif spec not in ("any", "ssh") and not isinstance(value, _SCALAR_TYPES):
         raise RenderError("must be a scalar value", path)
 
 

@@ -437,9 +437,10 @@ def _build(value: Any, path: KeyPath, err: ErrorFn) -> Any:
 
 
 def _ssh(value: Any) -> Any:
-    """``[default, key=path]`` or a string to compose-go's ``{id: path-or-null}``."""
+    """``[default, key=path]`` or a string to compose-go's ``{id: path-or-null}`` (a
+    mapping sorted by key: Compose prints several keys in Go's random map order)."""
     if isinstance(value, dict):
-        return value
+        return {k: value[k] for k in sorted(value, key=str)}
     out: dict[str, Any] = {}
     for item in string_list(value):
         key, sep, path = go_str(item).partition("=")

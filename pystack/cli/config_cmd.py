@@ -432,6 +432,22 @@ def _with_extensions(cfg: dict[str, Any], extensions: dict[Any, dict[str, Any]])
     return out
 
 
+def _check_ssh_json(doc: dict[str, Any], locators: Any) -> None:
+    """Compose 2.40 cannot print an ssh key with a path as JSON (its ``SSHKey`` JSON is
+    invalid): it fails, and so does this, naming the key."""
+    from pystack.stack.errors import ComposeError
+
+    for name, svc in (doc.get("services") or {}).items():
+        build = svc.get("build") if isinstance(svc, dict) else None
+        for key in (build.get("ssh") or ()) if isinstance(build, dict) else ():
+            if isinstance(key, str) and ": " in key:
+                path = ("services", name, "build", "ssh")
+                mark = next((loc.mark(path) for loc in reversed(list(locators or ()))
+                             if path in getattr(loc, "marks", {})), None)
+                raise ComposeError("json: error calling MarshalJSON for type types.SSHKey: "
+                                   "invalid character ':' after top-level value", path=path, mark=mark)
+
+
 def _not_json(doc: Any, locators: Any) -> Exception:
     """Go's encoder refuses Inf and NaN (a YAML ``.inf`` in an ``x-*`` value or, without
     interpolation, anywhere): Compose's message, with where the value is."""
@@ -476,6 +492,8 @@ def _render(cfg: dict[str, Any], fmt: str, raw: bool = False,
         import json
 
         doc = _sorted_deep(cfg) if raw else _ordered(cfg, None)
+        if not raw:
+            _check_ssh_json(doc, locators)
         try:
             text = json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False)
         except ValueError:
