@@ -129,10 +129,18 @@ _INFLATE_OUT = 1 << 20  # most uncompressed bytes one inflate call may produce (
 
 
 def _inflate_module() -> Any:
-    """zlib-ng's binding when installed (inflate ~3-4x faster than zlib 1.2), else zlib.
+    """The fastest inflater installed: ISA-L's (``isal``: ~25% less CPU than zlib-ng here),
+    else zlib-ng's (~2x less than zlib 1.2), else the standard library's zlib.
 
-    ``PYSTACK_INFLATE=zlib`` forces the standard library (tests compare both)."""
-    if os.environ.get("PYSTACK_INFLATE", "") != "zlib":
+    ``PYSTACK_INFLATE=zlib-ng`` or ``=zlib`` skips the faster ones (tests compare all)."""
+    choice = os.environ.get("PYSTACK_INFLATE", "")
+    if choice not in ("zlib", "zlib-ng"):
+        try:
+            from isal import isal_zlib
+            return isal_zlib
+        except ImportError:
+            pass
+    if choice != "zlib":
         try:
             from zlib_ng import zlib_ng
             return zlib_ng
@@ -596,7 +604,7 @@ def unpack(raw: BinaryIO, dest: Path, *, expected_diff_id: str | None = None,
         except (tarfile.TarError, EOFError, OSError, ValueError, OverflowError) as exc:
             raise LayerError(f"{label}: corrupt or truncated layer: {exc}") from None
         except Exception as exc:  # zlib.error, zstd.ZstdError, lzma.LZMAError...
-            if type(exc).__module__ in ("zlib", "zlib_ng", "zstandard", "zstd", "_lzma", "lzma", "_bz2", "gzip"):
+            if type(exc).__module__ in ("zlib", "zlib_ng", "igzip_lib", "isal_zlib", "zstandard", "zstd", "_lzma", "lzma", "_bz2", "gzip"):
                 raise LayerError(f"{label}: corrupt or truncated layer: {exc}") from None
             raise
     finally:

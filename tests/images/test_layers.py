@@ -257,7 +257,7 @@ def test_many_directories_and_deep_paths(arena) -> None:
     assert (target / deep / "back").read_text() == "1"
 
 
-# -- the gzip reader (GzipReader: zlib-ng when installed, else zlib) ---------------------------
+# -- the gzip reader (GzipReader: isal or zlib-ng when installed, else zlib) ---------------------------
 
 def _inflaters() -> list:
     import zlib
@@ -267,6 +267,11 @@ def _inflaters() -> list:
         mods.append(pytest.param(zlib_ng, id="zlib-ng"))
     except ImportError:
         mods.append(pytest.param(None, id="zlib-ng", marks=pytest.mark.skip(reason="zlib-ng not installed")))
+    try:
+        from isal import isal_zlib
+        mods.append(pytest.param(isal_zlib, id="isal"))
+    except ImportError:
+        mods.append(pytest.param(None, id="isal", marks=pytest.mark.skip(reason="isal not installed")))
     return mods
 
 
@@ -326,18 +331,24 @@ def test_gzip_bomb_output_is_bounded_per_read(inflater) -> None:
 
 
 def test_inflate_module_choice(monkeypatch) -> None:
-    """zlib-ng when importable; PYSTACK_INFLATE=zlib forces the standard library."""
+    """isal, else zlib-ng, when importable; PYSTACK_INFLATE=zlib-ng / =zlib skip the faster ones."""
     import zlib
     from pystack.runtime.images.layers import _inflate_module
     monkeypatch.setenv("PYSTACK_INFLATE", "zlib")
     assert _inflate_module() is zlib
-    monkeypatch.delenv("PYSTACK_INFLATE")
     try:
         from zlib_ng import zlib_ng
     except ImportError:
-        assert _inflate_module() is zlib
-    else:
+        zlib_ng = zlib
+    monkeypatch.setenv("PYSTACK_INFLATE", "zlib-ng")
+    assert _inflate_module() is zlib_ng
+    monkeypatch.delenv("PYSTACK_INFLATE")
+    try:
+        from isal import isal_zlib
+    except ImportError:
         assert _inflate_module() is zlib_ng
+    else:
+        assert _inflate_module() is isal_zlib
 
 
 def test_helper_process_unpacks_a_streamed_layer_with_its_malloc_tunables(arena, monkeypatch) -> None:
