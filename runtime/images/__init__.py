@@ -5,9 +5,10 @@ Submodules are imported lazily so that ``import pystack.runtime.images`` stays c
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
+TYPE_CHECKING = False  # not typing's: the unpack helpers start without importing typing
 if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any
+
     from .store import Image, ImageStore
 
 __all__ = ["Image", "ImageStore"]

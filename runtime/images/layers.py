@@ -33,10 +33,13 @@ import shutil
 import stat
 import tarfile
 from collections import OrderedDict
-from pathlib import Path
-from typing import Any, BinaryIO
 
 from .errors import DigestMismatch, LayerError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: the unpack helpers start without typing and pathlib
+    from pathlib import Path
+    from typing import Any, BinaryIO
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE = ".wh..wh..opq"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from . import manifest as mt
@@ -23,95 +22,19 @@ from .registry import RegistryClient, socket_error_types
 if TYPE_CHECKING:
     from .store import Image, ImageStore
 
-WORKERS = int(os.environ.get("PYSTACK_PULL_WORKERS", "4"))
+WORKERS = int(os.environ.get("PYSTACK_PULL_WORKERS", "4"))  # blob downloads at once
 RETRIES = 5
 # unpack while downloading (one pass over the bytes); PYSTACK_PULL_STREAM=0 downloads first
 STREAM = os.environ.get("PYSTACK_PULL_STREAM", "1") != "0"
 # unpack in helper processes (parallel across cores); PYSTACK_UNPACK_HELPER=0 uses threads
 HELPER = os.environ.get("PYSTACK_UNPACK_HELPER", "1") != "0"
-HELPER_MIN = 4 << 20  # smaller layers unpack in-thread: a helper costs ~0.1 s to start
+HELPER_MIN = 4 << 20  # smaller layers unpack in their own thread: not worth a helper's start
+# helpers (or unpack threads) at most: one per core by default (PYSTACK_UNPACK_WORKERS)
+UNPACK_WORKERS = int(os.environ.get("PYSTACK_UNPACK_WORKERS", "0")) or (os.cpu_count() or 1)
 
 
-def _use_helper(desc: dict[str, Any]) -> bool:
-    return HELPER and (desc.get("size") or 0) >= HELPER_MIN
-
-
-class _Broken(Exception):
-    """The connection broke while streaming: fall back to a resumed download."""
-
-
-class _Tee:
-    """Reads the blob from the response and copies every byte into the blob writer."""
-
-    def __init__(self, resp: Any, writer: Any, progress: Progress, digest: str, size: int | None) -> None:
-        self.resp, self.writer, self.progress, self.digest, self.size = resp, writer, progress, digest, size
-
-    def read(self, n: int = -1) -> bytes:
-        try:
-            data = self.resp.read_some(n if n > 0 else 1 << 20)
-        except socket_error_types() as exc:
-            raise _Broken(str(exc)) from None
-        if not data and self.size is not None and self.writer.size < self.size:
-            raise _Broken("connection closed early")
-        self.writer.write(data)
-        self.progress.layer(self.digest, "Downloading", self.writer.size, self.size)
-        return data
-
-
-def _stream_layer(store: "ImageStore", client: RegistryClient, repo: str, desc: dict[str, Any], chain: str,
-                  label: str, progress: Progress) -> bool:
-    """Download and unpack in one pass; False when the caller must use the resumable path."""
-    import fcntl
-    digest = desc["digest"]
-    partial = store.blobs.partial_path(digest)
-    lock_fd = os.open(f"{partial}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(lock_fd, fcntl.LOCK_EX)
-        if store.blobs.exists(digest) or partial.exists():
-            return False  # present now, or a partial to resume: the classic path does it
-        resp = client.get_blob(repo, digest)
-        writer = store.blobs.writer(expected=digest, expected_size=desc.get("size"), path=partial)
-        try:
-            tee = _Tee(resp, writer, progress, digest, desc.get("size"))
-            if _use_helper(desc):
-                def runner(dest: Path) -> Any:
-                    from .unpacker import HelperUnpack
-                    helper = HelperUnpack(dest, expected_diff_id=desc.get("diff_id"), limits=store.limits, label=label)
-                    try:
-                        while data := tee.read(1 << 20):
-                            helper.write(data)
-                    except BaseException:
-                        helper.kill()
-                        raise
-                    return helper.finish()
-                store.unpack_layer(desc, chain, label, runner=runner, before_publish=writer.commit)
-            else:
-                store.unpack_layer(desc, chain, label, stream=tee, before_publish=writer.commit)
-        except _Broken:
-            writer.abort(keep=True)  # resume from here
-            return False
-        except LayerError as exc:
-            # corrupt in transit, or a bad layer? The rest of the bytes and the digest decide.
-            try:
-                tee = _Tee(resp, writer, Progress(), digest, desc.get("size"))
-                while tee.read(1 << 20):
-                    pass
-                writer.commit()
-            except DigestMismatch as mismatch:
-                raise DigestMismatch(f"{label}: {mismatch}") from None
-            except (_Broken, RegistryError):
-                writer.abort()
-                raise exc from None
-            store.blobs.delete(digest)  # the blob is what the registry serves, and it is hostile
-            raise
-        except BaseException:
-            writer.abort()
-            raise
-        finally:
-            resp.close()
-        return True
-    finally:
-        os.close(lock_fd)  # lock files are removed by gc, which no puller runs beside
+def _use_pool(desc: dict[str, Any]) -> bool:
+    return (desc.get("size") or 0) >= HELPER_MIN
 
 
 def endpoints(ref: Reference) -> list[tuple[RegistryClient, bool]]:
@@ -184,31 +107,7 @@ def _pull_from(store: "ImageStore", client: RegistryClient, ref: Reference, want
             if len(chains) != len(doc["layers"]):
                 raise RegistryError(f"{label}: config and manifest disagree on the number of layers")
 
-            def fetch(i: int) -> None:
-                desc, chain = doc["layers"][i], chains[i]
-                key = desc["digest"]
-                if store.has_layer(chain):
-                    progress.layer(key, "Already exists")
-                    return
-                layer_label = f"{label} layer {i + 1}/{len(chains)} ({desc['digest'][:19]})"
-                full = {**desc, "diff_id": diff_ids[i]}
-                if not store.blobs.exists(desc["digest"]):
-                    progress.layer(key, "Pulling fs layer", 0, desc.get("size"))
-                    if STREAM and _stream_layer(store, client, repo, full, chain, layer_label, progress):
-                        progress.layer(key, "Pull complete")
-                        return
-                    _download(store, client, repo, desc, progress)
-                    progress.layer(key, "Download complete", desc.get("size"), desc.get("size"))
-                progress.layer(key, "Extracting")
-                store.unpack_layer(full, chain, layer_label, helper=_use_helper(desc))
-                progress.layer(key, "Pull complete")
-
-            with ThreadPoolExecutor(max_workers=max(1, WORKERS)) as pool:
-                futures = [pool.submit(fetch, i) for i in range(len(chains))]
-                errors = [f.exception() for f in futures]
-            for exc in errors:
-                if exc is not None:
-                    raise exc
+            _pull_layers(store, client, repo, doc["layers"], diff_ids, chains, label, progress)
             store.blobs.put(data)
             try:
                 was_there = store.resolve(str(ref)).id == cfg["digest"]
@@ -228,6 +127,186 @@ def _pull_from(store: "ImageStore", client: RegistryClient, ref: Reference, want
     return image
 
 
+class _Layer:
+    """One layer of a pull in flight: its blob lock, temp layer dir, feed and unpack job."""
+
+    def __init__(self, index: int, count: int, desc: dict[str, Any], diff_id: str, chain: str, label: str) -> None:
+        self.desc = {**desc, "diff_id": diff_id}
+        self.chain = chain
+        self.label = f"{label} layer {index + 1}/{count} ({desc['digest'][:19]})"
+        self.lock_fd = -1
+        self.tmp: Path | None = None
+        self.feed: Any = None
+        self.job: Any = None          # Future of the UnpackResult
+        self.downloaded = False       # this pull wrote the blob (a hostile one is deleted)
+
+
+class _Pull:
+    """The layer phase of a pull: a thread per layer (downloads limited to ``WORKERS`` at
+    once), unpacks in a pool of helpers reading each blob file as it grows.
+
+    Why this shape: the blob is written once, hashed once, and read back by the unpacker
+    from the page cache while the download goes on; the connection never waits for the
+    unpacker and the blob's fsync overlaps the unpack. A layer dir is published (renamed
+    into place) only once both its blob digest and its DiffID are verified. Each layer
+    thread holds the blob's lock from before its download until its layer is published,
+    so concurrent pullers of the same layer (other processes) wait and then reuse it,
+    and it never holds a download slot while it waits for a lock (no lock-order cycle).
+    """
+
+    def __init__(self, store: "ImageStore", client: RegistryClient, repo: str, progress: Progress) -> None:
+        import threading
+        self.store, self.client, self.repo, self.progress = store, client, repo, progress
+        self.slots = threading.Semaphore(max(1, WORKERS))
+        self.failed = threading.Event()
+        self.feeds_lock = threading.Lock()
+        self.feeds: list[Any] = []
+        self.pool: Any = None
+
+    def new_feed(self, complete: bool = False) -> Any:
+        from .feed import Feed
+        feed = Feed()
+        if complete:
+            feed.done()
+        with self.feeds_lock:
+            self.feeds.append(feed)
+            if self.failed.is_set():
+                feed.abort()
+        return feed
+
+    def fail(self) -> None:
+        """Another layer failed: every unpack still going stops soon (their errors are Aborted)."""
+        with self.feeds_lock:
+            self.failed.set()
+            for feed in self.feeds:
+                feed.abort()
+
+    def run(self, layers: list[_Layer]) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+        pooled = [l for l in layers if _use_pool(l.desc)]
+        if pooled:
+            from .unpacker import UnpackPool
+            self.pool = UnpackPool(min(len(pooled), max(1, UNPACK_WORKERS)), self.store.limits, processes=HELPER)
+        try:
+            with ThreadPoolExecutor(max_workers=len(layers), thread_name_prefix="layer") as threads:
+                futures = [threads.submit(self.layer, l) for l in layers]
+                errors = [f.exception() for f in futures]
+        finally:
+            if self.pool is not None:
+                self.pool.close()
+            for feed in self.feeds:
+                feed.close()
+        from .feed import Aborted
+        failures = [e for e in errors if e is not None]
+        if failures:  # the first in layer order that is a cause, not another layer's Aborted
+            raise next((e for e in failures if not isinstance(e, Aborted)), failures[0])
+
+    def layer(self, l: _Layer) -> None:
+        import fcntl
+        store, key = self.store, l.desc["digest"]
+        l.lock_fd = os.open(f"{store.blobs.partial_path(key)}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(l.lock_fd, fcntl.LOCK_EX)  # one puller per blob and layer, across processes
+            if store.has_layer(l.chain):  # another process published it while we waited
+                self.progress.layer(key, "Already exists")
+                return
+            l.tmp = store.new_layer_tmp()
+            if not store.blobs.exists(key):
+                self.progress.layer(key, "Pulling fs layer", 0, l.desc.get("size"))
+                with self.slots:
+                    if self.failed.is_set():
+                        from .feed import Aborted
+                        raise Aborted("another layer failed")
+                    self.download(l)
+                self.progress.layer(key, "Download complete", l.desc.get("size"), l.desc.get("size"))
+            if l.job is None:
+                self.progress.layer(key, "Extracting")
+                self.unpack_stored(l)
+            try:
+                result = l.job.result()
+            except LayerError:
+                if l.downloaded:
+                    store.blobs.delete(key)  # verified: the registry serves it, and it is hostile
+                raise
+            store.publish_layer(l.tmp, l.desc, l.chain, result)
+            l.tmp = None
+            self.progress.layer(key, "Pull complete")
+        except BaseException:
+            self.fail()
+            raise
+        finally:
+            if l.job is not None and not l.job.done():
+                if l.feed is not None:
+                    l.feed.abort()
+                try:
+                    l.job.result()
+                except BaseException:
+                    pass
+            if l.tmp is not None:
+                import shutil
+                shutil.rmtree(l.tmp, ignore_errors=True)
+            os.close(l.lock_fd)  # lock files are removed by gc, which no puller runs beside
+
+    def unpack_stored(self, l: _Layer) -> None:
+        """Unpack the verified blob in the store: in the pool, or here if it is small."""
+        path = self.store.blobs.path(l.desc["digest"])
+        if self.pool is not None and _use_pool(l.desc):
+            l.feed = self.new_feed(complete=True)
+            l.job = self.pool.submit(path, l.feed, l.tmp / "diff", diff_id=l.desc["diff_id"], label=l.label)
+            return
+        from concurrent.futures import Future
+        from .layers import unpack_file
+        l.job = Future()
+        try:
+            l.job.set_result(unpack_file(path, l.tmp / "diff", expected_diff_id=l.desc["diff_id"],
+                                         limits=self.store.limits, label=l.label))
+        except Exception as exc:
+            l.job.set_exception(exc)
+
+    def download(self, l: _Layer) -> None:
+        """Download the blob (resuming a partial one), streaming it into the pool's unpacker
+        as it arrives when the layer is big enough; commit (verify, fsync, rename) it."""
+        stream = STREAM and self.pool is not None and _use_pool(l.desc)
+        try:
+            _download_locked(self.store, self.client, self.repo, l.desc, self.progress,
+                             layer=l if stream else None, pull=self)
+        except DigestMismatch as exc:
+            raise DigestMismatch(f"{l.label}: {exc}") from None
+        l.downloaded = True
+
+    def start_stream(self, l: _Layer, partial: Path) -> None:
+        """The partial file exists: its unpacker starts reading it."""
+        l.feed = self.new_feed()
+        l.job = self.pool.submit(partial, l.feed, l.tmp / "diff", diff_id=l.desc["diff_id"], label=l.label)
+
+    def stop_stream(self, l: _Layer) -> None:
+        """The download starts over in a new file: drop what was unpacked so far; the
+        layer is unpacked from the blob once it is complete."""
+        import shutil
+        if l.job is None:
+            return
+        l.feed.abort()
+        try:
+            l.job.result()
+        except BaseException:
+            pass
+        l.job = l.feed = None
+        shutil.rmtree(l.tmp, ignore_errors=True)
+        l.tmp = self.store.new_layer_tmp()
+
+
+def _pull_layers(store: "ImageStore", client: RegistryClient, repo: str, descs: list[dict[str, Any]],
+                 diff_ids: list[str], chains: list[str], label: str, progress: Progress) -> None:
+    layers = []
+    for i, desc in enumerate(descs):
+        if store.has_layer(chains[i]):
+            progress.layer(desc["digest"], "Already exists")
+        else:
+            layers.append(_Layer(i, len(descs), desc, diff_ids[i], chains[i], label))
+    if layers:
+        _Pull(store, client, repo, progress).run(layers)
+
+
 def _download(store: "ImageStore", client: RegistryClient, repo: str, desc: dict[str, Any],
               progress: Progress) -> None:
     """Download one blob to the store, resuming a partial download with Range."""
@@ -243,10 +322,16 @@ def _download(store: "ImageStore", client: RegistryClient, repo: str, desc: dict
 
 
 def _download_locked(store: "ImageStore", client: RegistryClient, repo: str, desc: dict[str, Any],
-                     progress: Progress) -> None:
+                     progress: Progress, layer: _Layer | None = None, pull: _Pull | None = None) -> None:
+    """Download, verify and commit one blob; with ``layer``, its unpacker reads the partial
+    file as it grows (told through the layer's feed after every write)."""
     digest, size = desc["digest"], desc.get("size")
     partial = store.blobs.partial_path(digest)
     writer = store.blobs.writer(expected=digest, expected_size=size, path=partial, resume=True)
+    feed = None
+    if layer is not None and pull is not None:
+        pull.start_stream(layer, partial)
+        feed = layer.feed
     failures = 0
     try:
         while True:
@@ -258,6 +343,9 @@ def _download_locked(store: "ImageStore", client: RegistryClient, repo: str, des
                 if resp.status == 200 and offset:
                     writer.abort()  # the server ignored Range: start over
                     writer = store.blobs.writer(expected=digest, expected_size=size, path=partial)
+                    if feed is not None and layer is not None and pull is not None:
+                        pull.stop_stream(layer)  # its reader has the old file
+                        feed = None
                 elif resp.status == 206:
                     start = (resp.header("Content-Range") or "").removeprefix("bytes ").split("-")[0]
                     if start != str(offset):
@@ -267,6 +355,12 @@ def _download_locked(store: "ImageStore", client: RegistryClient, repo: str, des
                     if not chunk:
                         break
                     writer.write(chunk)
+                    if feed is not None:
+                        writer.file.flush()
+                        feed.more()
+                    if pull is not None and pull.failed.is_set():
+                        from .feed import Aborted
+                        raise Aborted("another layer failed")
                     progress.layer(digest, "Downloading", writer.size, size)
                 if size is None or writer.size == size:
                     break
@@ -280,10 +374,17 @@ def _download_locked(store: "ImageStore", client: RegistryClient, repo: str, des
                 writer.file.flush()
             finally:
                 resp.close()
+        if feed is not None:
+            writer.file.flush()
+            feed.done()  # the unpacker reads the rest while the blob is fsynced and verified
         writer.commit()
     except DigestMismatch:
+        if feed is not None:
+            feed.abort()
         writer.abort()  # bad bytes are never resumed
         raise
     except BaseException:
+        if feed is not None:
+            feed.abort()
         writer.abort(keep=True)  # keep what we have for a later resume
         raise

@@ -34,7 +34,7 @@ from pystack.errors import Conflict, UserError
 from . import manifest as mt
 from .blobs import BlobStore
 from .errors import ImageNotFound, LayerError
-from .layers import Limits, unpack, unpack_file
+from .layers import Limits, unpack_file
 from .reference import Reference, parse
 
 
@@ -219,58 +219,45 @@ class ImageStore:
     def has_layer(self, chain_id: str) -> bool:
         return (self.layer_dir(chain_id) / "layer.json").exists()
 
-    def unpack_layer(self, desc: dict[str, Any], chain_id: str, label: str, *, stream: Any = None,
-                     before_publish: Any = None, runner: Any = None, helper: bool = False) -> dict[str, Any]:
-        """Unpack the blob of ``desc`` once into layers/<chain>; returns its layer.json.
-
-        By default the blob file is unpacked in this process (``helper``: in a helper
-        process). ``stream`` (a reader of the blob still arriving from a registry) or
-        ``runner`` (``runner(dest) -> UnpackResult``) unpack while downloading;
-        ``before_publish`` (the blob writer's commit, which verifies the digest) runs before
-        the layer dir becomes visible.
-        """
+    def unpack_layer(self, desc: dict[str, Any], chain_id: str, label: str) -> dict[str, Any]:
+        """Unpack the stored blob of ``desc`` once into layers/<chain> (in this process,
+        verifying the DiffID); returns its layer.json. Pulls unpack through
+        ``new_layer_tmp``/``publish_layer`` and a pool of helpers instead."""
         final = self.layer_dir(chain_id)
         if (final / "layer.json").exists():
             return json.loads((final / "layer.json").read_text())
-        if runner is None:
-            if stream is not None:
-                def runner(dest: Path) -> Any:
-                    return unpack(stream, dest, expected_diff_id=desc.get("diff_id"), limits=self.limits,
-                                  label=label)
-            elif helper:
-                def runner(dest: Path) -> Any:
-                    from .unpacker import HelperUnpack
-                    return HelperUnpack(dest, expected_diff_id=desc.get("diff_id"), limits=self.limits, label=label,
-                                        src=self.blobs.path(desc["digest"])).finish()
-            else:
-                def runner(dest: Path) -> Any:
-                    return unpack_file(self.blobs.path(desc["digest"]), dest,
-                                       expected_diff_id=desc.get("diff_id"),  # blob verified when written
-                                       limits=self.limits, label=label)
         with self.adding():
-            return self._unpack_new(desc, chain_id, final, runner, before_publish)
+            tmp = self.new_layer_tmp()
+            try:
+                result = unpack_file(self.blobs.path(desc["digest"]), tmp / "diff",
+                                     expected_diff_id=desc.get("diff_id"),  # blob verified when written
+                                     limits=self.limits, label=label)
+                return self.publish_layer(tmp, desc, chain_id, result)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
 
-    def _unpack_new(self, desc: dict[str, Any], chain_id: str, final: Path, runner: Any,
-                    before_publish: Any) -> dict[str, Any]:
+    def new_layer_tmp(self) -> Path:
+        """An empty ``.tmp-*`` layer dir with its ``diff/``: unpacked into, then published
+        by rename (gc removes those a killed process left). Call under ``adding()``."""
         tmp = self.layers_dir / f".tmp-{uuid.uuid4().hex}"
         (tmp / "diff").mkdir(parents=True)
+        return tmp
+
+    def publish_layer(self, tmp: Path, desc: dict[str, Any], chain_id: str, result: Any) -> dict[str, Any]:
+        """Rename the unpacked ``tmp`` into layers/<chain>, once its blob and DiffID are
+        verified; if another process got there first, theirs is as good and ``tmp`` goes."""
+        final = self.layer_dir(chain_id)
+        meta = {"chain_id": chain_id, "diff_id": result.diff_id, "digest": desc["digest"],
+                "size": result.size, "entries": result.entries}
+        (tmp / "layer.json").write_text(json.dumps(meta))
         try:
-            result = runner(tmp / "diff")
-            if before_publish is not None:
-                before_publish()
-            meta = {"chain_id": chain_id, "diff_id": result.diff_id, "digest": desc["digest"],
-                    "size": result.size, "entries": result.entries}
-            (tmp / "layer.json").write_text(json.dumps(meta))
-            try:
-                os.rename(tmp, final)
-            except OSError:  # another process unpacked it first: theirs is as good
-                if not (final / "layer.json").exists():
-                    raise
-                shutil.rmtree(tmp, ignore_errors=True)
-            return meta
-        except BaseException:
+            os.rename(tmp, final)
+        except OSError:
+            if not (final / "layer.json").exists():
+                raise
             shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        return meta
 
     def prepare(self, image: Image | str) -> list[Path]:
         """The unpacked layer dirs of ``image``, topmost first (overlay lowerdir order)."""

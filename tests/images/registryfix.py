@@ -20,10 +20,30 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 
+PORTS = range(25000, 26000)  # this area's loopback ports (registries, proxies, token issuers)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port of PORTS that is free on 127.0.0.1 now (random order: parallel runs rarely meet)."""
+    import random
+    for port in random.sample(PORTS, len(PORTS)):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {PORTS}")
+
+
+def http_server(handler: type) -> ThreadingHTTPServer:
+    """A threading HTTP server on 127.0.0.1 at a port of PORTS."""
+    for _ in range(50):
+        try:
+            return ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
+        except OSError:  # taken between the probe and the bind: another one
+            continue
+    raise RuntimeError(f"no free port in {PORTS}")
 
 
 @dataclass
@@ -118,7 +138,7 @@ class TokenIssuer:
             def do_GET(self):
                 issuer.handle(self)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = http_server(Handler)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -174,13 +194,16 @@ class Proxy:
     closes (an interrupted download). ``redirect_blobs``: blob GETs get a 307 to
     ``localhost:<port>/cdn/...`` (another host name), which records whether an
     Authorization header arrived and serves the blob with the test's own credentials.
-    ``corrupt_blobs``: blob bodies get one byte flipped. Requests are recorded.
+    ``corrupt_blobs``: blob bodies get one byte flipped. ``ignore_range``: a blob GET's
+    Range header is dropped (the whole blob comes back with 200, as from a server without
+    range support). Requests are recorded.
     """
 
     def __init__(self, upstream: str, *, cut_first_blob: bool = False, redirect_blobs: bool = False,
                  corrupt_blobs: bool = False, upstream_auth: str | None = None, corrupt_min: int = 0,
-                 stall_blobs: bool = False) -> None:
+                 stall_blobs: bool = False, ignore_range: bool = False) -> None:
         self.corrupt_min = corrupt_min
+        self.ignore_range = ignore_range
         self.stall_blobs = stall_blobs  # send half a blob, then hang (until stop())
         self.stopping = threading.Event()
         self.upstream = upstream
@@ -202,7 +225,7 @@ class Proxy:
             def do_HEAD(self):
                 proxy.handle(self, "HEAD")
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = http_server(Handler)
         self.port = self.server.server_address[1]
         self.host = f"127.0.0.1:{self.port}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -212,6 +235,8 @@ class Proxy:
         headers = {k: v for k, v in h.headers.items() if k.lower() not in ("host", "connection")}
         is_blob = "/blobs/sha256:" in h.path and method == "GET"
         path = h.path
+        if is_blob and self.ignore_range:
+            headers.pop("Range", None)
         if path.startswith("/cdn/"):
             path = path[len("/cdn"):]
             headers.pop("Authorization", None)

@@ -349,26 +349,3 @@ def test_inflate_module_choice(monkeypatch) -> None:
         assert _inflate_module() is zlib_ng
     else:
         assert _inflate_module() is isal_zlib
-
-
-def test_helper_process_unpacks_a_streamed_layer_with_its_malloc_tunables(arena, monkeypatch) -> None:
-    """The unpack helper (a fresh interpreter fed on stdin) unpacks a gzip layer, checks the
-    DiffID, keeps GLIBC_TUNABLES the caller had, and reports a hostile layer as LayerError."""
-    from pystack.runtime.images.unpacker import MALLOC_TUNABLES, HelperUnpack, helper_env
-    target, outside = arena
-    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=2")
-    assert helper_env()["GLIBC_TUNABLES"] == f"glibc.malloc.arena_max=2:{MALLOC_TUNABLES}"
-    tar = make_tar([entry("d/big", data=os.urandom(2 << 20)), entry("d/small", data=b"hi")])
-    blob = gz(tar)
-    helper = HelperUnpack(target, expected_diff_id=sha(tar), limits=Limits(), label="L")
-    for i in range(0, len(blob), 100_000):
-        helper.write(blob[i:i + 100_000])
-    result = helper.finish()
-    assert result.diff_id == sha(tar) and (target / "d/small").read_bytes() == b"hi"
-    evil = target.parent / "evil"
-    evil.mkdir()
-    helper = HelperUnpack(evil, expected_diff_id=None, limits=Limits(), label="L")
-    helper.write(gz(make_tar(_escapes(outside)["write through relative symlink"])))
-    with pytest.raises(LayerError, match="L: .*symlink"):
-        helper.finish()
-    assert not (outside / "pwned").exists()
