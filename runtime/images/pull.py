@@ -29,8 +29,6 @@ STREAM = os.environ.get("PYSTACK_PULL_STREAM", "1") != "0"
 # unpack in helper processes (parallel across cores); PYSTACK_UNPACK_HELPER=0 uses threads
 HELPER = os.environ.get("PYSTACK_UNPACK_HELPER", "1") != "0"
 HELPER_MIN = 4 << 20  # smaller layers unpack in their own thread: not worth a helper's start
-# helpers (or unpack threads) at most: one per core by default (PYSTACK_UNPACK_WORKERS)
-UNPACK_WORKERS = int(os.environ.get("PYSTACK_UNPACK_WORKERS", "0")) or (os.cpu_count() or 1)
 
 
 def _use_pool(desc: dict[str, Any]) -> bool:
@@ -183,17 +181,14 @@ class _Pull:
 
     def run(self, layers: list[_Layer]) -> None:
         from concurrent.futures import ThreadPoolExecutor
-        pooled = [l for l in layers if _use_pool(l.desc)]
-        if pooled:
-            from .unpacker import UnpackPool
-            self.pool = UnpackPool(min(len(pooled), max(1, UNPACK_WORKERS)), self.store.limits, processes=HELPER)
+        if any(_use_pool(l.desc) for l in layers):
+            from .unpacker import shared_pool
+            self.pool = shared_pool(HELPER)
         try:
             with ThreadPoolExecutor(max_workers=len(layers), thread_name_prefix="layer") as threads:
                 futures = [threads.submit(self.layer, l) for l in layers]
                 errors = [f.exception() for f in futures]
         finally:
-            if self.pool is not None:
-                self.pool.close()
             for feed in self.feeds:
                 feed.close()
         from .feed import Aborted
@@ -252,7 +247,8 @@ class _Pull:
         path = self.store.blobs.path(l.desc["digest"])
         if self.pool is not None and _use_pool(l.desc):
             l.feed = self.new_feed(complete=True)
-            l.job = self.pool.submit(path, l.feed, l.tmp / "diff", diff_id=l.desc["diff_id"], label=l.label)
+            l.job = self.pool.submit(path, l.feed, l.tmp / "diff", diff_id=l.desc["diff_id"], label=l.label,
+                                     limits=self.store.limits)
             return
         from concurrent.futures import Future
         from .layers import unpack_file
@@ -277,7 +273,8 @@ class _Pull:
     def start_stream(self, l: _Layer, partial: Path) -> None:
         """The partial file exists: its unpacker starts reading it."""
         l.feed = self.new_feed()
-        l.job = self.pool.submit(partial, l.feed, l.tmp / "diff", diff_id=l.desc["diff_id"], label=l.label)
+        l.job = self.pool.submit(partial, l.feed, l.tmp / "diff", diff_id=l.desc["diff_id"], label=l.label,
+                                 limits=self.store.limits)
 
     def stop_stream(self, l: _Layer) -> None:
         """The download starts over in a new file: drop what was unpacked so far; the

@@ -81,9 +81,11 @@ def _boot_paths() -> str:
 
 
 class _Job:
-    def __init__(self, src_fd: int, event_fd: int, dest: str, diff_id: str | None, label: str) -> None:
+    def __init__(self, src_fd: int, event_fd: int, dest: str, diff_id: str | None, label: str,
+                 limits: Limits) -> None:
         from concurrent.futures import Future
         self.src_fd, self.event_fd, self.dest, self.diff_id, self.label = src_fd, event_fd, dest, diff_id, label
+        self.limits = limits
         self.future: Future = Future()
 
     def close_fds(self) -> None:
@@ -110,10 +112,10 @@ class _Helper:
         finally:
             child.close()
 
-    def run(self, job: _Job, limits: Limits) -> UnpackResult:
+    def run(self, job: _Job) -> UnpackResult:
         import socket
         msg = {"dest": job.dest, "diff_id": job.diff_id, "label": job.label,
-               "max_bytes": limits.max_bytes, "max_entries": limits.max_entries}
+               "max_bytes": job.limits.max_bytes, "max_entries": job.limits.max_entries}
         try:
             socket.send_fds(self.sock, [json.dumps(msg).encode()], [job.src_fd, job.event_fd])
             reply = self.sock.recv(1 << 16)
@@ -147,21 +149,26 @@ class _Helper:
 
 
 class UnpackPool:
-    """``size`` workers taking unpack jobs in order; each runs a helper process
-    (``processes``) or unpacks in its own thread. Helpers start at once, so that their
-    start-up overlaps the downloads."""
+    """Up to ``size`` workers taking unpack jobs in order; each runs a helper process
+    (``processes``) or unpacks in its own thread.
 
-    def __init__(self, size: int, limits: Limits, *, processes: bool = True) -> None:
+    A worker (with its helper) starts when a job finds no idle worker, so that its
+    start-up overlaps the download it will read, and stops after ``idle`` seconds without
+    work (``None``: only at ``close``).
+    """
+
+    def __init__(self, size: int, *, processes: bool = True, idle: float | None = None) -> None:
         import queue
         import threading
-        self.limits, self.processes = limits, processes
+        self.size, self.processes, self.idle_timeout = max(1, size), processes, idle
         self.queue: "queue.SimpleQueue[_Job | None]" = queue.SimpleQueue()
-        self.workers = [threading.Thread(target=self._work, name=f"unpack-{i}", daemon=True)
-                        for i in range(max(1, size))]
-        for t in self.workers:
-            t.start()
+        self.lock = threading.Lock()
+        self.workers = self.idle = self.waiting = 0  # under lock
+        self.threads: list[Any] = []
+        self.closed = False
 
-    def submit(self, path: Any, feed: Any, dest: Any, *, diff_id: str | None, label: str) -> Any:
+    def submit(self, path: Any, feed: Any, dest: Any, *, diff_id: str | None, label: str,
+               limits: Limits) -> Any:
         """Unpack the blob file ``path`` (growing as ``feed`` says) into the empty ``dest``;
         returns a Future of the UnpackResult (Aborted after ``feed.abort()``)."""
         src = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -170,20 +177,48 @@ class UnpackPool:
         except BaseException:
             os.close(src)
             raise
-        job = _Job(src, event, str(dest), diff_id, label)
-        self.queue.put(job)
+        job = _Job(src, event, str(dest), diff_id, label, limits)
+        with self.lock:
+            if self.closed:
+                job.close_fds()
+                raise RuntimeError("unpack pool is closed")
+            self.queue.put(job)
+            self.waiting += 1
+            if self.waiting > self.idle and self.workers < self.size:
+                import threading
+                self.workers += 1
+                t = threading.Thread(target=self._work, name="unpack", daemon=True)
+                self.threads = [w for w in self.threads if w.is_alive()] + [t]
+                t.start()
         return job.future
+
+    def _next(self) -> _Job | None:
+        """The next job, or None when this worker should stop (closed, or idle too long)."""
+        import queue
+        while True:
+            with self.lock:
+                self.idle += 1
+            try:
+                job = self.queue.get(timeout=self.idle_timeout)
+            except queue.Empty:
+                with self.lock:
+                    self.idle -= 1
+                    if self.waiting == 0:  # a job put meanwhile would find us still counted idle
+                        self.workers -= 1
+                        return None
+                continue
+            with self.lock:
+                self.idle -= 1
+                if job is None:
+                    self.workers -= 1
+                else:
+                    self.waiting -= 1
+            return job
 
     def _work(self) -> None:
         helper: _Helper | None = None
-        start_error: BaseException | None = None
-        if self.processes:
-            try:
-                helper = _Helper()
-            except Exception as exc:  # the job gets it
-                start_error = exc
         try:
-            while (job := self.queue.get()) is not None:
+            while (job := self._next()) is not None:
                 try:
                     if not job.future.set_running_or_notify_cancel():
                         continue
@@ -192,10 +227,8 @@ class UnpackPool:
                             result = self._in_thread(job)
                         else:
                             if helper is None or not helper.alive:
-                                if start_error is not None:
-                                    raise start_error
                                 helper = _Helper()
-                            result = helper.run(job, self.limits)
+                            result = helper.run(job)
                     except BaseException as exc:
                         job.future.set_exception(exc)
                     else:
@@ -211,17 +244,57 @@ class UnpackPool:
         reader = GrowingReader(job.src_fd, job.event_fd)
         job.src_fd = job.event_fd = -1  # the reader owns them now
         try:
-            return unpack(reader, job.dest, expected_diff_id=job.diff_id, limits=self.limits,  # type: ignore[arg-type]
+            return unpack(reader, job.dest, expected_diff_id=job.diff_id, limits=job.limits,  # type: ignore[arg-type]
                           label=job.label)
         finally:
             reader.close()
 
     def close(self) -> None:
-        """Let the workers finish their queued jobs, then stop the helpers."""
-        for _ in self.workers:
-            self.queue.put(None)
-        for t in self.workers:
+        """Let the workers finish their queued jobs, then stop them and their helpers."""
+        with self.lock:
+            self.closed = True
+            for _ in range(self.workers):
+                self.queue.put(None)
+            threads = list(self.threads)
+        for t in threads:
             t.join()
+
+
+# Pools shared by every pull of this process (the engine's concurrent pulls too): at most
+# one helper per core in all, and a helper that finished a pull's layers is reused by
+# the next pull for a while instead of starting again.
+WORKERS = int(os.environ.get("PYSTACK_UNPACK_WORKERS", "0")) or (os.cpu_count() or 1)
+IDLE = float(os.environ.get("PYSTACK_UNPACK_IDLE", "30"))
+_shared: dict[bool, UnpackPool] = {}
+_shared_lock: Any = None  # a threading.Lock, made on first use (helpers never need one)
+
+
+def shared_pool(processes: bool = True) -> UnpackPool:
+    """The process-wide pool of helpers (``processes``) or unpack threads."""
+    import threading
+    global _shared_lock
+    if _shared_lock is None:
+        _shared_lock = threading.Lock()
+    with _shared_lock:
+        pool = _shared.get(processes)
+        if pool is None:
+            pool = _shared[processes] = UnpackPool(WORKERS, processes=processes, idle=IDLE)
+            os.register_at_fork(after_in_child=_forget_shared)
+        return pool
+
+
+def shutdown_shared() -> None:
+    """Stop the shared pools' helpers now (tests; the benchmark's cold pulls)."""
+    for pool in list(_shared.values()):
+        pool.close()
+    _shared.clear()
+
+
+def _forget_shared() -> None:
+    """A forked child has none of the parent's worker threads: it starts its own pools."""
+    global _shared_lock
+    _shared.clear()
+    _shared_lock = None
 
 
 def serve(sock_fd: int) -> int:

@@ -18,6 +18,14 @@ def engines_stopped(tmp_path: Path):
     stop_engines(tmp_path)
 
 
+@pytest.fixture(autouse=True)
+def unpack_helpers_stopped():
+    """Pulls leave their unpack helpers running for the next pull: stop them after each test."""
+    yield
+    from pystack.runtime.images.unpacker import shutdown_shared
+    shutdown_shared()
+
+
 @pytest.fixture
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """PYSTACK_ROOT and DOCKER_CONFIG under tmp: tests never touch the host's state."""

@@ -49,16 +49,16 @@ def test_pool_unpacks_a_blob_while_it_is_written(tmp_path: Path, processes: bool
     blob = gz(tar)
     partial = tmp_path / "partial"
     partial.touch()
-    pool = UnpackPool(2, Limits(), processes=processes)
+    pool = UnpackPool(2, processes=processes)
     feeds = [Feed(), complete_feed()]
     try:
         (tmp_path / "a").mkdir()
-        job = pool.submit(partial, feeds[0], tmp_path / "a", diff_id=sha(tar), label="L")
+        job = pool.submit(partial, feeds[0], tmp_path / "a", diff_id=sha(tar), label="L", limits=Limits())
         _trickle(partial, blob, feeds[0])
         assert job.result(timeout=120).diff_id == sha(tar)
         # the same blob, already whole: the reader finds done at once
         (tmp_path / "b").mkdir()
-        job = pool.submit(partial, feeds[1], tmp_path / "b", diff_id=sha(tar), label="L")
+        job = pool.submit(partial, feeds[1], tmp_path / "b", diff_id=sha(tar), label="L", limits=Limits())
         assert job.result(timeout=120).size == len(tar)
     finally:
         pool.close()
@@ -86,13 +86,13 @@ def test_hostile_layer_in_the_pool_then_a_good_one(tmp_path: Path, processes: bo
     good_tar = make_tar([entry("ok", data=b"fine")])
     (tmp_path / "evil").write_bytes(evil)
     (tmp_path / "good").write_bytes(gz(good_tar))
-    pool = UnpackPool(1, Limits(), processes=processes)
+    pool = UnpackPool(1, processes=processes)
     feeds = [complete_feed(), complete_feed()]
     try:
         for d in ("t1", "t2"):
             (tmp_path / d).mkdir()
-        bad = pool.submit(tmp_path / "evil", feeds[0], tmp_path / "t1", diff_id=None, label="L")
-        good = pool.submit(tmp_path / "good", feeds[1], tmp_path / "t2", diff_id=sha(good_tar), label="L")
+        bad = pool.submit(tmp_path / "evil", feeds[0], tmp_path / "t1", diff_id=None, label="L", limits=Limits())
+        good = pool.submit(tmp_path / "good", feeds[1], tmp_path / "t2", diff_id=sha(good_tar), label="L", limits=Limits())
         with pytest.raises(LayerError, match="L: .*symlink"):
             bad.result(timeout=120)
         assert good.result(timeout=120).diff_id == sha(good_tar)
@@ -111,10 +111,10 @@ def test_abort_stops_a_reader_waiting_for_more(tmp_path: Path, processes: bool) 
     partial = tmp_path / "partial"
     partial.touch()
     (tmp_path / "t").mkdir()
-    pool = UnpackPool(1, Limits(), processes=processes)
+    pool = UnpackPool(1, processes=processes)
     feed = Feed()
     try:
-        job = pool.submit(partial, feed, tmp_path / "t", diff_id=sha(tar), label="L")
+        job = pool.submit(partial, feed, tmp_path / "t", diff_id=sha(tar), label="L", limits=Limits())
         _trickle(partial, blob, feed, stop_at=len(blob) // 2)
         feed.abort()
         with pytest.raises(Aborted):
@@ -122,6 +122,41 @@ def test_abort_stops_a_reader_waiting_for_more(tmp_path: Path, processes: bool) 
     finally:
         pool.close()
         feed.close()
+
+
+def test_an_idle_worker_stops_with_its_helper_and_a_new_job_starts_one(tmp_path: Path) -> None:
+    tar = make_tar([entry("f", data=b"x")])
+    (tmp_path / "blob").write_bytes(gz(tar))
+    pool = UnpackPool(2, idle=0.2)
+    feeds = [complete_feed(), complete_feed()]
+    try:
+        for n, feed in enumerate(feeds):
+            (tmp_path / str(n)).mkdir()
+            assert pool.submit(tmp_path / "blob", feed, tmp_path / str(n), diff_id=sha(tar), label="L",
+                               limits=Limits()).result(timeout=120).diff_id == sha(tar)
+            deadline = time.monotonic() + 60
+            while (pool.workers or _children(os.getpid(), b"helper_main")) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert pool.workers == 0 and not _children(os.getpid(), b"helper_main")
+    finally:
+        pool.close()
+        for f in feeds:
+            f.close()
+
+
+def test_pulls_share_the_process_pool(registry, store, tmp_path, monkeypatch) -> None:
+    """Two pulls in a row: the second one's layers go to the helpers the first one started."""
+    import pystack.runtime.images.pull as pull_mod
+    from pystack.runtime.images.unpacker import shared_pool
+    monkeypatch.setattr(pull_mod, "HELPER_MIN", 0)
+    _two_layers(store, tmp_path)
+    store.tag("two:1", f"{registry.host}/share/two:1")
+    store.push(f"{registry.host}/share/two:1")
+    ImageStore(tmp_path / "a").pull(f"{registry.host}/share/two:1")
+    helpers = set(_children(os.getpid(), b"helper_main"))
+    assert 1 <= len(helpers) <= shared_pool().size
+    ImageStore(tmp_path / "b").pull(f"{registry.host}/share/two:1")
+    assert set(_children(os.getpid(), b"helper_main")) == helpers
 
 
 def test_growing_reader_reads_to_the_end_only_after_done(tmp_path: Path) -> None:
@@ -158,23 +193,27 @@ from pystack.runtime.images.unpacker import UnpackPool
 tmp = Path(sys.argv[1])
 (tmp / "partial").write_bytes(b"\x1f\x8b")  # a gzip stream that never goes on
 (tmp / "t").mkdir()
-pool = UnpackPool(1, Limits())
-job = pool.submit(tmp / "partial", Feed(), tmp / "t", diff_id=None, label="L")
+pool = UnpackPool(1)
+job = pool.submit(tmp / "partial", Feed(), tmp / "t", diff_id=None, label="L", limits=Limits())
 print("ready", flush=True)
 time.sleep(600)
 """
 
 
-def _children(pid: int) -> list[int]:
+def _children(pid: int, cmdline_has: bytes = b"") -> list[int]:
+    """Live (not zombie) children of ``pid`` whose command line contains ``cmdline_has``."""
     out = []
     for d in os.listdir("/proc"):
         if d.isdigit():
             try:
                 with open(f"/proc/{d}/stat") as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        out.append(int(d))
+                    fields = f.read().rsplit(")", 1)[1].split()
+                with open(f"/proc/{d}/cmdline", "rb") as f:
+                    cmdline = f.read()
             except (OSError, IndexError, ValueError):
-                pass
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z" and cmdline_has in cmdline:
+                out.append(int(d))
     return out
 
 
