@@ -14,6 +14,19 @@ ps within 2x. ``--no-dockerd-front`` leaves out the third runner.
 Addresses: every network of the run is in 10.212.0.0/16 (pystackd: default bridge
 10.212.250.0/24, project networks from 10.212.0.0/18; dockerd: 10.212.128.0/18). The load
 average is printed before and after: the machine is shared, read the ratios.
+
+Bytecode: pystack runs with its modules byte-compiled, as an installed package has them
+(pip writes the .pyc files at install time). This machine's environment sets
+PYTHONDONTWRITEBYTECODE=1, which made every pystack command compile ~40 source files again
+(~80 ms each); the runs here drop it and put the cache under the run's own directory
+(PYTHONPYCACHEPREFIX), compiled before the first measurement. ``--no-bytecode`` keeps the
+environment as it is. One untimed round (up -d, ps, down of one service) warms each runner
+and its engine first.
+
+Teardown: whatever the run leaves (a failed scenario), every container and network is
+removed through each engine's API before it stops, then the networking library removes
+whatever pystackd's state still names (bridges, veths, nft tables, namespaces), so a run
+leaves nothing in 10.212.0.0/16.
 """
 from __future__ import annotations
 
@@ -95,6 +108,47 @@ def start_pystackd(work: Path) -> tuple[subprocess.Popen, str]:
     raise SystemExit("pystackd did not answer within 20 s")
 
 
+def bytecode_env(env: dict[str, str], cache: Path) -> dict[str, str]:
+    """``env`` for pystack with a bytecode cache, filled now (see the docstring)."""
+    import compileall
+    import importlib
+
+    out = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    out["PYTHONPYCACHEPREFIX"] = str(cache)
+    dirs = set()
+    for name in ("pystack", "pystack.stack", "pystack.runtime", "pystack.networking", "pystack.volumes"):
+        dirs.update(importlib.import_module(name).__path__)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", *sorted(dirs)],
+                   env=out, check=True, stdout=subprocess.DEVNULL)
+    return out
+
+
+def remove_everything(host: str) -> None:
+    """Every container (forced, with its volumes) and every non-builtin network of an engine."""
+    from pystack.compose.client import EngineClient
+
+    try:
+        client = EngineClient(host.removeprefix("unix://"))
+        for c in client.containers(all=True):
+            client.remove(c["Id"], force=True, volumes=True)
+        for n in client.networks():
+            if n.get("Name") not in ("bridge", "host", "none"):
+                client.network_remove(n["Id"])
+    except Exception as exc:  # noqa: BLE001 - best effort before the engine stops
+        print(f"cleanup of {host}: {exc}", file=sys.stderr)
+
+
+def cleanup_networking(work: Path) -> None:
+    """What pystackd's networking state still names once it stopped (a killed run)."""
+    try:
+        from pystack.networking import NetworkManager
+
+        nm = NetworkManager(work / "pstate" / "networks", work / "prun" / "net", dns=False)
+        nm.cleanup_all()
+    except Exception as exc:  # noqa: BLE001
+        print(f"network cleanup: {exc}", file=sys.stderr)
+
+
 def _load() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
@@ -103,6 +157,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--no-dockerd-front", action="store_true", help="skip pystack on dockerd")
+    parser.add_argument("--no-bytecode", action="store_true",
+                        help="keep PYTHONDONTWRITEBYTECODE as the environment has it (no .pyc cache)")
     args = parser.parse_args()
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -117,6 +173,8 @@ def main() -> None:
         rootfs = make_busybox_rootfs(work / "rootfs")
         d.import_rootfs(rootfs, "busybox:latest")
         env = {k: v for k, v in os.environ.items() if k not in ("DOCKER_HOST", "PYSTACK_HOST")}
+        if not args.no_bytecode:
+            env = bytecode_env(env, work / "pycache")
         engine, sock = start_pystackd(work)
         penv = {**env, "PYSTACK_HOST": "unix://" + sock}
         subprocess.run(PYSTACK + ["image", "import", str(rootfs), "busybox:latest", "-c", 'CMD ["sh"]'],
@@ -131,6 +189,10 @@ def main() -> None:
             files[label] = work / f"{label}.yaml"
             files[label].write_text(text)
         results: dict[str, dict[str, list[float]]] = {}
+        for runner in runners:  # untimed: first-use costs of each front and engine
+            project = f"warm{uuid.uuid4().hex[:6]}"
+            for cmd in (["up", "-d"], ["ps"], ["down"]):
+                runner.time(project, files["1"], *cmd)
 
         def record(what: str, runner: Runner, seconds: float) -> None:
             results.setdefault(what, {}).setdefault(runner.name, []).append(seconds)
@@ -162,6 +224,7 @@ def main() -> None:
         print("load average at end:", _load())
     finally:
         if engine is not None:
+            remove_everything("unix://" + sock)
             engine.terminate()
             try:
                 engine.wait(timeout=60)
@@ -173,6 +236,8 @@ def main() -> None:
                 cgroups.cleanup_parent(CGROUP_PARENT)
             except Exception:  # noqa: BLE001
                 pass
+            cleanup_networking(work)
+        remove_everything(d.host)
         d.stop()
         import shutil
 
