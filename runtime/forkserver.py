@@ -134,6 +134,7 @@ def _fork_spare(control: socket.socket, ready: bool = False) -> socket.socket:
                 # getting ready (forking the init, paging in) is off any start's path:
                 # it runs only when a CPU has nothing else to do
                 _set_idle(True)
+                _own_session()
                 if _PREFORK:
                     try:
                         child = shim.Preforked()  # the init of the next container, waiting
@@ -179,7 +180,7 @@ def _handle(head: dict, body: bytes, fds: list[int], child=None, server=None) ->
     # SIGCHLD, so it never waits for it, and setsid detaches it from the caller)
     fd = reply.detach()
     try:
-        os.setsid()
+        _own_session()
         shim.shim_main(None, stdio, fd, child, body, head, server)
     except BaseException as exc:  # noqa: BLE001 - sent back to the caller
         try:
@@ -188,6 +189,14 @@ def _handle(head: dict, body: bytes, fds: list[int], child=None, server=None) ->
             pass
     finally:
         os._exit(0)
+
+
+def _own_session() -> None:
+    """setsid(), unless done: a spare does it while getting ready. (A new session is a new
+    scheduler autogroup: the call moves the process into a fresh task group, which then
+    waits behind the running ones; on the start path that cost the shim up to ~1 ms.)"""
+    if os.getsid(0) != os.getpid():
+        os.setsid()
 
 
 def _set_idle(on: bool) -> None:

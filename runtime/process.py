@@ -377,7 +377,8 @@ def container_main(plan: dict, prep: Prepared, sync: socket.socket, fifo_path: s
     try:
         trace("init: forked")
         reset_signals()
-        os.setsid()
+        if os.getsid(0) != os.getpid():  # (a pre-forked init has its session already)
+            os.setsid()
         prctl(PR_SET_DUMPABLE, 0)
         paths = plan.get("cgroup_paths") or {}
         # "C" from the launcher says our cgroups exist: on a pure v2 host it has moved us

@@ -187,6 +187,12 @@ def unidle(pid: int) -> None:
 
 def _preforked_main(sock: socket.socket) -> None:
     """The pre-forked init: wait for the request, then become the container's init."""
+    # the container's own session now (container_main would make it on the start path,
+    # where a new session, a new scheduler autogroup, costs a reschedule)
+    try:
+        os.setsid()
+    except OSError:
+        pass
     if not pending(sock):
         warm_up_init()  # (under SCHED_IDLE, inherited from the spare)
     saved = _preunshare()
