@@ -92,11 +92,28 @@ def test_stop_signal_and_sigkill_after_grace(api, unique_name) -> None:
     cid = api.run(["sleep", "1000"], name=unique_name)
     assert api.post(f"/containers/{cid}/stop?t=1")[0] == 204
     assert api.inspect(cid)["State"]["ExitCode"] == 137
-    # a configured stop signal that the program handles
-    cid2 = api.run(["sh", "-c", "trap 'exit 5' USR1; while true; do sleep 0.1; done"],
+    # a configured stop signal that the program handles: stopped only once `sh` has set
+    # its trap (it prints "trapped" then; a signal before that is a default-action kill)
+    cid2 = api.run(["sh", "-c", "trap 'exit 5' USR1; echo trapped; while true; do sleep 0.1; done"],
                    name=unique_name + "b", StopSignal="SIGUSR1")
+    _wait_for_log_line(api, cid2, "trapped\n")
     assert api.post(f"/containers/{cid2}/stop?t=20")[0] == 204
     assert api.inspect(cid2)["State"]["ExitCode"] == 5
+
+
+def _wait_for_log_line(api, cid: str, line: str, timeout: float = 30.0) -> None:
+    """Until the container's json-file log holds ``line`` (its program got that far)."""
+    path = api.inspect(cid)["LogPath"]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(path) as f:
+                if any(json.loads(entry).get("log") == line for entry in f if entry.strip()):
+                    return
+        except (FileNotFoundError, ValueError):
+            pass
+        time.sleep(0.02)
+    raise AssertionError(f"{cid}: no {line!r} in its log after {timeout} s")
 
 
 def test_remove_running_needs_force_and_v_removes_anonymous_volumes(api, busybox_engine, unique_name) -> None:
