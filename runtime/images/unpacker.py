@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 
 from .errors import DigestMismatch, LayerError
 from .feed import Aborted, GrowingReader
@@ -159,7 +160,6 @@ class UnpackPool:
 
     def __init__(self, size: int, *, processes: bool = True, idle: float | None = None) -> None:
         import queue
-        import threading
         self.size, self.processes, self.idle_timeout = max(1, size), processes, idle
         self.queue: "queue.SimpleQueue[_Job | None]" = queue.SimpleQueue()
         self.lock = threading.Lock()
@@ -185,7 +185,6 @@ class UnpackPool:
             self.queue.put(job)
             self.waiting += 1
             if self.waiting > self.idle and self.workers < self.size:
-                import threading
                 self.workers += 1
                 t = threading.Thread(target=self._work, name="unpack", daemon=True)
                 self.threads = [w for w in self.threads if w.is_alive()] + [t]
@@ -266,20 +265,15 @@ class UnpackPool:
 WORKERS = int(os.environ.get("PYSTACK_UNPACK_WORKERS", "0")) or (os.cpu_count() or 1)
 IDLE = float(os.environ.get("PYSTACK_UNPACK_IDLE", "30"))
 _shared: dict[bool, UnpackPool] = {}
-_shared_lock: Any = None  # a threading.Lock, made on first use (helpers never need one)
+_shared_lock = threading.Lock()
 
 
 def shared_pool(processes: bool = True) -> UnpackPool:
     """The process-wide pool of helpers (``processes``) or unpack threads."""
-    import threading
-    global _shared_lock
-    if _shared_lock is None:
-        _shared_lock = threading.Lock()
     with _shared_lock:
         pool = _shared.get(processes)
         if pool is None:
             pool = _shared[processes] = UnpackPool(WORKERS, processes=processes, idle=IDLE)
-            os.register_at_fork(after_in_child=_forget_shared)
         return pool
 
 
@@ -294,7 +288,10 @@ def _forget_shared() -> None:
     """A forked child has none of the parent's worker threads: it starts its own pools."""
     global _shared_lock
     _shared.clear()
-    _shared_lock = None
+    _shared_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_shared)
 
 
 def serve(sock_fd: int) -> int:
