@@ -2,7 +2,6 @@
 and reported (137 + oomKilled), a fork bomb stops at the pids limit, the CPU quota holds."""
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -92,14 +91,15 @@ def test_real_fork_bomb_held_at_the_limit(runtime, make_bundle, overlay):
         runtime.delete(cid, force=True)
 
 
-def _idle_ticks() -> int:
-    """Idle + iowait ticks of the whole host (/proc/stat): tells a busy host apart."""
-    f = Path("/proc/stat").read_text().splitlines()[0].split()
-    return int(f[4]) + int(f[5])
-
-
 @pytest.mark.slow
 def test_cpu_quota_holds(runtime, make_bundle, overlay):
+    """The kernel holds the quota the spec asks for, and a busy loop never gets more.
+
+    How far below 0.5 CPU the loop stays depends on what else the host runs (other test
+    runs, other work on a 2-CPU machine): that is not asserted. The kernel's own counter
+    says the quota was reached whenever the loop ran close to it."""
+    from pystack.runtime import cgroups
+
     def limit(spec):
         spec["linux"]["resources"]["cpu"] = {"quota": 50000, "period": 100000}
     cid = new_id()
@@ -107,19 +107,17 @@ def test_cpu_quota_holds(runtime, make_bundle, overlay):
                    **overlay())
     runtime.start(cid)
     try:
+        lim = cgroups.from_paths(runtime.states.load(cid)["cgroup_paths"]).limits()
+        assert (lim["cpu.quota"], lim["cpu.period"]) == (50000, 100000)
         time.sleep(0.3)
         u0 = runtime.stats(cid)["cpu_stats"]["cpu_usage"]["total_usage"]
-        t0, i0 = time.monotonic(), _idle_ticks()
+        t0 = time.monotonic()
         time.sleep(2.0)
         st = runtime.stats(cid)["cpu_stats"]
         used = (st["cpu_usage"]["total_usage"] - u0) / 1e9
-        elapsed = time.monotonic() - t0
-        ratio = used / elapsed
-        idle_cores = (_idle_ticks() - i0) / os.sysconf("SC_CLK_TCK") / elapsed
-        # the quota is 0.5 CPU: never more than 10% above it; within 10% below it
-        # whenever the host had that much CPU to give (parallel test runs may not)
+        ratio = used / (time.monotonic() - t0)
+        # the quota is 0.5 CPU: never more than 10% above it (more load only lowers it)
         assert ratio <= 0.55, ratio
-        assert ratio >= 0.9 * min(0.5, ratio + idle_cores), (ratio, idle_cores)
         if ratio >= 0.45:   # it used its quota, so the kernel throttled it
             assert st["throttling_data"]["throttled_periods"] > 0
     finally:
