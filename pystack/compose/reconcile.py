@@ -1,11 +1,14 @@
 """``up``: bring the engine's actual state to the project's desired state.
 
 Steps, as Docker Compose does them: orphans (warn, or remove with ``--remove-orphans``);
-networks and volumes; images (pull per policy); a plan per service (plan.py); then two
-passes in dependency order, each service in its own thread as soon as its dependencies
-are done: *create* (scale down highest numbers first, recreate, create missing), then
-*start* (wait for each dependency's condition, then start). Errors name the service or
-container that failed, never a dependent that merely waited for it.
+networks and volumes; images (pull per policy); a plan per service (plan.py); then one
+pass in dependency order, each service in its own thread as soon as its dependencies
+are done: *create* (scale down highest numbers first, recreate, create missing) while
+waiting for each dependency's condition, then *start*. Docker Compose creates every
+container before it starts the first; here a service starts as soon as it can, so
+creates overlap other services' starts and health waits (``--no-start``: creates only).
+Errors name the service or container that failed, never a dependent that merely
+waited for it.
 """
 from __future__ import annotations
 
@@ -93,15 +96,24 @@ class Reconciler:
                     self.progress.event("Container", line[0], line[1])
             return []
         graph = project_graph(self.project)
-        errors = run_ordered(services, graph, lambda s: self._converge(s, plans[s], images[s], opts),
-                             quick=lambda s: not (plans[s].create or plans[s].recreate or plans[s].remove))
-        self._raise_first(errors, services)
-        if not opts.no_start:
-            chosen = set(services)
-            errors = run_ordered(services, graph, lambda s: self._start(s, plans[s], opts, chosen),
-                                 quick=lambda s: not self.to_start.get(s) and not self._waits(s, chosen))
-            self._raise_first(errors, services)
         chosen = set(services)
+
+        def converges(s: str) -> bool:
+            return bool(plans[s].create or plans[s].recreate or plans[s].remove)
+
+        if opts.no_start:
+            errors = run_ordered(services, graph, lambda s: self._converge(s, plans[s], images[s], opts),
+                                 quick=lambda s: not converges(s))
+        else:
+            # One pass: each service is started as soon as it is created and its
+            # dependencies are started (and meet their conditions), instead of a start
+            # pass behind a barrier after every create: creates overlap starts and
+            # health waits (a health-gated chain creates its links while it waits).
+            errors = run_ordered(services, graph, lambda s: self._converge_and_start(s, plans[s], images[s],
+                                                                                      opts, chosen),
+                                 quick=lambda s: not converges(s) and not plans[s].start
+                                 and not plans[s].restart and not self._waits(s, chosen))
+        self._raise_first(errors, services)
         return [(c.service, c.name, c.id) for c in list_containers(self.client, self.project.name)
                 if c.service in chosen]
 
@@ -365,9 +377,48 @@ class Reconciler:
             self.ids[service] = ids[0]
         self.to_start[service] = starts
 
-    def _start(self, service: str, plan: ServicePlan, opts: UpOptions, selection: set[str]) -> None:
+    def _converge_and_start(self, service: str, plan: ServicePlan, image_id: str, opts: UpOptions,
+                            selection: set[str]) -> None:
+        """Create (converge) a service, then start it; a failed create is a root cause
+        that its dependents are skipped for, as a failed start is."""
+        if self._waits(service, selection):
+            # a dependency's condition is waited for while the containers are created
+            import threading
+
+            waited: list[BaseException] = []
+
+            def wait() -> None:
+                try:
+                    self.wait_dependencies(service, self.project.service(service), selection)
+                except BaseException as exc:  # noqa: BLE001 - re-raised below
+                    waited.append(exc)
+
+            waiter = threading.Thread(target=wait, daemon=True)
+            waiter.start()
+        else:
+            waiter = None
         try:
-            self._start_service(service, plan, opts, selection)
+            self._converge(service, plan, image_id, opts)
+        except BaseException as exc:
+            self._failed.add(service)
+            self._root_errors.setdefault(service, exc)
+            if waiter is not None:
+                waiter.join()
+            raise
+        if waiter is not None:
+            waiter.join()
+            if waited:
+                exc = waited[0]
+                self._failed.add(service)
+                if not isinstance(exc, DependencySkipped):
+                    self._root_errors.setdefault(service, exc)
+                raise exc
+        self._start(service, plan, opts, selection, waited=waiter is not None)
+
+    def _start(self, service: str, plan: ServicePlan, opts: UpOptions, selection: set[str],
+               waited: bool = False) -> None:
+        try:
+            self._start_service(service, plan, opts, selection, waited)
         except DependencySkipped:
             self._failed.add(service)
             raise
@@ -376,9 +427,11 @@ class Reconciler:
             self._root_errors.setdefault(service, exc)
             raise
 
-    def _start_service(self, service: str, plan: ServicePlan, opts: UpOptions, selection: set[str]) -> None:
+    def _start_service(self, service: str, plan: ServicePlan, opts: UpOptions, selection: set[str],
+                       waited: bool = False) -> None:
         svc = self.project.service(service)
-        self.wait_dependencies(service, svc, selection)
+        if not waited:
+            self.wait_dependencies(service, svc, selection)
         restart = {c.id for c in plan.restart}
 
         def start_one(item: tuple[str, str]) -> None:
