@@ -80,6 +80,39 @@ def chain_ids(diff_ids: list[str]) -> list[str]:
 _DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
 
 
+_FS_IOC_GETFLAGS, _FS_IOC_SETFLAGS, _FS_TOPDIR_FL = 0x80086601, 0x40086602, 0x00020000
+
+
+def spread_subdirs(path: Path) -> None:
+    """Mark ``path`` as a top of directory hierarchies (ext4's ``chattr +T``), so that each
+    new layer dir below it is placed by the Orlov allocator in a block group with many free
+    inodes, and the layer's files and dirs follow it there.
+
+    Why: without it a layer lands in the (busy) group of its parent, and ext4 without a
+    journal (as on this VM) skips every inode freed in the last minutes there, reading its
+    inode-table block each time: after a few thousand deletions nearby each new file cost
+    ~100-250 us of CPU, ~0.1 s of a 500-file pull (``__ext4_new_inode`` ->
+    ``recently_deleted`` in perf), and with the flag ~7 us. An allocation hint only;
+    file systems without it (tmpfs, overlayfs, xfs) refuse the ioctl, which is ignored.
+    """
+    import fcntl
+    import struct
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        buf = bytearray(4)  # an int, as chattr passes it (the kernel reads an int, not a long)
+        fcntl.ioctl(fd, _FS_IOC_GETFLAGS, buf)
+        flags = struct.unpack("i", buf)[0]
+        if not flags & _FS_TOPDIR_FL:
+            fcntl.ioctl(fd, _FS_IOC_SETFLAGS, struct.pack("i", flags | _FS_TOPDIR_FL))
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def _now() -> str:
     """RFC 3339 with Go's RFC3339Nano trimming (``.15685Z``, not ``.156850Z``).
 
@@ -109,6 +142,7 @@ class ImageStore:
         self.layers_dir = self.root / "layers"
         self.images_dir = self.root / "images"
         self.layers_dir.mkdir(exist_ok=True)
+        spread_subdirs(self.layers_dir)
         self.images_dir.mkdir(exist_ok=True)
         self.refs_path = self.root / "refs.json"
         self.limits = limits or Limits()
