@@ -201,3 +201,19 @@ def test_history(env, store: ImageStore, busybox) -> None:
     assert lines[1].startswith(busybox.short_id) and "pystack image import" in lines[1] and "2.4" in lines[1]
     rows = [json.loads(x) for x in run_cli(["image", "history", "--format", "json", "busybox"], env).stdout.splitlines()]
     assert [r["Id"] for r in rows] == [busybox.short_id] and rows[0]["Size"] == busybox.size
+
+
+def test_layers_dir_spreads_layer_dirs_on_ext4(tmp_path: Path) -> None:
+    """layers/ carries ext4's top-of-hierarchy flag (chattr +T), as lsattr shows it, so
+    that layer dirs are not allocated among a busy group's recently freed inodes."""
+    import shutil as sh
+    if sh.which("lsattr") is None:
+        pytest.skip("no lsattr")
+    store = ImageStore(tmp_path / "s")
+    r = subprocess.run(["lsattr", "-d", str(store.layers_dir)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"file system without attribute flags: {r.stderr.strip()}")
+    assert "T" in r.stdout.split()[0], r.stdout
+    ImageStore(tmp_path / "s")  # opening it again keeps it (and does not fail)
+    r2 = subprocess.run(["lsattr", "-d", str(store.layers_dir)], capture_output=True, text=True)
+    assert r2.stdout == r.stdout
