@@ -5,6 +5,12 @@ platform's manifest by digest), config, then every layer in parallel — downloa
 (resuming a partial one with ``Range``), verify digest, unpack once per ChainID
 (verifying the DiffID) — and only then the image record and tag. Layers already
 unpacked and blobs already present are skipped.
+
+Each byte of a layer is received, hashed and written once (into the blob's partial
+file, kept for save/push and resumes); the layer's unpacker (a helper process of the
+process-wide pool, ``unpacker``) reads that file back from the page cache while it
+grows (``feed``), hashes the uncompressed stream for the DiffID and applies it to a temp
+layer dir, which is renamed into place once both digests check out (see ``_Pull``).
 """
 from __future__ import annotations
 
