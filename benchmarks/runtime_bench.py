@@ -14,7 +14,7 @@ Compares, in the same run and interleaved (so machine load hits all alike):
 
 and prints p50/p95 and ratios, then the memory a running container costs outside itself
 (its shim: unique and proportional set size from /proc/<pid>/smaps_rollup), and what an
-idle Runtime keeps (its spare and the spare's pre-forked init).
+idle Runtime keeps (its spares and their pre-forked inits).
 
 PYSTACK_RUNTIME_TRACE=<file> in the environment makes every runtime process append
 ``<monotonic ns> <pid> <step> [<minor faults>]`` lines there (see pystack.runtime.state.trace).
@@ -183,8 +183,8 @@ def main() -> None:
         print(f"shim per running container ({args.shims} running): "
               f"USS {statistics.mean(uss) / 1024:.2f} MiB, PSS {statistics.mean(pss) / 1024:.2f} MiB, "
               f"RSS {statistics.mean(rss) / 1024:.2f} MiB (shared with the fork server)")
-        # what a Runtime keeps while idle: one spare (a shim-to-be) and the container init
-        # it pre-forked, both sharing the fork server's pages
+        # what a Runtime keeps while idle: its spares (shims-to-be) and the container inits
+        # they pre-forked, all sharing the fork server's pages
         fs = rt._fs.proc.pid
         idle = []
         for child in open(f"/proc/{fs}/task/{fs}/children").read().split():
@@ -194,7 +194,7 @@ def main() -> None:
                     m = smaps(pid)
                     idle.append(m.get("Private_Clean", 0) + m.get("Private_Dirty", 0))
         if idle:
-            print(f"idle per Runtime (its spare + pre-forked init): USS {sum(idle) / 1024:.2f} MiB")
+            print(f"idle per Runtime ({len(idle) // 2} spares + their pre-forked inits): USS {sum(idle) / 1024:.2f} MiB")
         for cid in ids:
             rt.delete(cid, force=True)
         rt.close()

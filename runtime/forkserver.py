@@ -17,7 +17,8 @@ Forking from this small, already-imported process is what makes a start take a f
 milliseconds, and the shims it forks share its pages (low memory per container).
 The helper exits when the control socket closes (its Runtime, or the whole caller, went).
 
-A/B knobs for measurements (environment of the Runtime's process): PYSTACK_RUNTIME_PREFORK=0
+A/B knobs for measurements (environment of the Runtime's process): PYSTACK_RUNTIME_SPARES=N
+and PYSTACK_RUNTIME_SPARE_DELAY_MS=ms (1 and 0: the earlier behaviour), PYSTACK_RUNTIME_PREFORK=0
 (no pre-forked init), PYSTACK_RUNTIME_DIRECT=0 (requests through this helper),
 PYSTACK_RUNTIME_IDLE=0 (no SCHED_IDLE), PYSTACK_RUNTIME_YIELD=0 (no yield at hand-overs).
 """
@@ -35,18 +36,24 @@ from pystack.runtime.state import trace
 MAX_MSG = 4 << 20
 # PYSTACK_RUNTIME_PREFORK=0: no pre-forked init in the spares (A/B measurements)
 _PREFORK = os.environ.get("PYSTACK_RUNTIME_PREFORK", "1") != "0"
+# spares kept ready (PYSTACK_RUNTIME_SPARES), and how long after a start the used one is
+# replaced while another is left (PYSTACK_RUNTIME_SPARE_DELAY_MS)
+_SPARES = max(1, int(os.environ.get("PYSTACK_RUNTIME_SPARES", "2")))
+_SPARE_DELAY = float(os.environ.get("PYSTACK_RUNTIME_SPARE_DELAY_MS", "30")) / 1000
 
 
 def serve(control: socket.socket) -> None:
     """Answer requests until the control socket is closed.
 
-    One forked child, the *spare*, waits ready, and its socket is handed to the caller
-    (an ``offer``: a ``spare`` message with the fd): the caller sends its next request to
-    it directly, without a hop through this process, and it becomes that request's shim
-    or exec supervisor. The next spare is forked once that one is past its start (its
-    socket reads EOF here: the container is created, the exec'd process runs), so that
-    forking and paging in the next one does not compete for the CPUs with the start it
-    would serve later. Requests sent here (no spare at the caller's hand: bursts) get a
+    Forked children, the *spares* (``_SPARES``, 2 by default), wait ready, and their
+    sockets are handed to the caller (an ``offer``: a ``spare`` message with the fd): the
+    caller sends its next request to one directly, without a hop through this process, and
+    it becomes that request's shim or exec supervisor. A used spare is replaced once it is
+    past its start (its socket reads EOF here: the container is created, the exec'd
+    process runs), and while another spare is left, only ``_SPARE_DELAY`` later: forking
+    and paging in a spare is kernel work that a CPU cannot preempt (PREEMPT_NONE), and
+    right after a start it landed in the middle of the next one (with one spare, that
+    cost a start ~25 % at load 4-8 on 2 CPUs). Requests sent here (no spare at the caller's hand: bursts) get a
     child forked on the spot. A spare holds nothing of the caller's; it exits when this
     helper and the caller have both closed their ends of its socket."""
     import select
@@ -72,10 +79,22 @@ def serve(control: socket.socket) -> None:
         busy[spare.fileno()] = spare
         poller.register(spare, select.POLLIN)
 
-    offer()
+    def replenish() -> None:
+        _set_idle(True)  # the fork itself, on a CPU nothing else needs
+        while len(busy) < _SPARES:
+            n = len(busy)
+            offer()
+            if len(busy) == n:
+                break  # (the caller went)
+        _set_idle(False)
+
+    import time
+    replenish()
+    due: float | None = None  # when to fork the spares that are missing
     while True:
+        timeout = None if due is None else max(0, int((due - time.monotonic()) * 1000) + 1)
         try:
-            events = poller.poll()
+            events = poller.poll(timeout)
         except InterruptedError:
             continue
         request = False
@@ -87,33 +106,36 @@ def serve(control: socket.socket) -> None:
             if done is not None:
                 poller.unregister(fd)
                 done.close()
-        if not request:
-            if not busy:
-                _set_idle(True)  # the fork itself, on a CPU nothing else needs
-                offer()
-                _set_idle(False)
-            continue
-        try:
-            msg, fds = process.recv(control, MAX_MSG)
-        except (ConnectionResetError, OSError):
-            return
-        if not msg:
-            return
-        trace("forkserver: request")
-        if not msg.startswith(b"{"):  # (the spare parses it: not twice on the path)
-            for fd in fds:
-                os.close(fd)
-            continue
-        child = _fork_spare(control, ready=True)
-        try:
-            process.send(child, msg, fds)
-        finally:
-            for fd in fds:
-                os.close(fd)
-        trace("forkserver: to spare")
-        _yield()
-        busy[child.fileno()] = child
-        poller.register(child, select.POLLIN)
+                if due is None:
+                    due = time.monotonic() + (_SPARE_DELAY if busy else 0.0)
+        if request:
+            try:
+                msg, fds = process.recv(control, MAX_MSG)
+            except (ConnectionResetError, OSError):
+                return
+            if not msg:
+                return
+            trace("forkserver: request")
+            if msg.startswith(b"{"):  # (the spare parses it: not twice on the path)
+                child = _fork_spare(control, ready=True)
+                try:
+                    process.send(child, msg, fds)
+                finally:
+                    for fd in fds:
+                        os.close(fd)
+                trace("forkserver: to spare")
+                _yield()
+                busy[child.fileno()] = child
+                poller.register(child, select.POLLIN)
+            else:
+                for fd in fds:
+                    os.close(fd)
+        if not busy or (due is not None and time.monotonic() >= due):
+            # none left: at once; else a while after a start, so that the fork and the
+            # new spare's getting ready (kernel work a CPU cannot preempt) do not land in
+            # the middle of the next start, which another spare serves meanwhile
+            due = None
+            replenish()
 
 
 def _fork_spare(control: socket.socket, ready: bool = False) -> socket.socket:

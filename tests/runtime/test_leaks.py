@@ -39,10 +39,15 @@ def test_cycles_leak_nothing(runtime, make_bundle, overlay, tmp_path, no_leaks):
 
     for _ in range(10):  # warm up: fork server, caches, first-use imports
         cycle()
-    fds, rss, threads = _fds(), _rss_kib(), threading.active_count()
+    def fds_but_spares() -> int:
+        # the sockets of the fork server's spares the runtime holds: 0..PYSTACK_RUNTIME_SPARES
+        # depending on how far their replacement has got, not a leak
+        return _fds() - len(runtime._fs._spares)
+
+    fds, rss, threads = fds_but_spares(), _rss_kib(), threading.active_count()
     for _ in range(CYCLES):
         cycle()
-    assert _fds() == fds
+    assert fds_but_spares() == fds
     assert threading.active_count() == threads
     assert _rss_kib() - rss < 4096, f"RSS grew by {_rss_kib() - rss} KiB over {CYCLES} cycles"
     assert runtime.list() == []

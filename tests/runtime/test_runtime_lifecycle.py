@@ -276,8 +276,10 @@ def test_fork_server_restarts_after_being_killed(runtime, make_bundle, overlay):
 
 
 def test_fork_server_spare_goes_with_the_server(runtime, make_bundle, overlay):
-    """The fork server keeps one pre-forked child ready (a container's start does not wait
-    for a fork); it serves one request and is replaced, and it exits with the server."""
+    """The fork server keeps pre-forked children ready (PYSTACK_RUNTIME_SPARES, 2 by
+    default: a container's start does not wait for a fork); one serves one request and is
+    replaced (a little later while another is left), and they exit with the server."""
+    from pystack.runtime.forkserver import _SPARES
     from pystack.runtime.state import proc_start_time
     b = make_bundle(["sh", "-c", "exit 3"])
     assert run_container(runtime, b, overlay())[0] == 3
@@ -289,20 +291,21 @@ def test_fork_server_spare_goes_with_the_server(runtime, make_bundle, overlay):
                 return {int(x) for x in f.read().split()}
         except FileNotFoundError:
             return set()
-    def one_child() -> set[int]:
+
+    def spares_only(avoid: set[int] = frozenset()) -> set[int]:
         for _ in range(500):  # the finished container's shim is reaped just after its exit
             kids = children()
-            if len(kids) == 1:
+            if len(kids) == _SPARES and kids != avoid:
                 return kids
             time.sleep(0.01)
         return kids
 
-    spares = one_child()
-    assert len(spares) == 1  # one spare waits
+    spares = spares_only()
+    assert len(spares) == _SPARES  # they wait
     assert run_container(runtime, b, overlay())[0] == 3
-    now = one_child()
-    assert len(now) == 1 and now != spares  # used, and replaced
-    spare = now.pop()
+    now = spares_only(avoid=spares)
+    assert len(now) == _SPARES and now != spares  # one used, and replaced
+    spare = (now - spares).pop()
     # the spare holds the next container's init, pre-forked (PID 1 of a new pid namespace)
     for _ in range(500):
         with open(f"/proc/{spare}/task/{spare}/children") as f:
