@@ -283,3 +283,25 @@ def test_streamed_pull_survives_a_cut_download(registry, store, tmp_path, monkey
                 assert (a / f.relative_to(b)).read_bytes() == f.read_bytes()
     files = store_files(fresh.root)
     assert files["tmp"] == [] and len(files["layers"]) == 2
+
+
+@pytest.mark.parametrize("threaded", [True, False], ids=["hash-thread", "hash-inline"])
+def test_diff_id_hashed_in_a_thread_or_inline(tmp_path: Path, monkeypatch, threaded: bool) -> None:
+    """Both ways give the DiffID; a failing unpack leaves no hashing thread behind."""
+    from pystack.runtime.images import layers
+    monkeypatch.setattr(layers, "HASH_THREAD", threaded)
+    tar = make_tar([entry("big", data=os.urandom(3 << 20)), entry("t", data=b"text " * 100_000)])
+    blob = gz(tar)
+    before = threading.active_count()
+    cases = [("ok", blob, sha(tar), None), ("wrong-diff-id", blob, "sha256:" + "0" * 64, layers.DigestMismatch),
+             ("truncated", blob[:100_000], sha(tar), LayerError)]
+    for name, data, diff_id, error in cases:
+        (tmp_path / name).mkdir()
+        (tmp_path / f"{name}.blob").write_bytes(data)
+        with open(tmp_path / f"{name}.blob", "rb") as f:
+            if error is None:
+                assert layers.unpack(f, tmp_path / name, expected_diff_id=diff_id).diff_id == sha(tar)
+            else:
+                with pytest.raises(error):
+                    layers.unpack(f, tmp_path / name, expected_diff_id=diff_id)
+    assert threading.active_count() == before
