@@ -14,7 +14,7 @@ many small and a few large), pushes it to Debian's docker-registry started on
   the other, against ``umoci unpack``, as MB/s of uncompressed layer data.
 
 CPU seconds (user + system) are counted for this process, its waited-for children
-(skopeo, umoci) and its live children other than the registry (the unpack helpers):
+(skopeo, umoci) and its live descendants other than the registry (the unpack helpers):
 the machine's load disturbs them much less than wall time. The load average is printed
 before and after: compare only numbers of the same run.
 
@@ -83,23 +83,32 @@ NOT_COUNTED: set[int] = set()  # the registry: it serves skopeo and pystack alik
 
 
 def _live_children_cpu() -> float:
-    """CPU seconds of this process's live children (the unpack helpers a pull keeps)."""
-    me, tick, total = os.getpid(), os.sysconf("SC_CLK_TCK"), 0.0
+    """CPU seconds of this process's live descendants (the unpack helpers a pull keeps,
+    and the ones their first interpreter forked), the registry excepted."""
+    tick, procs = os.sysconf("SC_CLK_TCK"), {}
     for d in os.listdir("/proc"):
-        if d.isdigit() and int(d) not in NOT_COUNTED:
+        if d.isdigit():
             try:
                 with open(f"/proc/{d}/stat") as f:
                     fields = f.read().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            if int(fields[1]) == me:
-                total += (int(fields[11]) + int(fields[12])) / tick
+            procs[int(d)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    total, ours = 0.0, {os.getpid()}
+    grew = True
+    while grew:
+        grew = False
+        for pid, (ppid, cpu) in procs.items():
+            if ppid in ours and pid not in ours and pid not in NOT_COUNTED:
+                ours.add(pid)
+                total += cpu
+                grew = True
     return total
 
 
 def cpu_seconds() -> float:
     """User+system CPU of this process, its waited-for children (skopeo, umoci, helpers
-    that exited) and its live children but the registry (helpers kept for the next pull)."""
+    that exited) and its live descendants but the registry (helpers kept for the next pull)."""
     import resource
     s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime + _live_children_cpu()

@@ -68,7 +68,7 @@ except ImportError:
     import site
     site.main()
     from pystack.runtime.images.unpacker import helper_main
-sys.exit(helper_main(int(sys.argv[1])))
+sys.exit(helper_main(sys.argv[1]))
 """
 
 
@@ -97,21 +97,37 @@ class _Job:
 
 
 class _Helper:
-    """One helper process and the parent's end of its socket."""
+    """One helper process and the parent's end of its socket.
 
-    def __init__(self) -> None:
+    ``spawn(n)`` starts one interpreter for ``n`` helpers: it forks the other ``n - 1``
+    once its imports are done (a fork of a process that has no thread yet, as DESIGN.md
+    allows; ~1 ms instead of ~30 ms of CPU for another interpreter's start). Those are
+    its children, reaped by the kernel (it ignores SIGCHLD), not ours: they stop when
+    their socket closes, like every helper.
+    """
+
+    def __init__(self, sock: Any, proc: Any = None) -> None:
+        self.sock, self.proc = sock, proc
+        self.dead = False
+
+    @classmethod
+    def spawn(cls, count: int) -> "list[_Helper]":
         import socket
         import subprocess
-        self.sock, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pairs = [socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET) for _ in range(max(1, count))]
+        fds = [child.fileno() for _, child in pairs]
         try:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-S", "-c", _BOOT, str(child.fileno()), _boot_paths()],
-                stdin=subprocess.DEVNULL, pass_fds=(child.fileno(),), close_fds=True, env=helper_env())
+            proc = subprocess.Popen(
+                [sys.executable, "-S", "-c", _BOOT, ",".join(map(str, fds)), _boot_paths()],
+                stdin=subprocess.DEVNULL, pass_fds=fds, close_fds=True, env=helper_env())
         except BaseException:
-            self.sock.close()
+            for ours, _ in pairs:
+                ours.close()
             raise
         finally:
-            child.close()
+            for _, child in pairs:
+                child.close()
+        return [cls(pairs[0][0], proc)] + [cls(ours) for ours, _ in pairs[1:]]
 
     def run(self, job: _Job) -> UnpackResult:
         import socket
@@ -124,7 +140,8 @@ class _Helper:
             reply = b""
         if not reply:
             self.stop()
-            raise LayerError(f"{job.label}: unpack helper died (exit status {self.proc.returncode})")
+            status = f" (exit status {self.proc.returncode})" if self.proc is not None else ""
+            raise LayerError(f"{job.label}: unpack helper died{status}")
         d = json.loads(reply)
         if "error" not in d:
             return UnpackResult(d["diff_id"], d["size"], d["entries"])
@@ -136,12 +153,15 @@ class _Helper:
 
     @property
     def alive(self) -> bool:
-        return self.proc.poll() is None and self.sock.fileno() >= 0
+        return not self.dead and (self.proc is None or self.proc.poll() is None)
 
     def stop(self) -> None:
-        """Close the socket (the helper exits after its job), reap it; kill if it hangs."""
+        """Close the socket (the helper exits after its job); reap ours, kill it if it hangs."""
         import subprocess
+        self.dead = True
         self.sock.close()
+        if self.proc is None:
+            return
         try:
             self.proc.wait(30)
         except subprocess.TimeoutExpired:
@@ -166,6 +186,10 @@ class UnpackPool:
         self.workers = self.idle = self.waiting = 0  # under lock
         self.threads: list[Any] = []
         self.closed = False
+        self.helpers = 0                # live helper processes, spares included (under lock)
+        self.spawning = False           # a spawn of several is under way (under lock)
+        self.spawned = threading.Condition(self.lock)
+        self.spares: list[_Helper] = []  # started, not yet taken by a worker (under lock)
 
     def submit(self, path: Any, feed: Any, dest: Any, *, diff_id: str | None, label: str,
                limits: Limits) -> Any:
@@ -226,7 +250,9 @@ class UnpackPool:
                             result = self._in_thread(job)
                         else:
                             if helper is None or not helper.alive:
-                                helper = _Helper()
+                                if helper is not None:
+                                    self._stopped(helper)
+                                helper = self._new_helper()
                             result = helper.run(job)
                     except BaseException as exc:
                         job.future.set_exception(exc)
@@ -236,7 +262,42 @@ class UnpackPool:
                     job.close_fds()
         finally:
             if helper is not None:
-                helper.stop()
+                self._stopped(helper)
+            with self.lock:
+                spares, self.spares = (self.spares, []) if self.workers == 0 else ([], self.spares)
+            for h in spares:  # the last worker went: nobody will take them
+                self._stopped(h)
+
+    def _new_helper(self) -> _Helper:
+        """A spare, or new helpers: enough for every worker the pool may have (the first
+        one's interpreter forks the others)."""
+        with self.spawned:
+            while not self.spares and self.spawning:  # siblings are on their way
+                self.spawned.wait()
+            if self.spares:
+                return self.spares.pop()
+            count = max(1, self.size - self.helpers)
+            self.helpers += count
+            self.spawning = count > 1
+        try:
+            helpers = _Helper.spawn(count)
+        except BaseException:
+            with self.spawned:
+                self.helpers -= count
+                self.spawning = False
+                self.spawned.notify_all()
+            raise
+        with self.spawned:
+            self.spares.extend(helpers[1:])
+            self.spawning = False
+            self.spawned.notify_all()
+        return helpers[0]
+
+    def _stopped(self, helper: _Helper) -> None:
+        if not helper.dead or helper.sock.fileno() >= 0:
+            helper.stop()
+        with self.lock:
+            self.helpers -= 1
 
     def _in_thread(self, job: _Job) -> UnpackResult:
         from .layers import unpack
@@ -331,6 +392,20 @@ def serve(sock_fd: int) -> int:
             return 0
 
 
-def helper_main(sock_fd: int) -> int:
+def helper_main(fds: str) -> int:
+    """Serve the first socket of ``fds``; fork a sibling for each of the others first
+    (single-threaded here: nothing but imports has run)."""
     os.umask(0o022)
-    return serve(sock_fd)
+    socks = [int(fd) for fd in fds.split(",")]
+    if len(socks) > 1:
+        import signal
+        signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the siblings
+        for fd in socks[1:]:
+            if os.fork() == 0:
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                for other in socks:
+                    if other != fd:
+                        os.close(other)
+                os._exit(serve(fd))
+            os.close(fd)
+    return serve(socks[0])

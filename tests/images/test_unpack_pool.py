@@ -192,9 +192,11 @@ from pystack.runtime.images.layers import Limits
 from pystack.runtime.images.unpacker import UnpackPool
 tmp = Path(sys.argv[1])
 (tmp / "partial").write_bytes(b"\x1f\x8b")  # a gzip stream that never goes on
-(tmp / "t").mkdir()
-pool = UnpackPool(1)
-job = pool.submit(tmp / "partial", Feed(), tmp / "t", diff_id=None, label="L", limits=Limits())
+pool = UnpackPool(2)  # two helpers: one started, one forked by it
+jobs = []
+for n in range(2):
+    (tmp / f"t{n}").mkdir()
+    jobs.append(pool.submit(tmp / "partial", Feed(), tmp / f"t{n}", diff_id=None, label="L", limits=Limits()))
 print("ready", flush=True)
 time.sleep(600)
 """
@@ -217,32 +219,35 @@ def _children(pid: int, cmdline_has: bytes = b"") -> list[int]:
     return out
 
 
-def test_helper_exits_when_its_puller_is_killed(tmp_path: Path) -> None:
-    """A helper waiting for blob bytes that will never come stops once its parent dies
-    (its socket closes): no orphan unpackers after a SIGKILLed pull."""
+def _gone_or_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"  # exited; its new parent reaps it
+    except FileNotFoundError:
+        return True
+
+
+def test_helpers_exit_when_their_puller_is_killed(tmp_path: Path) -> None:
+    """Helpers waiting for blob bytes that will never come (the started one and the one it
+    forked) stop once the puller dies (their sockets close): no orphan unpackers after a
+    SIGKILLed pull."""
     proc = subprocess.Popen([sys.executable, "-c", HELPER_PARENT, str(tmp_path)], stdout=subprocess.PIPE)
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
         helpers: list[int] = []
         deadline = time.monotonic() + 60
-        while not helpers and time.monotonic() < deadline:
-            helpers = _children(proc.pid)
+        while len(helpers) < 2 and time.monotonic() < deadline:
+            started = _children(proc.pid, b"helper_main")
+            helpers = started + [pid for h in started for pid in _children(h, b"helper_main")]
             time.sleep(0.05)
-        assert len(helpers) == 1
-        with open(f"/proc/{helpers[0]}/cmdline", "rb") as f:
-            assert b"helper_main" in f.read()
+        assert len(helpers) == 2, helpers
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
     deadline = time.monotonic() + 60
-    while os.path.exists(f"/proc/{helpers[0]}") and time.monotonic() < deadline:
-        with open(f"/proc/{helpers[0]}/stat") as f:
-            if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                break  # exited; its new parent reaps it
+    while not all(_gone_or_zombie(pid) for pid in helpers) and time.monotonic() < deadline:
         time.sleep(0.05)
-    if os.path.exists(f"/proc/{helpers[0]}"):
-        with open(f"/proc/{helpers[0]}/stat") as f:
-            assert f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    assert all(_gone_or_zombie(pid) for pid in helpers)
 
 
 def _two_layers(store: ImageStore, tmp_path: Path):
