@@ -95,10 +95,13 @@ class StateDir:
 
     def make(self, cid: str) -> Path:
         """Create the directory of a new container; Conflict if the id is taken."""
-        self.ensure()
         d = self.path(cid)
         try:
-            d.mkdir(mode=0o700)
+            try:
+                os.mkdir(d, 0o700)
+            except FileNotFoundError:  # the root itself is missing (first use, removed)
+                self.ensure()
+                os.mkdir(d, 0o700)
         except FileExistsError:
             raise Conflict(f"container with id {cid} already exists") from None
         return d

@@ -323,3 +323,18 @@ def test_fork_server_spare_goes_with_the_server(runtime, make_bundle, overlay):
                 break
             time.sleep(0.01)
         assert proc_start_time(pid) is None
+
+
+def test_plan_json_sends_the_bundle_text_as_the_spec(tmp_path):
+    """A create sends config.json's own text as the plan's spec (no re-encoding): the
+    receiver parses the same plan as from json.dumps."""
+    import json as _json
+    from pystack.runtime.container import load_bundle_text, plan_json
+    from pystack.runtime.spec import default_spec
+    (tmp_path / "rootfs").mkdir()
+    (tmp_path / "config.json").write_text(_json.dumps(default_spec(["true"]), indent=2) + "\n")
+    spec, text = load_bundle_text(str(tmp_path))
+    plan = {"id": "x", "dir": "/d", "spec": spec, "log_opts": {}, "lowerdirs": None}
+    sent = _json.loads(plan_json({**plan, "spec_text": text}))
+    assert sent == _json.loads(_json.dumps(plan))
+    assert _json.loads(plan_json({"spec": spec, "spec_text": text})) == {"spec": spec}
