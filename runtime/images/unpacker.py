@@ -153,7 +153,11 @@ class _Helper:
 
     @property
     def alive(self) -> bool:
-        return not self.dead and (self.proc is None or self.proc.poll() is None)
+        """Between jobs an idle helper sends nothing: a readable socket means it is gone."""
+        import select
+        if self.dead or (self.proc is not None and self.proc.poll() is not None):
+            return False
+        return not select.select([self.sock], [], [], 0)[0]
 
     def stop(self) -> None:
         """Close the socket (the helper exits after its job); reap ours, kill it if it hangs."""
