@@ -687,6 +687,23 @@ def wait_gone(rec: dict, timeout: float = 10.0) -> None:
                 os.close(fd)
 
 
+def _write_started(d: Path) -> None:
+    """The start time into ``started``: through the empty ``.started`` the shim made at
+    create (filled, then renamed: no new inode on the start path, ~0.1-0.5 ms on ext4),
+    else (a container the CLI created) as a new file."""
+    ready = os.path.join(d, ".started")
+    try:
+        fd = os.open(ready, os.O_WRONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        write_atomic(d / "started", rfc3339())
+        return
+    try:
+        os.write(fd, rfc3339().encode())
+    finally:
+        os.close(fd)
+    os.rename(ready, os.path.join(d, "started"))
+
+
 def start_fifo(d: Path, rec: dict, timeout: float = 10.0) -> None:
     """Open the exec fifo for reading: the init, blocked opening it, goes on to exec."""
     fifo = d / "exec.fifo"
@@ -703,7 +720,7 @@ def start_fifo(d: Path, rec: dict, timeout: float = 10.0) -> None:
                 data = os.read(fd, 1)
                 if data and not got:
                     got = True
-                    write_atomic(d / "started", rfc3339())
+                    _write_started(d)
                     fifo.unlink()
                 elif not data and got:
                     return  # the init's end closed on execve: the program runs

@@ -502,6 +502,7 @@ def shim_main(plan: dict | None, stdio: tuple[int, int, int] | None, reply: int,
     aside = os.path.join(plan["dir"], f".state.json.{os.getpid()}")
 
     exit_fifo = []
+    exit_file: list[tuple[int, str]] = []
 
     def write_record(pid: int) -> None:
         # while the init builds the container: state.json goes into place once it is
@@ -511,6 +512,14 @@ def shim_main(plan: dict | None, stdio: tuple[int, int, int] | None, reply: int,
         path = os.path.join(plan["dir"], "exit.fifo")
         os.mkfifo(path, 0o600)
         exit_fifo.append(os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC))
+        # exit.json's file made now, filled and renamed into place at the exit: a new
+        # inode on the path from the container's exit to `wait` cost ~0.1-0.5 ms (ext4)
+        tmp = os.path.join(plan["dir"], f".exit.json.{os.getpid()}")
+        exit_file.append((os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
+                                  0o666), tmp))
+        # ... and the file `start` fills with the start time (see container.start_fifo)
+        os.close(os.open(os.path.join(plan["dir"], ".started"),
+                         os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666))
         trace("shim: record written aside")
 
     def cgroups_ready() -> None:
@@ -525,7 +534,8 @@ def shim_main(plan: dict | None, stdio: tuple[int, int, int] | None, reply: int,
     try:
         pid, master = finish_launch(plan, pid, sock, write_record, cgroups_ready)
     except Exception as exc:  # noqa: BLE001 - any failure goes back to the caller
-        for name in (aside, os.path.join(plan["dir"], "exit.fifo")):
+        for name in (aside, os.path.join(plan["dir"], "exit.fifo"),
+                     os.path.join(plan["dir"], ".started"), *(tmp for _, tmp in exit_file)):
             try:
                 os.unlink(name)
             except FileNotFoundError:
@@ -564,7 +574,8 @@ def shim_main(plan: dict | None, stdio: tuple[int, int, int] | None, reply: int,
     trace("shim: replied")
     if server is not None:
         server.close()  # the server readies the next spare now
-    supervise(plan, pid, pipes, writer, tty_stdin=tty_stdin, stdin_keeper=stdin_keeper)
+    supervise(plan, pid, pipes, writer, tty_stdin=tty_stdin, stdin_keeper=stdin_keeper,
+              exit_file=exit_file[0] if exit_file else None)
     for fd in exit_fifo:
         os.write(fd, b"x")  # exit.json is there: wake the waiters
     if mntns >= 0:
@@ -620,7 +631,7 @@ def copy_tty_stdin(fifo: int, master: int) -> None:
 
 
 def supervise(plan: dict, pid: int, pipes: dict[int, str], writer, tty_stdin=None,
-              stdin_keeper=None) -> None:
+              stdin_keeper=None, exit_file: tuple[int, str] | None = None) -> None:
     """Copy output to the log until PID 1 exits and the pipes drain; write exit.json.
     ``tty_stdin``: (FIFO fd, pty master) to copy attach input into a terminal container;
     ``stdin_keeper``: (FIFO write end, control FIFO) from open_stdin_fifo."""
@@ -689,7 +700,16 @@ def supervise(plan: dict, pid: int, pipes: dict[int, str], writer, tty_stdin=Non
         code = 128 - code
     info = {"exitCode": code, "oomKilled": cgroup_glue.oom_killed(plan.get("cgroup_paths") or {}),
             "finishedAt": rfc3339()}
-    write_atomic(os.path.join(plan["dir"], "exit.json"), json.dumps(info))
+    path = os.path.join(plan["dir"], "exit.json")
+    if exit_file is None:
+        write_atomic(path, json.dumps(info))
+    else:  # (an open file made at create: fill it, then rename it into place)
+        fd, tmp = exit_file
+        try:
+            os.write(fd, json.dumps(info).encode())
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
     trace("shim: exit.json")
 
 
