@@ -15,8 +15,9 @@ many small and a few large), pushes it to Debian's docker-registry started on
 
 CPU seconds (user + system) are counted for this process, its waited-for children
 (skopeo, umoci) and its live descendants other than the registry (the unpack helpers):
-the machine's load disturbs them much less than wall time. The load average is printed
-before and after: compare only numbers of the same run.
+the machine's load disturbs them much less than wall time. Before each timed step the
+page cache is written back (``sync``), and skopeo goes first every other round. The load
+average is printed before and after: compare only numbers of the same run.
 
 Run by hand, as root: ``/opt/pystack/venv/bin/python benchmarks/pull_bench.py [--mb 200]
 [--rounds 5]``. Prints numbers only; nothing here asserts a time.
@@ -114,6 +115,13 @@ def cpu_seconds() -> float:
     return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime + _live_children_cpu()
 
 
+def settle() -> None:
+    """Before each timed step: write back what the previous one left dirty (a pull does not
+    fsync the files it unpacks, as Docker does not), so that no step pays for another's
+    writeback."""
+    os.sync()
+
+
 def timed(fn, what: str = "") -> float:
     c = cpu_seconds()
     t = time.perf_counter()
@@ -176,18 +184,35 @@ def main() -> None:
         from pystack.runtime.images.unpacker import shutdown_shared
         rounds = []
         for r in range(args.rounds):
-            dest = tmp / f"pystack-{r}"
-            shutdown_shared()  # cold: the pull starts its helpers
-            t_py = timed(lambda: ImageStore(dest).pull(ref), "pull (cold)")
-            if uncompressed is None:
-                uncompressed = sum(l["unpacked_size"] for l in ImageStore(dest).resolve(ref).layers)
-            shutil.rmtree(dest)
-            oci = tmp / f"skopeo-{r}"
-            t_sk = timed(lambda: subprocess.run(["skopeo", "copy", "--src-tls-verify=false", f"docker://{ref}",
-                                                 f"oci:{oci}:1"], check=True, capture_output=True), "skopeo")
-            shutil.rmtree(oci)
+            dest, oci = tmp / f"pystack-{r}", tmp / f"skopeo-{r}"
+
+            def cold() -> float:
+                shutdown_shared()  # cold: the pull starts its helpers
+                settle()
+                t = timed(lambda: ImageStore(dest).pull(ref), "pull (cold)")
+                nonlocal uncompressed
+                if uncompressed is None:
+                    uncompressed = sum(l["unpacked_size"] for l in ImageStore(dest).resolve(ref).layers)
+                shutil.rmtree(dest)
+                return t
+
+            def skopeo() -> float:
+                settle()
+                t = timed(lambda: subprocess.run(["skopeo", "copy", "--src-tls-verify=false", f"docker://{ref}",
+                                                  f"oci:{oci}:1"], check=True, capture_output=True), "skopeo")
+                shutil.rmtree(oci)
+                return t
+            # every other round skopeo goes first: neither side always runs after the other
+            if r % 2 == 0:
+                t_py = cold()
+                t_sk = skopeo()
+            else:
+                t_sk = skopeo()
+                t_py = cold()
+            settle()
             t_warm = timed(lambda: ImageStore(dest).pull(ref), "pull (warm)")  # the cold pull's helpers
             shutil.rmtree(dest)
+            settle()
             t_dl = timed(lambda: download_only(dest, ref), "download")
             shutil.rmtree(dest)
             rounds.append((t_py, t_sk, t_dl, t_warm))
