@@ -6,7 +6,7 @@ Measured, interleaved (one round on each engine in turn, so machine load hits bo
                  with 50 containers on the engine (30 running ``sleep``, 20 created);
 * ``lifecycle``  create + start + wait + remove of busybox ``true`` (docker-py low-level API);
                  network ``none`` by default, ``--network bridge`` joins a user bridge network
-                 (each engine its own: pystackd in 10.211.0.0/17, dockerd in its pool 10.213.192.0/18);
+                 (each engine its own: pystackd in 10.212.192.0/18, dockerd in its pool 10.212.128.0/18);
 * ``memory``     with the 30 ``sleep`` containers running: RSS (and PSS) of every process of the
                  engine outside the containers: pystackd + fork server + shims, against
                  dockerd + containerd + containerd-shim-runc-v2 (the containers' own processes,
@@ -139,11 +139,11 @@ class Pystackd:
         self.socket = self.base / "pystack.sock"
         self.cgroup_parent = "pystack-bench-" + uuid.uuid4().hex[:6]
         routes = subprocess.run(["ip", "-4", "route", "show", "table", "all"], capture_output=True, text=True).stdout
-        free = [n for n in range(128, 255) if f"10.211.{n}.0/" not in routes]
+        free = [n for n in range(240, 250) if f"10.212.{n}.0/" not in routes]
         random.shuffle(free)
         env = {**os.environ, "PYSTACK_ROOT": str(self.root), "PYSTACK_RUN": str(self.run),
                "PYSTACK_HOST": f"unix://{self.socket}", "PYSTACK_CGROUP_PARENT": self.cgroup_parent,
-               "PYSTACK_BRIDGE_SUBNET": ",".join(f"10.211.{n}.0/24" for n in free[:4])}
+               "PYSTACK_BRIDGE_SUBNET": ",".join(f"10.212.{n}.0/24" for n in free[:4])}
         from pystack.runtime.images import ImageStore
         ImageStore(self.root / "images").import_rootfs(rootfs, "busybox:latest")
         self.log = open(self.base / "pystackd.log", "wb")
@@ -189,7 +189,7 @@ class Dockerd:
 
     def __init__(self, rootfs: Path) -> None:
         from pystack.compose.dockerd import start_dockerd
-        self.d = start_dockerd(prefix="pystack-engine-bench-dockerd")
+        self.d = start_dockerd(pool="10.212.128.0/18", prefix="pystack-engine-bench-dockerd")
         self.d.import_rootfs(rootfs, "busybox:latest")
         self.url = self.d.host
 
@@ -282,9 +282,9 @@ def main() -> None:
                 name = "bench" + uuid.uuid4().hex[:6]
                 if e.kind == "pystackd":
                     routes = subprocess.run(["ip", "-4", "route"], capture_output=True, text=True).stdout
-                    n = random.choice([n for n in range(1, 128) if f"10.211.{n}.0/" not in routes])
+                    n = random.choice([n for n in range(192, 240) if f"10.212.{n}.0/" not in routes])
                     import docker.types
-                    ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=f"10.211.{n}.0/24")])
+                    ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=f"10.212.{n}.0/24")])
                     c.create_network(name, driver="bridge", ipam=ipam)
                 else:
                     c.create_network(name, driver="bridge")

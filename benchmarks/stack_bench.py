@@ -123,19 +123,41 @@ def bytecode_env(env: dict[str, str], cache: Path) -> dict[str, str]:
     return out
 
 
-def remove_everything(host: str) -> None:
-    """Every container (forced, with its volumes) and every non-builtin network of an engine."""
+def remove_everything(host: str) -> list[str]:
+    """Every container (forced, with its volumes) and every non-builtin network of an
+    engine; returns the ids of networks it could not remove (their bridges are deleted
+    after the engine stops: dockerd keeps a stale endpoint now and then)."""
     from pystack.compose.client import EngineClient
 
+    left: list[str] = []
     try:
         client = EngineClient(host.removeprefix("unix://"))
         for c in client.containers(all=True):
             client.remove(c["Id"], force=True, volumes=True)
         for n in client.networks():
-            if n.get("Name") not in ("bridge", "host", "none"):
+            if n.get("Name") in ("bridge", "host", "none"):
+                continue
+            try:
                 client.network_remove(n["Id"])
+                continue
+            except Exception:  # noqa: BLE001 - stale endpoints: force them out, once
+                pass
+            try:
+                for cid in client.network_inspect(n["Id"]).get("Containers") or {}:
+                    client.network_disconnect(n["Id"], cid, force=True)
+                client.network_remove(n["Id"])
+            except Exception as exc:  # noqa: BLE001
+                print(f"cleanup of {host}: network {n.get('Name')}: {exc}", file=sys.stderr)
+                left.append(n["Id"])
     except Exception as exc:  # noqa: BLE001 - best effort before the engine stops
         print(f"cleanup of {host}: {exc}", file=sys.stderr)
+    return left
+
+
+def delete_bridges(network_ids: list[str]) -> None:
+    """dockerd's bridges (br-<id12>) of networks it still had when it stopped."""
+    for net_id in network_ids:
+        subprocess.run(["ip", "link", "del", f"br-{net_id[:12]}"], capture_output=True)
 
 
 def cleanup_networking(work: Path) -> None:
@@ -237,8 +259,9 @@ def main() -> None:
             except Exception:  # noqa: BLE001
                 pass
             cleanup_networking(work)
-        remove_everything(d.host)
+        left = remove_everything(d.host)
         d.stop()
+        delete_bridges(left)
         import shutil
 
         shutil.rmtree(work, ignore_errors=True)

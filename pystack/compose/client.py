@@ -393,6 +393,9 @@ class EngineClient:
     def network_remove(self, name: str) -> None:
         self.request("DELETE", f"/networks/{name}")
 
+    def network_disconnect(self, net: str, cid: str, force: bool = False) -> None:
+        self.request("POST", f"/networks/{net}/disconnect", body={"Container": cid, "Force": force})
+
     def network_connect(self, net: str, cid: str, endpoint: dict | None = None) -> None:
         self.request("POST", f"/networks/{net}/connect",
                      body={"Container": cid, "EndpointConfig": endpoint or {}})

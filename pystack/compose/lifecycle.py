@@ -210,11 +210,49 @@ class Lifecycle:
             if allowed is not None and n["Name"] not in allowed:
                 continue
             self.progress.event("Network", n["Name"], "Removing")
+            self._remove_network(n["Id"])
+            self.progress.event("Network", n["Name"], "Removed")
+
+    def _remove_network(self, net_id: str) -> None:
+        """Remove a network whose containers were just removed.
+
+        dockerd (20.10) now and then still holds an endpoint of a container it has just
+        removed (seen after forced removals of running containers in parallel: "network
+        ... has active endpoints", and the endpoint never goes). Then, after a short wait,
+        endpoints whose container no longer exists are force-disconnected (the fix
+        ``docker network disconnect -f`` is for) and the removal is tried again; an
+        endpoint of a container that still exists keeps the error, as with Compose.
+        """
+        import time
+
+        for attempt in range(12):
             try:
-                self.client.network_remove(n["Id"])
+                self.client.network_remove(net_id)
+                return
+            except NotFound:
+                return
+            except UserError as exc:  # 403 on dockerd, 409 on pystackd
+                if "active endpoints" not in str(exc) or attempt == 11:
+                    raise
+            time.sleep(0.1 if attempt < 5 else 0.25)
+            if attempt >= 2:
+                self._drop_stale_endpoints(net_id)
+
+    def _drop_stale_endpoints(self, net_id: str) -> None:
+        try:
+            info = self.client.network_inspect(net_id)
+        except NotFound:
+            return
+        for cid in (info.get("Containers") or {}):
+            try:
+                self.client.inspect(cid)
+                continue  # a live container: its endpoint is real
             except NotFound:
                 pass
-            self.progress.event("Network", n["Name"], "Removed")
+            try:
+                self.client.network_disconnect(net_id, cid, force=True)
+            except (NotFound, UserError):
+                pass
 
     def _remove_volumes(self) -> None:
         vols = self.client.volumes(labels=[L.project_filter(self.name)])
