@@ -3,10 +3,12 @@ grows (``feed.GrowingReader``) and apply it with the safe unpacker (``layers.unp
 
 Why processes: tar parsing and per-file system calls hold the GIL, so layers unpack in
 parallel only in separate interpreters. Why a pool of at most one helper per CPU that
-takes layers one after the other: a helper costs a fresh interpreter to start (a
-``subprocess``, never a ``fork()`` of the threaded puller, as DESIGN.md asks), and more
-helpers than cores only add that start-up; a layer whose blob is already on disk waits in
-the queue at no cost, its download goes on meanwhile.
+takes layers one after the other: a helper costs an interpreter's start (a
+``subprocess``, never a ``fork()`` of the threaded puller, as DESIGN.md asks; the first
+helper forks the others before it has any thread), and more helpers than cores only add
+that start-up; a layer whose blob is already on disk waits in the queue at no cost, its
+download goes on meanwhile. The pool is shared by the pulls of a process (``shared_pool``)
+and keeps its helpers ``PYSTACK_UNPACK_IDLE`` seconds (30) for the next pull.
 
 Parent and helper talk over a ``SOCK_SEQPACKET`` socket pair: the parent sends one job
 (JSON) with two descriptors, the blob file opened for reading and the download's eventfd
