@@ -29,11 +29,32 @@ def cgroup_path_for(spec: dict, cid: str) -> str:
     return "/" + "/".join(parts)
 
 
+_LAYOUTS: dict = {}  # (parent path, driver knob, mount generation) -> {controller: dir of the parent}
+
+
 def paths_for(spec: dict, cid: str) -> dict[str, str]:
     """The paths ``setup`` will return, before anything exists (the library sends them
-    to the shim and creates the cgroups while the init builds its mounts)."""
+    to the shim and creates the cgroups while the init builds its mounts). The layout
+    of a parent is kept while the mount table stays the same (it is asked for on every
+    create, before the request goes out: ~0.1-0.2 ms of driver objects otherwise)."""
     from pystack.runtime import cgroups
-    return dict(cgroups.layout(cgroup_path_for(spec, cid)).paths())
+    from pystack.runtime.cgroups import common
+    rel = cgroup_path_for(spec, cid)
+    parent, _, name = rel.rpartition("/")
+    if not parent:
+        return dict(cgroups.layout(rel).paths())
+    key = (parent, os.environ.get("PYSTACK_CGROUP_VERSION"), os.environ.get("PYSTACK_CGROUP_PARENT"),
+           common.mount_generation())
+    dirs = _LAYOUTS.get(key)
+    if dirs is None:
+        full = dict(cgroups.layout(rel).paths())
+        if not all(p.endswith("/" + name) for p in full.values()):
+            return full
+        dirs = {k: p[: len(p) - len(name)] for k, p in full.items()}
+        if len(_LAYOUTS) > 64:
+            _LAYOUTS.clear()
+        _LAYOUTS[key] = dirs
+    return {k: d + name for k, d in dirs.items()}
 
 
 def setup(spec: dict, cid: str) -> dict[str, str]:

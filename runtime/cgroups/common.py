@@ -28,21 +28,33 @@ class _Mountinfo:
         self.fd = -1
         self.owner: tuple[int, int] = (0, 0)  # (pid, mount namespace inode) of the fd
         self.parsed: dict = {}
+        self.generation = 0  # +1 each time the table is found changed
+
+    def _check(self) -> None:
+        owner = (os.getpid(), os.stat("/proc/self/ns/mnt").st_ino)
+        if self.fd < 0 or owner != self.owner:
+            # first use, a forked child (the fd, if inherited, is its parent's: left
+            # alone) or another mount namespace (setns)
+            self.fd = os.open("/proc/self/mountinfo", os.O_RDONLY | os.O_CLOEXEC)
+            self.owner = owner
+            self.parsed = {}
+            self.generation += 1
+        elif self._changed():
+            self.parsed = {}
+            self.generation += 1
 
     def get(self, key: str, parse):
         with self.lock:
-            owner = (os.getpid(), os.stat("/proc/self/ns/mnt").st_ino)
-            if self.fd < 0 or owner != self.owner:
-                # first use, a forked child (the fd, if inherited, is its parent's: left
-                # alone) or another mount namespace (setns)
-                self.fd = os.open("/proc/self/mountinfo", os.O_RDONLY | os.O_CLOEXEC)
-                self.owner = owner
-                self.parsed = {}
-            elif self._changed():
-                self.parsed = {}
+            self._check()
             if key not in self.parsed:
                 self.parsed[key] = parse(self._text())
             return self.parsed[key]
+
+    def current(self) -> int:
+        """The generation of the table: equal numbers, the same mounts."""
+        with self.lock:
+            self._check()
+            return self.generation
 
     def _changed(self) -> bool:
         import select
@@ -64,6 +76,11 @@ class _Mountinfo:
 
 
 _MOUNTINFO = _Mountinfo()
+
+
+def mount_generation() -> int:
+    """Changes whenever the mount table may have (for caches of what depends on it)."""
+    return _MOUNTINFO.current()
 
 
 def from_mountinfo(key: str, parse):
