@@ -59,7 +59,9 @@ def test_user_errors_are_clear(api, unique_name) -> None:
 
 
 def test_running_container_network_stop_restart_kill(api, busybox_engine, unique_name) -> None:
-    cid = api.run(["sh", "-c", "trap 'exit 7' TERM; while true; do sleep 0.1; done"], name=unique_name)
+    cid = api.run(["sh", "-c", "trap 'exit 7' TERM; echo trapped; while true; do sleep 0.1; done"],
+                  name=unique_name)
+    _wait_for_log_line(api, cid, "trapped\n")  # a SIGTERM before the trap is dropped (PID 1)
     ins = api.inspect(cid)
     assert ins["State"]["Running"] is True and ins["State"]["Pid"] > 0
     net = ins["NetworkSettings"]["Networks"]["bridge"]
