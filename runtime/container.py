@@ -12,15 +12,13 @@ never forks here.
 """
 from __future__ import annotations
 
-import json
+import _signal as signal  # (signal.py builds enums: ~5 ms of imports per CLI run)
 import os
 import select
-import signal
 import time
-from pathlib import Path
 
 from pystack.errors import Conflict, NotFound, UserError
-from pystack.runtime import cgroup_glue
+from pystack.runtime import cgroup_glue, minijson as json
 from pystack.runtime.state import (StateDir, oci_state_of, proc_start_time, rfc3339, trace,
                                    write_atomic)
 
@@ -37,10 +35,11 @@ def parse_signal(sig: int | str) -> int:
     if text.isdigit():
         return int(text)
     name = text if text.startswith("SIG") else "SIG" + text
-    try:
-        return int(getattr(signal.Signals, name))
-    except AttributeError:
-        raise UserError(f"unknown signal {sig!r}") from None
+    # the names of signal.Signals: _signal's SIG* constants but its handlers (SIG_DFL...)
+    value = None if name.startswith("SIG_") else getattr(signal, name, None)
+    if not isinstance(value, int):
+        raise UserError(f"unknown signal {sig!r}")
+    return int(value)
 
 
 class ExecProcess:
@@ -284,7 +283,7 @@ class Runtime:
             raise UserError(f"root.path {root} is not a directory")
         if rootfs_lowerdirs and (bool(rootfs_upper) != bool(rootfs_work)):
             raise UserError("rootfs_upper and rootfs_work must be given together")
-        d = self.states.make(id)
+        d = self.states.make_dir(id)
         paths: dict[str, str] = {}
         later = not self._direct()
         try:
@@ -375,7 +374,7 @@ class Runtime:
         if status != "created":
             raise Conflict(f"container {id} is {status}, not created: cannot start")
         trace("start")
-        start_fifo(self.states.path(id), rec)
+        start_fifo(self.states.dir(id), rec)
         trace("start: done")
 
     def state(self, id: str) -> dict:
@@ -406,12 +405,12 @@ class Runtime:
         """Block until the container exits; its exit code (128+n for signal n)."""
         rec = self.states.load(id)
         deadline = None if timeout is None else time.monotonic() + timeout
-        d = self.states.path(id)
+        d = self.states.dir(id)
         # the shim writes one byte into exit.fifo once exit.json is in place, then exits:
         # polling the fifo (never reading it) wakes every waiter then, not after the
         # shim's own teardown (~0.5 ms). Opened first, so that the byte cannot be missed.
         try:
-            fifo = os.open(d / "exit.fifo", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            fifo = os.open(os.path.join(d, "exit.fifo"), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError:
             fifo = -1
         try:
@@ -429,7 +428,7 @@ class Runtime:
                     info = self.states.exit_info(id)
                     if info is not None:
                         return int(info["exitCode"])
-                    if not d.exists():
+                    if not os.path.exists(d):
                         raise NotFound(f"container {id} does not exist")
                     return 255  # no shim recorded an exit status (killed shim or CLI-created)
                 try:
@@ -490,7 +489,7 @@ class Runtime:
             cgroup_glue.kill_all(paths, signal.SIGKILL)
             time.sleep(0.005)
         cgroup_glue.remove(paths)
-        _rmtree(self.states.path(id))
+        _rmtree(self.states.dir(id))
 
     # -- exec -----------------------------------------------------------------------------
 
@@ -687,7 +686,7 @@ def wait_gone(rec: dict, timeout: float = 10.0) -> None:
                 os.close(fd)
 
 
-def _write_started(d: Path) -> None:
+def _write_started(d: str) -> None:
     """The start time into ``started``: through the empty ``.started`` the shim made at
     create (filled, then renamed: no new inode on the start path, ~0.1-0.5 ms on ext4),
     else (a container the CLI created) as a new file."""
@@ -695,7 +694,7 @@ def _write_started(d: Path) -> None:
     try:
         fd = os.open(ready, os.O_WRONLY | os.O_CLOEXEC)
     except FileNotFoundError:
-        write_atomic(d / "started", rfc3339())
+        write_atomic(os.path.join(d, "started"), rfc3339())
         return
     try:
         os.write(fd, rfc3339().encode())
@@ -704,9 +703,9 @@ def _write_started(d: Path) -> None:
     os.rename(ready, os.path.join(d, "started"))
 
 
-def start_fifo(d: Path, rec: dict, timeout: float = 10.0) -> None:
+def start_fifo(d: str, rec: dict, timeout: float = 10.0) -> None:
     """Open the exec fifo for reading: the init, blocked opening it, goes on to exec."""
-    fifo = d / "exec.fifo"
+    fifo = os.path.join(d, "exec.fifo")
     try:
         fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -721,7 +720,7 @@ def start_fifo(d: Path, rec: dict, timeout: float = 10.0) -> None:
                 if data and not got:
                     got = True
                     _write_started(d)
-                    fifo.unlink()
+                    os.unlink(fifo)
                 elif not data and got:
                     return  # the init's end closed on execve: the program runs
             alive = proc_start_time(rec.get("pid") or 0) == rec.get("pid_start")

@@ -14,7 +14,6 @@ container's setup only makes system calls (no threads exist there).
 """
 from __future__ import annotations
 
-import array
 import errno
 import fcntl
 import os
@@ -147,7 +146,9 @@ def prepare_seccomp(section: dict | None, no_new_privs: bool, cache_dir: str | N
 
 def send(sock: socket.socket, msg: bytes, fds: list[int] | None = None) -> None:
     if fds:
-        sock.sendmsg([msg], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
+        # (struct, not array: array imports collections, ~4 ms per CLI run)
+        sock.sendmsg([msg], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                              struct.pack(f"{len(fds)}i", *fds))])
     else:
         sock.sendall(msg)
 
@@ -159,11 +160,12 @@ def recv(sock: socket.socket, size: int = 65536) -> tuple[bytes, list[int]]:
 
 def fds_of(anc: list) -> list[int]:
     """The file descriptors in ``recvmsg``'s ancillary data (SCM_RIGHTS)."""
-    fds = array.array("i")
+    fds: list[int] = []
     for level, kind, data in anc:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
-    return list(fds)
+            n = len(data) // 4
+            fds.extend(struct.unpack(f"{n}i", data[: n * 4]))
+    return fds
 
 
 # ---------------------------------------------------------------------------------------
@@ -300,7 +302,7 @@ def exec_program(prep: Prepared, path: str) -> None:
 def reset_signals() -> None:
     """Default dispositions and an empty mask: ignored signals survive execve, and the
     shim ignores SIGTERM/SIGINT/SIGHUP/SIGPIPE, which the container must not inherit."""
-    import signal
+    import _signal as signal  # (signal.py's enums: not in the init)
     # Python knows every disposition (it reads them all at start-up, and records what it
     # sets): only the changed ones cost a sigaction, not all 64 of them
     dfl = signal.SIG_DFL
@@ -308,7 +310,7 @@ def reset_signals() -> None:
         if sig in (signal.SIGKILL, signal.SIGSTOP):
             continue
         try:
-            if signal.getsignal(sig) is not dfl:
+            if signal.getsignal(sig) != dfl:
                 signal.signal(sig, dfl)
         except (OSError, ValueError, RuntimeError):
             pass

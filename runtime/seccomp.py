@@ -33,14 +33,12 @@ from __future__ import annotations
 
 import ctypes
 import errno as _errno
-import json
 import os
-from functools import lru_cache
-from pathlib import Path
 
 from pystack.errors import UserError
+from pystack.runtime import minijson as json  # (no json, pathlib, functools: see cli.py)
 
-DATA = Path(__file__).with_name("data") / "seccomp-default.json"
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "seccomp-default.json")
 
 ACTIONS = {
     "SCMP_ACT_KILL": 0x00000000,          # kill the thread
@@ -89,7 +87,7 @@ _OPTIMIZE_LEVEL = 2
 
 def docker_profile() -> dict:
     """Docker's default profile, in Docker's own format (archMap, includes/excludes)."""
-    return json.loads(DATA.read_text())
+    return json.loads(_read(DATA))
 
 
 def _kernel_version() -> tuple[int, ...]:
@@ -170,7 +168,7 @@ def from_security_opt(value: str, capabilities: Iterable[str]) -> dict | None:
     if value == "builtin":
         return default_oci(capabilities)
     try:
-        profile = json.loads(Path(value).read_text())
+        profile = json.loads(_read(value))
     except OSError as exc:
         raise UserError(f"security_opt seccomp={value}: {exc.strerror}") from None
     except ValueError as exc:
@@ -240,8 +238,21 @@ class _Version(ctypes.Structure):
     _fields_ = [("major", ctypes.c_uint), ("minor", ctypes.c_uint), ("micro", ctypes.c_uint)]
 
 
-@lru_cache(maxsize=1)
+_LIB: list = []  # [libseccomp or None] once looked up
+
+
+def _read(path: str) -> str:
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
 def _lib() -> ctypes.CDLL | None:
+    if not _LIB:
+        _LIB.append(_load_lib())
+    return _LIB[0]
+
+
+def _load_lib() -> ctypes.CDLL | None:
     try:
         lib = ctypes.CDLL("libseccomp.so.2", use_errno=True)
     except OSError:
@@ -431,7 +442,7 @@ def _disk_get(cache_dir, key: str) -> tuple[bytes, list[str]] | None:
     if cache_dir is None:
         return None
     try:
-        data = json.loads((Path(cache_dir) / f"{key}.json").read_text())
+        data = json.loads(_read(os.path.join(cache_dir, f"{key}.json")))
         bpf = bytes.fromhex(data["bpf"])
         if bpf and len(bpf) % 8 == 0:
             return bpf, list(data.get("skipped") or [])
@@ -444,11 +455,12 @@ def _disk_put(cache_dir, key: str, bpf: bytes, skipped: list[str] | None = None)
     if cache_dir is None:
         return
     try:
-        d = Path(cache_dir)
-        d.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = d / f".{key}.{os.getpid()}"
-        tmp.write_text(json.dumps({"bpf": bpf.hex(), "skipped": skipped or []}))
-        os.replace(tmp, d / f"{key}.json")
+        d = os.fspath(cache_dir)
+        os.makedirs(d, mode=0o700, exist_ok=True)
+        tmp = os.path.join(d, f".{key}.{os.getpid()}")
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(json.dumps({"bpf": bpf.hex(), "skipped": skipped or []}))
+        os.replace(tmp, os.path.join(d, f"{key}.json"))
     except OSError:
         pass  # a cache only
 

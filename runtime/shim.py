@@ -14,13 +14,12 @@ process without threads:
 """
 from __future__ import annotations
 
-import json
+import _signal as signal  # (signal.py builds enums: ~5 ms of imports per CLI run)
 import os
-import signal
 import _socket as socket  # the C module: socket.py costs ~2.5 ms (enum, selectors) per CLI run
 import time
 
-from pystack.runtime import cgroup_glue, namespaces as ns, process, rootfs
+from pystack.runtime import cgroup_glue, minijson as json, namespaces as ns, process, rootfs
 from pystack.runtime.state import proc_start_time, rfc3339, trace, write_atomic
 
 

@@ -15,16 +15,16 @@ leaves nothing stale: a dead pid means "stopped".
 """
 from __future__ import annotations
 
-import json
 import os
-import re
 import time
-from pathlib import Path
 
 from pystack.errors import Conflict, NotFound, UserError
+from pystack.runtime import minijson as json
+
+# (no re, pathlib or json here: this module is on the start path of every one-shot
+# `pystack-runtime` command, and those three cost ~20 ms of imports on a slow VM)
 
 OCI_VERSION = "1.0.2"
-ID_RE = re.compile(r"^[\w+\-.]{1,1024}$")
 
 
 _TRACE_PATH = os.environ.get("PYSTACK_RUNTIME_TRACE") or None
@@ -70,32 +70,46 @@ def proc_start_time(pid: int) -> int | None:
 
 def write_atomic(path: "str | os.PathLike", data: str | bytes) -> None:
     """Write a file so readers see the old or the new content, never half of it."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    path = os.fspath(path)
+    head, name = os.path.split(path)
+    tmp = os.path.join(head, f".{name}.{os.getpid()}")
     with open(tmp, "wb") as f:
         f.write(data.encode() if isinstance(data, str) else data)
     os.rename(tmp, path)
 
 
 class StateDir:
-    """The state root of one runtime instance (a ``--root``)."""
+    """The state root of one runtime instance (a ``--root``).
+
+    ``root``, ``path()`` and ``make()`` give ``pathlib.Path`` objects (callers use them);
+    the rest works on strings, so that the one-shot command never imports pathlib."""
 
     def __init__(self, root: str | os.PathLike) -> None:
-        self.root = Path(root)
+        self.root_path = os.fspath(root)
+
+    @property
+    def root(self):
+        from pathlib import Path
+        return Path(self.root_path)
 
     def ensure(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.makedirs(self.root_path, mode=0o700, exist_ok=True)
 
-    def path(self, cid: str) -> Path:
+    def dir(self, cid: str) -> str:
+        """``path(cid)`` as a string."""
         check_id(cid)
-        return self.root / cid
+        return os.path.join(self.root_path, cid)
+
+    def path(self, cid: str):
+        from pathlib import Path
+        return Path(self.dir(cid))
 
     def exists(self, cid: str) -> bool:
-        return (self.path(cid) / "state.json").exists()
+        return os.path.exists(os.path.join(self.dir(cid), "state.json"))
 
-    def make(self, cid: str) -> Path:
-        """Create the directory of a new container; Conflict if the id is taken."""
-        d = self.path(cid)
+    def make_dir(self, cid: str) -> str:
+        """Create the directory of a new container (its path); Conflict if the id is taken."""
+        d = self.dir(cid)
         try:
             try:
                 os.mkdir(d, 0o700)
@@ -106,36 +120,43 @@ class StateDir:
             raise Conflict(f"container with id {cid} already exists") from None
         return d
 
+    def make(self, cid: str):
+        """``make_dir`` as a ``pathlib.Path``."""
+        from pathlib import Path
+        return Path(self.make_dir(cid))
+
     def load(self, cid: str) -> dict:
         """The record written at create; NotFound for an unknown id."""
         try:
-            return json.loads((self.path(cid) / "state.json").read_text())
+            return json.loads(_read(os.path.join(self.dir(cid), "state.json")))
         except FileNotFoundError:
             raise NotFound(f"container {cid} does not exist") from None
 
     def save(self, cid: str, record: dict) -> None:
-        write_atomic(self.path(cid) / "state.json", json.dumps(record))
+        write_atomic(os.path.join(self.dir(cid), "state.json"), json.dumps(record))
 
     def ids(self) -> list[str]:
-        if not self.root.is_dir():
+        if not os.path.isdir(self.root_path):
             return []
-        return sorted(p.name for p in self.root.iterdir() if (p / "state.json").exists())
+        with os.scandir(self.root_path) as entries:
+            return sorted(e.name for e in entries
+                          if os.path.exists(os.path.join(e.path, "state.json")))
 
     def exit_info(self, cid: str) -> dict | None:
         try:
-            return json.loads((self.path(cid) / "exit.json").read_text())
+            return json.loads(_read(os.path.join(self.dir(cid), "exit.json")))
         except (FileNotFoundError, ValueError):
             return None
 
     def status(self, cid: str, record: dict) -> str:
         """created / running / paused / stopped, from the files and /proc (see module doc)."""
-        d = self.path(cid)
-        if (d / "exit.json").exists():
+        d = self.dir(cid)
+        if os.path.exists(os.path.join(d, "exit.json")):
             return "stopped"
         pid = record.get("pid") or 0
         if pid <= 0 or proc_start_time(pid) != record.get("pid_start"):
             return "stopped"
-        if (d / "exec.fifo").exists():
+        if os.path.exists(os.path.join(d, "exec.fifo")):
             return "created"
         if is_frozen(record):
             return "paused"
@@ -145,9 +166,16 @@ class StateDir:
         """runc's ``state`` JSON plus Docker's exit fields (see docs/contracts.md)."""
         rec = self.load(cid)
         status = self.status(cid, rec)
-        started = self.path(cid) / "started"
-        return oci_state_of({**rec, "id": cid}, status, started.read_text() if started.exists() else "",
-                            self.exit_info(cid) or {})
+        try:
+            started = _read(os.path.join(self.dir(cid), "started"))
+        except FileNotFoundError:
+            started = ""
+        return oci_state_of({**rec, "id": cid}, status, started, self.exit_info(cid) or {})
+
+
+def _read(path: str) -> str:
+    with open(path, encoding="utf-8") as f:
+        return f.read()
 
 
 def oci_state_of(rec: dict, status: str, started_at: str = "", info: dict | None = None) -> dict:
@@ -180,10 +208,10 @@ def is_frozen(record: dict) -> bool:
     v1 = paths.get("freezer")
     try:
         if v1:
-            return Path(v1, "freezer.state").read_text().strip() in ("FROZEN", "FREEZING")
+            return _read(os.path.join(v1, "freezer.state")).strip() in ("FROZEN", "FREEZING")
         v2 = paths.get("")
         if v2:
-            return Path(v2, "cgroup.freeze").read_text().strip() == "1"
+            return _read(os.path.join(v2, "cgroup.freeze")).strip() == "1"
     except OSError:
         return False
     return False
@@ -191,5 +219,16 @@ def is_frozen(record: dict) -> bool:
 
 def check_id(cid: str) -> None:
     """Ids are single path components (runc's rule): no '/', no '..', not empty."""
-    if not ID_RE.match(cid or "") or cid in (".", ".."):
+    if not _valid_id(cid) or cid in (".", ".."):
         raise UserError(f"invalid container id {cid!r}: use letters, digits, '_', '+', '-', '.'")
+
+
+_ID_PUNCT = frozenset("_+-.")
+
+
+def _valid_id(cid) -> bool:
+    """``re.fullmatch(r"[\\w+\\-.]{1,1024}", cid)`` without ``re`` (``\\w``: str.isalnum,
+    which is what re's Unicode ``\\w`` is, plus ``_``)."""
+    if not isinstance(cid, str) or not 0 < len(cid) <= 1024:
+        return False
+    return all(c.isalnum() or c in _ID_PUNCT for c in cid)

@@ -19,7 +19,6 @@ shm_rmid_forced`` and ``fs.mqueue.*``; ``net.*``; UTS ``kernel.domainname``.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
 
 from pystack.errors import UserError
 
@@ -56,7 +55,14 @@ def _private(namespaces: Iterable[dict] | Mapping[str, str | None], oci_type: st
     Joining another container's namespace by path counts as private (Docker allows it
     for ``network_mode: container:x``); joining the runtime's own namespace (the host's:
     the runtime runs there) does not."""
-    if isinstance(namespaces, Mapping):
+    if isinstance(namespaces, (list, tuple)):
+        mapping = False
+    elif isinstance(namespaces, dict):
+        mapping = True
+    else:  # (collections.abc only here: it is not on the CLI's start path)
+        from collections.abc import Mapping
+        mapping = isinstance(namespaces, Mapping)
+    if mapping:
         entries = [{"type": t, "path": p} for t, p in namespaces.items()]
     else:
         entries = list(namespaces)

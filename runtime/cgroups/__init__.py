@@ -37,8 +37,8 @@ Drivers: :mod:`.v1` and :mod:`.v2`; both expose the same methods.
 from __future__ import annotations
 
 import os
-import signal
-from pathlib import Path
+import _signal as signal  # (signal.py builds enums: ~5 ms per CLI run)
+from pystack.runtime.cgroups.common import CgPath as Path  # (not pathlib: see CgPath)
 
 from pystack.errors import UserError
 from pystack.runtime.cgroups import v1, v2

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import os
-from pathlib import Path
+from pystack.runtime.cgroups.common import CgPath as Path  # (not pathlib: see CgPath)
 
 IN_MODIFY = 0x00000002
 IN_NONBLOCK = 0o4000

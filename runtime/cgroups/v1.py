@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
-from pathlib import Path
+import _signal as signal  # (signal.py builds enums: ~5 ms per CLI run)
+from pystack.runtime.cgroups.common import CgPath as Path  # (not pathlib: see CgPath)
 
 from pystack.runtime.cgroups import common
 from pystack.runtime.cgroups.base import CgroupMixin
