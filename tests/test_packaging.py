@@ -27,3 +27,36 @@ def test_cli_help_runs() -> None:
     out = subprocess.run(["pystack", "--help"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "Usage" in out.stdout
+
+
+def test_editable_finder_is_light_and_maps_the_folders(tmp_path: Path) -> None:
+    """setup.py's editable strategy: the finder `site` imports at every Python start maps
+    pystack.runtime ... onto the root folders as setuptools' does, without importing
+    pathlib or importlib.util (~25 ms per process; the runtime CLI runs once per container
+    operation), and the runtime's command works through it."""
+    out = tmp_path / "wheel"
+    out.mkdir()
+    subprocess.run([sys.executable, "-c", "import sys; from setuptools import build_meta; "
+                    "build_meta.build_editable(sys.argv[1])", str(out)],
+                   cwd=ROOT, check=True, capture_output=True)
+    wheel = next(out.glob("pystack-*.whl"))
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    pth = next(site.glob("__editable__.*.pth")).read_text().strip()
+    finder = pth.split(";")[0].split()[1]
+    check = (
+        "import sys; sys.path.insert(0, sys.argv[1]); "
+        f"import {finder} as f; f.install(); "
+        "heavy = [m for m in ('pathlib', 'importlib.util', 're') if m in sys.modules]; "
+        "import pystack.runtime.cli, pystack.stack, pystack.networking, pystack.volumes; "
+        "print(heavy, pystack.runtime.cli.__file__, pystack.stack.__file__); "
+        "sys.argv[1:] = ['--root', sys.argv[2], 'state', 'nosuch']; "
+        "sys.exit(pystack.runtime.cli.main())")
+    p = subprocess.run([sys.executable, "-S", "-c", check, str(site), str(tmp_path / "root")],
+                       capture_output=True, text=True)
+    heavy, cli_file, stack_file = p.stdout.split()
+    assert heavy == "[]"
+    assert cli_file == str(ROOT / "runtime" / "cli.py")
+    assert stack_file == str(ROOT / "stack" / "__init__.py")
+    # the command itself: runc's message and exit status for an unknown container
+    assert p.returncode == 1 and "container nosuch does not exist" in p.stderr, p.stderr
