@@ -5,8 +5,8 @@ Compares, in the same run and interleaved (so machine load hits all alike):
 * ``library``       Runtime.create + start + wait (the engine's call; fork server warm)
 * ``library+ovl``   the same with the image as an overlay lower dir (what the engine does)
 * ``pystack-runtime run``   the runc-compatible command (a fresh Python each time), as
-  the console script pip installed (Python's ``site`` runs: in an editable install its
-  import hook alone costs ~25 ms)
+  the console script pip installed (Python's ``site`` runs, with every ``.pth`` of the
+  environment; an editable install's hook is setup.py's import-free one)
 * ``pystack-runtime run (-S launcher)``  the same command through the launcher of
   ``python -m pystack.runtime.launcher`` (``python -S``: no ``site``)
 * ``runc run``      the reference

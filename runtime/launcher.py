@@ -1,10 +1,13 @@
 """A fast-starting ``pystack-runtime``: the same command, run by ``python -S``.
 
 A console script (``pystack-runtime`` as pip installs it) starts Python with ``site``:
-every ``.pth`` file of the environment runs first. In an editable install the import
-hook's ``.pth`` alone imports pathlib, importlib.util, urllib.parse... about 25 ms before
-``main()``, on every call. Tools that drive an OCI runtime (podman, a test, the
-benchmark) start it once per operation, and runc's start-up is ~2 ms of Go.
+every ``.pth`` file of the environment runs first (pip writes ``#!/path/to/python`` and
+drops any interpreter option, so the script cannot ask for ``-S`` itself). setuptools'
+own editable-install hook imported pathlib, importlib.util, urllib.parse... ~25 ms before
+``main()`` on every call; setup.py now writes a hook that imports nothing, and ``site``
+itself still costs a few ms (its own code, other packages' ``.pth`` files). Tools that
+drive an OCI runtime (podman, a test, the benchmark) start it once per operation, and
+runc's start-up is ~2 ms of Go.
 
 The runtime imports nothing outside the standard library, so it does not need ``site``.
 This module writes a launcher script with the interpreter's absolute path and ``-S`` in

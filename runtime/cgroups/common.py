@@ -26,6 +26,8 @@ class CgPath(str):
         return str.__new__(cls, os.path.join(*map(os.fspath, parts)) if parts else ".")
 
     def __truediv__(self, other) -> "CgPath":
+        if type(other) is str and other and other[0] != "/" and self and self[-1] != "/":
+            return str.__new__(CgPath, f"{self}/{other}")  # (os.path.join's result)
         return CgPath(self, other)
 
     def __rtruediv__(self, other) -> "CgPath":
