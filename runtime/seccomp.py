@@ -238,7 +238,8 @@ class _Version(ctypes.Structure):
     _fields_ = [("major", ctypes.c_uint), ("minor", ctypes.c_uint), ("micro", ctypes.c_uint)]
 
 
-_LIB: list = []  # [libseccomp or None] once looked up
+_LIB: list = []  # [libseccomp or None] once looked up and its functions typed
+_HANDLE: list = []  # [libseccomp or None] once loaded (only seccomp_version typed)
 
 
 def _read(path: str) -> str:
@@ -247,9 +248,21 @@ def _read(path: str) -> str:
 
 
 def _lib() -> ctypes.CDLL | None:
+    """libseccomp with the signatures ``_compile_bpf`` calls (None if not installed)."""
     if not _LIB:
-        _LIB.append(_load_lib())
+        lib = _handle()
+        if lib is not None:
+            _type_functions(lib)
+        _LIB.append(lib)
     return _LIB[0]
+
+
+def _handle() -> ctypes.CDLL | None:
+    """libseccomp for its version only (a cache key: a CLI run with the program cached
+    on disk types none of the functions it would not call)."""
+    if not _HANDLE:
+        _HANDLE.append(_load_lib())
+    return _HANDLE[0]
 
 
 def _load_lib() -> ctypes.CDLL | None:
@@ -264,6 +277,12 @@ def _load_lib() -> ctypes.CDLL | None:
             lib = ctypes.CDLL(name, use_errno=True)
         except OSError:
             return None
+    lib.seccomp_version.argtypes = []
+    lib.seccomp_version.restype = ctypes.POINTER(_Version)
+    return lib
+
+
+def _type_functions(lib: ctypes.CDLL) -> None:
     lib.seccomp_init.argtypes = [ctypes.c_uint32]
     lib.seccomp_init.restype = ctypes.c_void_p
     lib.seccomp_release.argtypes = [ctypes.c_void_p]
@@ -283,9 +302,6 @@ def _load_lib() -> ctypes.CDLL | None:
     lib.seccomp_attr_set.restype = ctypes.c_int
     lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
     lib.seccomp_export_bpf.restype = ctypes.c_int
-    lib.seccomp_version.argtypes = []
-    lib.seccomp_version.restype = ctypes.POINTER(_Version)
-    return lib
 
 
 def available() -> tuple[bool, str]:
@@ -428,7 +444,7 @@ def _cache_key(section: dict) -> str:
     except ImportError:
         from hashlib import sha256
 
-    lib = _lib()
+    lib = _handle()
     ver = ""
     if lib is not None:
         v = lib.seccomp_version().contents
