@@ -51,12 +51,15 @@ def host_veth_name(container_id: str, index: int) -> str:
 
 def write_sysctl(key: str, value: str) -> bool:
     """Set ``/proc/sys/<key>`` in the current namespace; False if the key is absent."""
-    path = Path("/proc/sys") / key.replace(".", "/")
     try:
-        path.write_text(value)
-        return True
+        fd = os.open("/proc/sys/" + key.replace(".", "/"), os.O_WRONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return False
+    try:
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)
+    return True
 
 
 def link_index(ipr, name: str) -> int | None:

@@ -228,7 +228,7 @@ class NetworkManager:
 
     def get_network(self, id_or_name: str) -> NetworkRecord:
         """By id, name or unique id prefix; NotFound otherwise."""
-        return self._lookup(self.state.read()["networks"], id_or_name)
+        return self._lookup(self.state.view()["networks"], id_or_name)
 
     @staticmethod
     def _lookup(nets: dict[str, Any], id_or_name: str) -> NetworkRecord:
@@ -243,7 +243,7 @@ class NetworkManager:
         raise NotFound(f"network {id_or_name} not found")
 
     def list_networks(self) -> list[NetworkRecord]:
-        return [NetworkRecord.from_dict(r) for r in self.state.read()["networks"].values()
+        return [NetworkRecord.from_dict(r) for r in self.state.view()["networks"].values()
                 if r.get("status") is None]
 
     # -- sandboxes and endpoints --------------------------------------------------
@@ -296,7 +296,7 @@ class NetworkManager:
                 if not eps:
                     st["endpoints"].pop(container_id, None)
             raise
-        if container_id in self.state.read()["ports"]:
+        if container_id in self.state.view()["ports"]:
             with self.state.transaction() as st:
                 self._retarget_ports(st, container_id)
         self._sync_dns()
@@ -417,12 +417,12 @@ class NetworkManager:
 
     def endpoints(self, container_id: str) -> list[EndpointRecord]:
         """A container's endpoints, in interface order."""
-        eps = self.state.read()["endpoints"].get(container_id, {})
+        eps = self.state.view()["endpoints"].get(container_id, {})
         return sorted((EndpointRecord.from_dict(e) for e in eps.values()), key=lambda e: int(e.ifname[3:]))
 
     def remove_sandbox(self, container_id: str) -> None:
         """Undo everything of a container: ports, endpoints, namespace. Idempotent."""
-        current = self.state.read()
+        current = self.state.view()
         if container_id in current["ports"]:
             self.unpublish(container_id)
         elif container_id in current.get("ports_firewall", {}):
@@ -461,7 +461,7 @@ class NetworkManager:
         """
         if "/" in container_id or container_id in ("", ".", ".."):
             raise UserError(f"invalid container id {container_id!r}")
-        nets = self.state.read()["networks"]
+        nets = self.state.view()["networks"]
         named = [(self._lookup(nets, net_id), spec) for net_id, spec in endpoints]  # NotFound first
         named.sort(key=lambda item: (-item[1].priority, item[0].name))
         path = self.sandbox_path(container_id)
@@ -553,16 +553,19 @@ class NetworkManager:
 
     def port_bindings(self, container_id: str) -> list[PortBinding]:
         """What ``pystack port`` / inspect report for a container."""
-        return [PortBinding.from_dict(b) for b in self.state.read()["ports"].get(container_id, [])]
+        return [PortBinding.from_dict(b) for b in self.state.view()["ports"].get(container_id, [])]
 
     # -- files for the container ------------------------------------------------------
 
     def resolv_conf(self, container_id: str, dns: list[str] | None = None,
-                    search: list[str] | None = None, options: list[str] | None = None) -> str:
+                    search: list[str] | None = None, options: list[str] | None = None,
+                    eps: list[EndpointRecord] | None = None) -> str:
         """/etc/resolv.conf: the embedded DNS of the first network (``dns`` become its
         upstreams for this container, see EndpointSpec.dns); without a network
-        (``network_mode: none``/``host``) ``dns`` as given, else the host's nameservers."""
-        eps = self.endpoints(container_id)
+        (``network_mode: none``/``host``) ``dns`` as given, else the host's nameservers.
+        ``eps``: the container's endpoints when the caller has them already."""
+        if eps is None:
+            eps = self.endpoints(container_id)
         if eps:
             return _resolv_conf([eps[0].gateway], search, options)
         if not dns:
@@ -571,9 +574,11 @@ class NetworkManager:
         return _resolv_conf(list(dns), search, options)
 
     def hosts_file(self, container_id: str, hostname: str, domainname: str = "",
-                   extra_hosts: list[str] | dict[str, str] | None = None) -> str:
+                   extra_hosts: list[str] | dict[str, str] | None = None,
+                   eps: list[EndpointRecord] | None = None) -> str:
         """/etc/hosts with the container's addresses; ``host-gateway`` is its first gateway."""
-        eps = self.endpoints(container_id)
+        if eps is None:
+            eps = self.endpoints(container_id)
         gw = eps[0].gateway if eps else None
         addresses = [e.ip for e in eps] + [e.ip6 for e in eps if e.ip6]
         return _hosts_file(hostname, domainname, addresses, extra_hosts, gw)
@@ -595,7 +600,7 @@ class NetworkManager:
             if self._dns_done >= mine:
                 return
             covers = self._dns_asked
-            st = self.state.read()
+            st = self.state.view()
             nets = [NetworkRecord.from_dict(r) for r in st["networks"].values() if r.get("status") is None]
             eps = [EndpointRecord.from_dict(e) for c in st["endpoints"].values() for e in c.values()]
             if self._dns is None:

@@ -30,8 +30,11 @@ def create(path: Path) -> None:
     and sets ``lo`` up from inside; the thread then ends and is discarded. No fork, no
     exec: a few hundred microseconds instead of the milliseconds of ``unshare ip``.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch(exist_ok=False)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666))
+    except FileNotFoundError:  # the first namespace: make the folder
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666))
     result: dict[str, Any] = {}
 
     def inside() -> None:

@@ -11,8 +11,19 @@ from typing import Any
 
 def _from_dict(cls, data: dict[str, Any]):
     """Build a dataclass from a dict, ignoring unknown keys (newer state files)."""
-    names = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in data.items() if k in names})
+    names = _names(cls)
+    # lists and dicts copied: ``data`` may be the state store's shared view
+    return cls(**{k: (v.copy() if isinstance(v, (list, dict)) else v) for k, v in data.items() if k in names})
+
+
+_NAMES: dict[type, frozenset[str]] = {}
+
+
+def _names(cls) -> frozenset[str]:
+    names = _NAMES.get(cls)
+    if names is None:
+        names = _NAMES[cls] = frozenset(f.name for f in fields(cls))
+    return names
 
 
 @dataclass

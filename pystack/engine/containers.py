@@ -27,6 +27,7 @@ from pystack.humanize import human_duration  # noqa: F401 - also re-exported
 import asyncio
 import calendar
 import contextlib
+import errno as errno_mod
 import functools
 import inspect as inspect_mod
 import json
@@ -244,11 +245,10 @@ class ContainerManager:
         # name reservation and the intent marker happen before the first await: two
         # concurrent creates with one name cannot both pass
         d.mkdir(mode=0o700)
-        _write_intent(d, "create")
-        self.records.sync_later(d / "intent")
+        self.records.sync_later(_write_intent(d, "create"))
         self._creating.add(cid)
         try:
-            self.records.add(rec)
+            self.records.add(rec, save=False)  # the name only: the record is saved once, complete
         except BaseException:
             self._creating.discard(cid)
             shutil.rmtree(d, ignore_errors=True)
@@ -259,7 +259,7 @@ class ContainerManager:
             await asyncio.to_thread(self._rollback_create, cid)
             self._creating.discard(cid)
             raise
-        self.records.save(rec)
+        self.records.save(rec, first=True)
         _clear_intent(d)
         self._creating.discard(cid)
         self.live(cid)
@@ -267,9 +267,9 @@ class ContainerManager:
         return {"Id": cid, "Warnings": []}
 
     def _create_blocking(self, rec: ContainerRecord, image) -> None:
-        d = self.cdir(rec.id)
+        d = str(self.cdir(rec.id))
         for sub in ("upper", "work", "bundle", "bundle/rootfs"):
-            (d / sub).mkdir(mode=0o755, exist_ok=True)
+            os.mkdir(f"{d}/{sub}", 0o755)  # a new folder: none of them exists yet
         lowerdirs = [str(p) for p in self.engine.images.prepare(image)]
         rec.extra["lowerdirs"] = lowerdirs
         from pystack.volumes import lifecycle
@@ -419,13 +419,14 @@ class ContainerManager:
                 image_cfg_lower = [str(p) for p in self.engine.images.prepare(rec.image_id)]
                 rec.extra["lowerdirs"] = image_cfg_lower
             spec = self._build_spec(rec, netns, files)
-            bundle = Path(rec.extra["bundle"])
-            (bundle / "rootfs").mkdir(parents=True, exist_ok=True)
-            tmp = bundle / "config.json.tmp"
-            tmp.write_text(json.dumps(spec))
-            os.replace(tmp, bundle / "config.json")
-            Path(rec.extra["upper"]).mkdir(exist_ok=True)
-            Path(rec.extra["work"]).mkdir(exist_ok=True)
+            bundle = rec.extra["bundle"]
+            for sub in (f"{bundle}/rootfs", rec.extra["upper"], rec.extra["work"]):
+                if not os.path.isdir(sub):  # made at create; only a damaged folder lacks one
+                    os.makedirs(sub, mode=0o755, exist_ok=True)
+            # written in place, not through a temp file and a rename (a new inode each
+            # start): the runtime reads it only in the create below, and a start cut by
+            # a crash is started again, which writes it again
+            _write_file(f"{bundle}/config.json", _spec_json(spec))
             _ensure_workdir(rec.config.get("WorkingDir") or "", rec.extra["upper"], image_cfg_lower)
             log_cfg = rec.host_config.get("LogConfig") or {}
             log_opts = {k: v for k, v in (log_cfg.get("Config") or {}).items() if k in ("max-size", "max-file")}
@@ -503,14 +504,15 @@ class ContainerManager:
         hc = rec.host_config
         mode = hc.get("NetworkMode") or "bridge"
         hostname = rec.config.get("Hostname") or (os.uname().nodename if mode == "host" else rec.id[:12])
-        files = {"/etc/hostname": d / "hostname", "/etc/hosts": d / "hosts", "/etc/resolv.conf": d / "resolv.conf"}
-        files["/etc/hostname"].write_text(hostname + "\n")
-        files["/etc/hosts"].write_text(nm.hosts_file(rec.id, hostname, rec.config.get("Domainname") or "",
-                                                     hc.get("ExtraHosts") or None))
-        files["/etc/resolv.conf"].write_text(nm.resolv_conf(rec.id, hc.get("Dns") or None,
-                                                            hc.get("DnsSearch") or None,
-                                                            hc.get("DnsOptions") or None))
-        return {k: str(v) for k, v in files.items()}
+        files = {"/etc/hostname": f"{d}/hostname", "/etc/hosts": f"{d}/hosts", "/etc/resolv.conf": f"{d}/resolv.conf"}
+        eps = nm.endpoints(rec.id)  # one read of the networking state for both files
+        _write_file(files["/etc/hostname"], (hostname + "\n").encode())
+        _write_file(files["/etc/hosts"], nm.hosts_file(rec.id, hostname, rec.config.get("Domainname") or "",
+                                                       hc.get("ExtraHosts") or None, eps=eps).encode())
+        _write_file(files["/etc/resolv.conf"], nm.resolv_conf(rec.id, hc.get("Dns") or None,
+                                                              hc.get("DnsSearch") or None,
+                                                              hc.get("DnsOptions") or None, eps=eps).encode())
+        return files
 
     def _build_spec(self, rec: ContainerRecord, netns: str | None, files: dict[str, str]) -> dict:
         mounts = list(rec.extra.get("oci_mounts") or [])
@@ -518,7 +520,7 @@ class ContainerManager:
         specgen = _specgen()
         if specgen is not None:
             kwargs: dict[str, Any] = {}
-            if "rootfs" in inspect_mod.signature(specgen.build_spec).parameters:
+            if _takes_rootfs(specgen.build_spec):
                 kwargs["rootfs"] = [p for p in [rec.extra.get("upper", ""), *(rec.extra.get("lowerdirs") or [])] if p]
             spec = specgen.build_spec(rec.id, rec.config, rec.host_config, mounts=mounts, netns=netns,
                                       files=files, cgroup_parent=parent, **kwargs)
@@ -858,8 +860,7 @@ class ContainerManager:
                 lv.restart_task.cancel()
                 lv.restart_task = None
             d = self.cdir(rec.id)
-            _write_intent(d, "remove-v" if volumes else "remove")
-            self.records.sync_later(d / "intent")
+            self.records.sync_later(_write_intent(d, "remove-v" if volumes else "remove"))
             rec.state["Status"] = "removing"
             self.records.save(rec)
             if self.is_running(rec) or rec.state.get("Running"):
@@ -1220,10 +1221,7 @@ class ContainerManager:
                 continue
             intent = _read_intent(d)
             if intent == "create":
-                try:
-                    since = (d / "intent").stat().st_mtime
-                except OSError:
-                    since = None
+                since = _intent_since(d)
                 log.info("recovery: rolling back the interrupted create of %s", d.name)
                 await asyncio.to_thread(self._rollback_create, d.name)
                 if since is not None:
@@ -1423,6 +1421,11 @@ def _specgen():
     return specgen
 
 
+@functools.lru_cache(maxsize=4)
+def _takes_rootfs(fn) -> bool:
+    return "rootfs" in inspect_mod.signature(fn).parameters
+
+
 def _quiet(fn, *args) -> None:
     try:
         fn(*args)
@@ -1462,26 +1465,110 @@ def _ensure_workdir(workdir: str, upper: str, lowers: list[str]) -> None:
     os.makedirs(upper + "/" + "/".join(parts), mode=0o755, exist_ok=True)
 
 
-def _write_intent(d: Path, what: str) -> None:
-    """Atomic for a killed engine (rename); the caller has it fsynced off the event loop."""
+INTENT_XATTR = "user.pystack.intent"
+
+
+def _write_intent(d: Path, what: str) -> Path:
+    """Mark multi-step work on a container folder; returns the path to have fsynced
+    (the caller does it off the event loop).
+
+    The mark is an extended attribute of the folder ("<what> <time>"): set in one step
+    (a killed engine leaves it or not), and no new inode, which ext4 makes slowly when
+    files come and go fast. Where the file system has no user xattrs (tmpfs before
+    Linux 6.6), an ``intent`` file, written and renamed, as before."""
+    try:
+        os.setxattr(d, INTENT_XATTR, f"{what} {time.time():.6f}".encode())
+        return d
+    except OSError as exc:
+        if exc.errno not in (errno_mod.ENOTSUP, errno_mod.EOPNOTSUPP, errno_mod.EPERM):
+            raise
     tmp = d / "intent.tmp"
     with open(tmp, "w") as fh:
         fh.write(what)
     os.replace(tmp, d / "intent")
+    return d / "intent"
 
 
 def _clear_intent(d: Path) -> None:
+    try:
+        os.removexattr(d, INTENT_XATTR)
+        return
+    except OSError as exc:
+        if exc.errno == errno_mod.ENOENT:
+            return
+        # ENODATA: no xattr, so perhaps an intent file (no xattrs here, or an older engine)
     try:
         (d / "intent").unlink()
     except FileNotFoundError:
         pass
 
 
+def _intent_xattr(d: Path) -> str | None:
+    try:
+        return os.getxattr(d, INTENT_XATTR).decode(errors="replace").strip() or None
+    except OSError:
+        return None
+
+
 def _read_intent(d: Path) -> str | None:
+    mark = _intent_xattr(d)
+    if mark:
+        return mark.split()[0]
     try:
         return (d / "intent").read_text().strip() or None
     except (FileNotFoundError, OSError):
         return None
+
+
+def _intent_since(d: Path) -> float | None:
+    """When the marked work began (the mark's time; an intent file's mtime)."""
+    mark = _intent_xattr(d)
+    if mark:
+        parts = mark.split()
+        try:
+            return float(parts[1])
+        except (IndexError, ValueError):
+            pass
+    try:
+        return (d / "intent").stat().st_mtime
+    except OSError:
+        return None
+
+
+_SPLICE = f"@@pystack-seccomp-{os.urandom(8).hex()}@@"  # never in a real spec
+_SECTION_TEXT: dict[int, tuple[dict, str]] = {}
+
+
+def _spec_json(spec: dict) -> bytes:
+    """``json.dumps(spec)``; a seccomp section the spec generator shares between specs
+    (Docker's default profile, 2/3 of the text) is encoded once, not at every start."""
+    linux = spec.get("linux")
+    section = linux.get("seccomp") if isinstance(linux, dict) else None
+    specgen = _specgen()
+    shared = getattr(specgen, "is_shared_seccomp", None)
+    if section is None or shared is None or not shared(section):
+        return json.dumps(spec).encode()
+    held = _SECTION_TEXT.get(id(section))
+    if held is None or held[0] is not section:
+        held = (section, json.dumps(section))
+        _SECTION_TEXT[id(section)] = held
+    linux["seccomp"] = _SPLICE
+    try:
+        text = json.dumps(spec)
+    finally:
+        linux["seccomp"] = section
+    return text.replace(f'"{_SPLICE}"', held[1], 1).encode()
+
+
+def _write_file(path: str, data: bytes) -> None:
+    """Create or overwrite ``path`` (one open, one write: no pathlib, no text layer)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
 
 
 def _du(path: str) -> int:

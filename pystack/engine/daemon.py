@@ -87,6 +87,13 @@ async def _run(root: Path, run: Path, sock: Path, group: str | None) -> None:
     if startup is not None:
         await startup()
     runner = await serve(engine, sock, group)
+    # what start-up made (modules, routes, records) lives as long as the engine: out of
+    # the collector's scans; and young collections ten times rarer (each request makes
+    # thousands of short-lived dicts, which the collector otherwise walks again and again)
+    import gc
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 20)
     (run / "pystackd.pid").write_text(str(os.getpid()))
     log.info("listening on unix://%s (state %s)", sock, root)
     stop = asyncio.Event()
