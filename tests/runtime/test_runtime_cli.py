@@ -229,6 +229,35 @@ def test_fast_launcher_is_the_same_command(make_bundle, tmp_path):
     assert launcher.main(["-h"]) == 2
 
 
+def test_start_path_stays_off_the_heavy_modules(make_bundle, tmp_path):
+    """``run`` (and ``create``, ``state``, ``start``, ``delete``) import no re, enum,
+    functools, collections, pathlib, json...: on a slow VM they cost the one-shot command
+    ~20 ms of CPU per run, more than runc's whole start-up (see cli.py, minijson.py,
+    cgroups.common.CgPath). Started as the launcher starts it (python -S)."""
+    from pystack.runtime import launcher
+    heavy = ("re", "enum", "functools", "collections", "pathlib", "json", "typing",
+             "dataclasses", "inspect", "hashlib", "shutil", "threading", "selectors",
+             "signal", "array", "urllib.parse", "subprocess", "argparse")
+    text = launcher.script().replace("sys.exit(main())", (
+        "rc = main(sys.argv[1:])\n"
+        f"print(rc, [m for m in {heavy!r} if m in sys.modules], file=sys.stderr)\n"))
+    probe = tmp_path / "probe"
+    probe.write_text(text)
+    b = make_bundle(["sh", "-c", "exit 3"], copy=True)
+    root = tmp_path / "root"
+    cid = new_id()
+    for args in (["run", new_id()], ["create", cid], ["state", cid], ["start", cid],
+                 ["delete", "--force", cid]):
+        # (create hands its stdio to the container, as runc: files, not pipes)
+        with open(tmp_path / "err", "w+") as err:
+            rc = subprocess.run([launcher.sys.executable, "-S", str(probe), "--root",
+                                 str(root), *args], cwd=b, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=err, timeout=30).returncode
+            err.seek(0)
+            last = err.read().splitlines()[-1]
+        assert last == f"{3 if args[0] == 'run' else 0} []", (args, rc, last)
+
+
 @pytest.mark.parametrize("argv", [
     ["run", "x"], ["--root", "/r", "run", "-d", "--pid-file", "p", "x"],
     ["--root=/r", "--log", "l", "--log-format", "json", "create", "--bundle", "b",
