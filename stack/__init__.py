@@ -7,7 +7,9 @@ only its own module (pydantic for ``Project``, networkx for ``build_graph``...).
 from __future__ import annotations
 
 import importlib
-from typing import Any
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs every command ~4 ms to import: annotations only
+    from typing import Any
 
 _EXPORTS: dict[str, str] = {
     "LoadOptions": "options",

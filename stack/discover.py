@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
 
 from .dotenv import read_dotenv
 from .errors import ComposeError
@@ -23,17 +22,30 @@ OVERRIDE_FILES = ("compose.override.yml", "compose.override.yaml",
 _NAME_CHARS = re.compile(r"[a-z0-9_-]")
 
 
-@dataclass
 class ProjectSource:
     """Everything the YAML passes need that does not come from the YAML itself."""
 
-    files: list[str]                     # absolute paths, or "-" for stdin
-    working_dir: str                     # absolute project directory
-    environment: dict[str, str]          # the interpolation environment
-    project_name: str | None             # from -p or COMPOSE_PROJECT_NAME (else the files decide)
-    default_name: str                    # normalized base name of the project directory
-    profiles: list[str] = field(default_factory=list)
-    env_files: list[str] = field(default_factory=list)
+    _fields = ("files", "working_dir", "environment", "project_name", "default_name", "profiles",
+               "env_files")
+
+    def __init__(self, files: list[str], working_dir: str, environment: dict[str, str],
+                 project_name: str | None, default_name: str, profiles: list[str] | None = None,
+                 env_files: list[str] | None = None) -> None:
+        self.files = files                  # absolute paths, or "-" for stdin
+        self.working_dir = working_dir      # absolute project directory
+        self.environment = environment      # the interpolation environment
+        self.project_name = project_name    # from -p or COMPOSE_PROJECT_NAME (else the files decide)
+        self.default_name = default_name    # normalized base name of the project directory
+        self.profiles = profiles if profiles is not None else []
+        self.env_files = env_files if env_files is not None else []
+
+    def __repr__(self) -> str:
+        return f"ProjectSource({', '.join(f'{k}={getattr(self, k)!r}' for k in self._fields)})"
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return all(getattr(self, k) == getattr(other, k) for k in self._fields)
 
 
 def normalize_project_name(name: str) -> str:

@@ -8,7 +8,7 @@ above, and a bare ``KEY`` line that copies ``KEY`` from the environment when set
 """
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from .errors import ComposeError
 from .interpolate import Substitutor, TemplateError

@@ -8,7 +8,10 @@ paths resolved against that file's directory; the extending file's ``!reset`` an
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Iterable
+from collections.abc import Callable
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs every command ~4 ms to import: annotations only
+    from typing import Any, Iterable
 
 from .errors import ComposeError, KeyPath
 from .merge import apply_resets, deep_copy, merge_values
@@ -18,7 +21,7 @@ OtherFileLoader = Callable[[str], "tuple[dict[str, Any], list[KeyPath]]"]
 
 
 # (a copied base service, the directory of its file relative to the extending one)
-Rebaser = Callable[[dict[str, Any], str], None]
+Rebaser = Callable[["dict[str, Any]", str], None]
 
 
 class _Extender:

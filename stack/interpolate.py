@@ -8,7 +8,10 @@ the file, line and key path; an unset variable is warned about once and becomes 
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs every command ~4 ms to import: annotations only
+    from typing import Any
 
 from .errors import ComposeError, KeyPath
 

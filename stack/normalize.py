@@ -18,7 +18,10 @@ import math
 import os
 import posixpath
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs every command ~4 ms to import: annotations only
+    from typing import Any
 
 from .errors import ComposeError, KeyPath
 from .transform import go_str, string_list
@@ -444,7 +447,7 @@ class RenderError(ValueError):
         self.path = path
 
 
-Spec = Any  # a type name (str), a Struct, or a ("list"|"map"|"pmap", Spec) tuple
+Spec = object  # (Any) a type name (str), a Struct, or a ("list"|"map"|"pmap", Spec) tuple
 _OMIT = object()
 
 

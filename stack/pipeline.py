@@ -9,11 +9,11 @@ result shaped like the Go structs' JSON. Part B's semantic ``check_config`` runs
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
-from dataclasses import dataclass, field
-from typing import Any, Callable
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs every command ~4 ms to import: annotations only
+    from typing import Any, Callable
 
 from .discover import ProjectSource, check_project_name, discover, normalize_project_name
 from .errors import ComposeError, KeyPath, Mark
@@ -29,42 +29,58 @@ from .transform import canonical, depends_on_defaults
 from .yamlpos import Locator, parse_yaml_documents
 
 
-@dataclass
 class LoadedConfig:
     """The result of a load.
 
     ``config`` is exactly what ``docker compose config --format json`` prints (``$`` doubled
     when interpolation ran, so that the output reloads unchanged); ``model`` is the same
     document with the real values (single ``$``), which is what a runtime should use.
+
+    ``extensions``: the structs' ``x-*`` keys by the path of their struct in ``config``
+    (("services", "web"), ("services", "web", "ports", 0)...): Compose prints them in YAML
+    only; top-level ``x-*`` keys are in ``config`` itself (JSON prints those).
+    ``all_services``: every service's name before profiles and the selection applied.
+    ``models``: the top-level models the services use, typed: Compose prints them in YAML only.
     """
 
-    config: dict[str, Any]
-    model: dict[str, Any]
-    name: str
-    working_dir: str
-    config_files: list[str]
-    environment: dict[str, str]
-    locators: list[Locator] = field(default_factory=list)
-    profiles: list[str] = field(default_factory=list)
-    # the structs' ``x-*`` keys by the path of their struct in ``config`` (("services",
-    # "web"), ("services", "web", "ports", 0)...): Compose prints them in YAML only;
-    # top-level ``x-*`` keys are in ``config`` itself (JSON prints those)
-    extensions: dict[KeyPath, dict[str, Any]] = field(default_factory=dict)
-    # every service's name before profiles and the selection applied
-    all_services: list[str] = field(default_factory=list)
-    # the top-level models the services use, typed: Compose prints them in YAML only
-    models: dict[str, Any] = field(default_factory=dict)
+    _fields = ("config", "model", "name", "working_dir", "config_files", "environment", "locators",
+               "profiles", "extensions", "all_services", "models")
+
+    def __init__(self, config: dict[str, Any], model: dict[str, Any], name: str, working_dir: str,
+                 config_files: list[str], environment: dict[str, str],
+                 locators: list[Locator] | None = None, profiles: list[str] | None = None,
+                 extensions: dict[KeyPath, dict[str, Any]] | None = None,
+                 all_services: list[str] | None = None, models: dict[str, Any] | None = None) -> None:
+        self.config = config
+        self.model = model
+        self.name = name
+        self.working_dir = working_dir
+        self.config_files = config_files
+        self.environment = environment
+        self.locators = locators if locators is not None else []
+        self.profiles = profiles if profiles is not None else []
+        self.extensions = extensions if extensions is not None else {}
+        self.all_services = all_services if all_services is not None else []
+        self.models = models if models is not None else {}
+
+    def __repr__(self) -> str:
+        return f"LoadedConfig({', '.join(f'{k}={getattr(self, k)!r}' for k in self._fields)})"
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return all(getattr(self, k) == getattr(other, k) for k in self._fields)
 
 
 def _hook(name: str) -> Callable[..., Any] | None:
     """Part B's validation hooks, imported lazily and only when their module exists."""
     try:
-        if importlib.util.find_spec("pystack.stack.validate") is None:
-            return None
-    except (ImportError, ValueError):
+        from . import validate
+    except ImportError as exc:
+        if exc.name not in ("pystack.stack.validate", "pystack.stack"):
+            raise
         return None
-    module = importlib.import_module("pystack.stack.validate")
-    return getattr(module, name, None)
+    return getattr(validate, name, None)
 
 
 class _Positions:

@@ -18,7 +18,10 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import re
-from typing import Any, Iterable, Iterator, Mapping, Protocol
+from collections.abc import Iterable, Iterator, Mapping
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs every command ~4 ms to import: annotations only
+    from typing import Any, Protocol
 
 from .errors import ComposeError, KeyPath, Mark
 from .schema import TYPE_CHECKS, is_valid, load_schema, subschema_checker
@@ -27,10 +30,11 @@ __all__ = ["validate_file", "check_config", "consistency_checks", "parse_duratio
            "parse_bytes", "schema_errors"]
 
 
-class LocatorLike(Protocol):
-    """What validation needs from stack.yamlpos.Locator: the position of a key path."""
+if TYPE_CHECKING:
+    class LocatorLike(Protocol):
+        """What validation needs from stack.yamlpos.Locator: the position of a key path."""
 
-    def mark(self, path: KeyPath) -> Mark | None: ...
+        def mark(self, path: KeyPath) -> Mark | None: ...
 
 
 # --------------------------------------------------------------------------- schema

@@ -3,15 +3,20 @@
 Each command lives in its own module; ``COMMANDS`` maps a name to ``module:attribute`` so
 that ``pystack ps`` never pays for the imports of ``pystack image push``. To add a
 command, write its module and add one line here.
+
+Start-up is part of every command's time, so this module imports nothing heavy: the
+common command lines of ``up``, ``down`` and ``ps`` are parsed by ``pystack.cli.fastpath``
+and run without importing click at all; everything else (any other command, ``--help``,
+an option the fast path does not know, a mistake to report) goes to the click group in
+``pystack.cli.group``, which behaves exactly as before.
 """
 from __future__ import annotations
 
-import importlib
 import os
 import sys
-from dataclasses import dataclass, field
-
-import click
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs every command ~4 ms to import: annotations only
+    from typing import Any
 
 from pystack.errors import UserError
 
@@ -36,78 +41,75 @@ COMMANDS: dict[str, str] = {
 }
 
 
-@dataclass
 class GlobalOptions:
     """Options every Compose command shares (Docker Compose's global flags)."""
 
-    files: list[str] = field(default_factory=list)
-    project_name: str | None = None
-    profiles: list[str] = field(default_factory=list)
-    env_files: list[str] = field(default_factory=list)
-    project_directory: str | None = None
-    parallel: int = -1
-    ansi: str = "auto"
-    progress: str = "auto"
-    dry_run: bool = False
+    __slots__ = ("files", "project_name", "profiles", "env_files", "project_directory",
+                 "parallel", "ansi", "progress", "dry_run")
+
+    def __init__(self, files: list[str] | None = None, project_name: str | None = None,
+                 profiles: list[str] | None = None, env_files: list[str] | None = None,
+                 project_directory: str | None = None, parallel: int = -1, ansi: str = "auto",
+                 progress: str = "auto", dry_run: bool = False) -> None:
+        self.files = files if files is not None else []
+        self.project_name = project_name
+        self.profiles = profiles if profiles is not None else []
+        self.env_files = env_files if env_files is not None else []
+        self.project_directory = project_directory
+        self.parallel = parallel
+        self.ansi = ansi
+        self.progress = progress
+        self.dry_run = dry_run
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__)
+        return f"GlobalOptions({fields})"
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return all(getattr(self, k) == getattr(other, k) for k in self.__slots__)
 
 
-class LazyGroup(click.Group):
-    """A group that imports a subcommand's module only when that subcommand is invoked."""
+def __getattr__(name: str) -> Any:
+    # the click group and its class, imported (with click) only when asked for
+    if name in ("cli", "LazyGroup"):
+        from pystack.cli import group
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(COMMANDS)
-
-    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        target = COMMANDS.get(name)
-        if target is None:
-            return None
-        module_name, attr = target.split(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:
-                return None  # command not built yet
-            raise
-        return getattr(module, attr, None)
+        return getattr(group, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-f", "--file", "files", multiple=True, help="Compose configuration files ('-' for stdin).")
-@click.option("-p", "--project-name", help="Project name.")
-@click.option("--profile", "profiles", multiple=True, help="Enable a profile.")
-@click.option("--env-file", "env_files", multiple=True, help="Alternate environment file.")
-@click.option("--project-directory", help="Alternate working directory (default: the first file's).")
-@click.option("--parallel", type=int, default=-1, help="Maximum parallelism, -1 for unlimited.")
-@click.option("--ansi", type=click.Choice(["never", "always", "auto"]), default="auto")
-@click.option("--progress", type=click.Choice(["auto", "tty", "plain", "json", "quiet"]), default="auto")
-@click.option("--dry-run", is_flag=True, help="Show what would be done, change nothing.")
-@click.version_option(package_name="pystack", prog_name="pystack")
-@click.pass_context
-def cli(ctx: click.Context, files, project_name, profiles, env_files, project_directory,
-        parallel, ansi, progress, dry_run) -> None:
-    """Define and run multi-container applications on pystack's own engine."""
-    ctx.obj = GlobalOptions(list(files), project_name, list(profiles), list(env_files),
-                            project_directory, parallel, ansi, progress, dry_run)
+def _echo_err(message: str) -> None:
+    from pystack.cli.compose_run import echo
+
+    echo(message, err=True)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user mistakes become one line on stderr and a non-zero exit."""
     try:
-        rv = cli.main(args=argv, prog_name="pystack", standalone_mode=False)
+        from pystack.cli.fastpath import parse
+
+        fast = parse(sys.argv[1:] if argv is None else list(argv))
+        if fast is None:
+            from pystack.cli.group import run
+
+            rv = run(argv)
+        else:
+            try:
+                rv = fast()
+            except (EOFError, KeyboardInterrupt):
+                _echo_err("")  # what click does before it aborts
+                sys.exit(130)
+            rv = rv if isinstance(rv, int) else 0
     except UserError as exc:
-        click.echo(str(exc), err=True)
+        _echo_err(str(exc))
         sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        sys.exit(130)
     except KeyboardInterrupt:
         sys.exit(130)
     except BrokenPipeError:
         # stdout closed early (e.g. `| head`): not an error worth a traceback
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)
-    sys.exit(rv if isinstance(rv, int) else 0)
+    sys.exit(rv)

@@ -9,12 +9,7 @@ root, no overlayfs...), its own one-line reason is reported.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 from pystack.errors import EngineUnavailable
 
@@ -35,11 +30,35 @@ def _answers(path: str) -> bool:
 
 def engine_socket_path() -> str:
     """The socket to talk to, starting pystackd first when it is the default and silent."""
-    from pystack.paths import engine_socket, run_root
+    host = os.environ.get("PYSTACK_HOST")
+    if host:
+        path = host.removeprefix("unix://")
+        if _plain_path(path):
+            return path  # what str(pystack.paths.engine_socket()) is, without pathlib
+    from pystack.paths import engine_socket
 
     path = str(engine_socket())
-    if os.environ.get("PYSTACK_HOST") or _answers(path):
+    if host or _answers(path):
         return path
+    return _start(path)
+
+
+def _plain_path(path: str) -> bool:
+    """True when ``str(Path(path)) == path`` surely holds (nothing pathlib would tidy)."""
+    return (path.startswith("/") and "//" not in path and "/./" not in path
+            and not path.endswith(("/", "/.")))
+
+
+def _start(path: str) -> str:
+    """Start pystackd in the background and wait until it answers on ``path``."""
+    import shutil
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from pystack.paths import run_root
+
     if os.environ.get("PYSTACK_NO_AUTOSTART"):
         raise EngineUnavailable(f"cannot reach the engine at {path} (PYSTACK_NO_AUTOSTART is set)")
     exe = shutil.which("pystackd") or str(Path(sys.executable).parent / "pystackd")

@@ -11,10 +11,10 @@ Compose's; the fallback below (sorted-key JSON) is only for a partial install.
 """
 from __future__ import annotations
 
-import copy
-import hashlib
 import json
-from typing import Any
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs every command ~4 ms to import: annotations only
+    from typing import Any
 
 IGNORED = ("build", "pull_policy", "scale", "depends_on", "profiles")
 REF_KEYS = ("network_mode", "ipc", "pid", "cgroup", "uts")
@@ -56,6 +56,9 @@ def service_hash(svc: dict[str, Any], containers: dict[str, str] | None = None) 
         compose_hash = None
     if compose_hash is not None:
         return compose_hash(data)
+    import copy
+    import hashlib
+
     for key in IGNORED:
         data.pop(key, None)
     if isinstance(data.get("deploy"), dict) and "replicas" in data["deploy"]:

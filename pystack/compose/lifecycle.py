@@ -6,7 +6,9 @@ cleans up a project whose file is gone.
 """
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs every command ~4 ms to import: annotations only
+    from typing import Any
 
 from pystack.compose import labels as L
 from pystack.compose.convert import network_name

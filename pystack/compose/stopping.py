@@ -12,7 +12,6 @@ is still sent, then SIGKILL at once.
 from __future__ import annotations
 
 import signal as _signal
-from pathlib import Path
 
 
 def signal_number(name: str | int | None) -> int:
@@ -35,7 +34,8 @@ def signal_number(name: str | int | None) -> int:
 def pid1_catches(pid: int, signum: int) -> bool | None:
     """Whether host process ``pid`` (a namespace's PID 1) catches ``signum``; None if unknown."""
     try:
-        status = Path(f"/proc/{pid}/status").read_text()
+        with open(f"/proc/{pid}/status", encoding="utf-8") as fh:
+            status = fh.read()
     except OSError:
         return None
     fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)

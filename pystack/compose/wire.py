@@ -7,7 +7,13 @@ raw socket after ``101 Switching Protocols`` (attach/exec).
 """
 from __future__ import annotations
 
-import socket
+# the C module: socket.py adds makefile() and friends this module does not use, and costs
+# every command ~2 ms to import (selectors, and enums built from the constants)
+import _socket
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import socket
 
 
 class WireError(OSError):
@@ -25,7 +31,7 @@ class Connection:
         self.fresh = True  # no request sent yet: a failure is not a stale keep-alive
 
     def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         if self.timeout is not None:
             sock.settimeout(self.timeout)
         try:

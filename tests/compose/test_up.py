@@ -5,6 +5,7 @@ Each test drives the real CLI in a subprocess and checks what the engine reports
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime
 
 import pytest
@@ -250,6 +251,11 @@ services:
   job: {image: busybox, command: ["true"]}
 """)
     stack.run("up", "-d")
+    # ``true`` may still be running just after ``up -d`` returns (ps answers in ~0.1 s)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and stack.run(
+            "ps", "-a", "--status", "exited", "--format", "{{.Name}}").stdout.split() != [f"{stack.name}-job-1"]:
+        time.sleep(0.1)
     running = stack.run("ps", "--format", "json").stdout.splitlines()
     assert [json.loads(line)["Service"] for line in running] == ["web"]
     everything = [json.loads(line) for line in stack.run("ps", "-a", "--format", "json").stdout.splitlines()]
