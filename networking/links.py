@@ -11,6 +11,7 @@ import contextlib
 import errno
 import hashlib
 import os
+import threading
 import re
 from pathlib import Path
 from typing import Iterator
@@ -47,6 +48,9 @@ def bridge_name(net_id: str) -> str:
 
 def host_veth_name(container_id: str, index: int) -> str:
     return f"psv{short_hex(container_id)}{index}"
+
+
+_RTNL_USERS = threading.Lock()
 
 
 def write_sysctl(key: str, value: str) -> bool:
@@ -160,7 +164,11 @@ def attach_veth(sandbox: Path, bridge: str, host_name: str, ifname: str, mac: st
     from .rtnl import Rtnl
 
     what = f"interface {host_name} for {ifname}"
-    with Rtnl() as host, _errors(what):
+    # one veth at a time: the kernel serialises all of this on its rtnl lock anyway, and
+    # the disable_ipv6 write does not wait for that lock but restarts itself until it
+    # gets it (rtnl_trylock + restart_syscall): with several containers starting, it
+    # spun for milliseconds of CPU against our own other threads
+    with _RTNL_USERS, Rtnl() as host, _errors(what):
         br = host.link_index(bridge)
         if br is None:
             raise RuntimeError(f"bridge {bridge} is missing")

@@ -165,7 +165,7 @@ class StateStore:
     def _write(self, data: dict[str, Any]) -> None:
         # compact: with ``indent`` the json module falls back to its pure-Python
         # encoder, ten times slower, and this runs under the lock every start waits on
-        text = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+        text = json.dumps(data, separators=(",", ":")).encode()
         if self._tmp_unused and self._tmp is not None:
             self._write_fd(self._tmp, text)
             self._tmp_unused = False

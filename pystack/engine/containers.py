@@ -140,8 +140,15 @@ class ContainerManager:
         self.records = engine.records
         self._live: dict[str, Live] = {}
         self._creating: set[str] = set()
+        self.records.keep_files = self._no_shared_netns
         self._bridge_lock = threading.Lock()
         self._closing = False
+
+    def _no_shared_netns(self) -> bool:
+        """No container joins another's network namespace (and bind-mounts its hosts,
+        hostname and resolv.conf): a removed container's may then be reused."""
+        return not any(str(r.host_config.get("NetworkMode") or "").startswith("container:")
+                       for r in self.records)
 
     # -- lookup ----------------------------------------------------------------------------
 
@@ -239,12 +246,15 @@ class ContainerManager:
                               state={"Status": "created"})
         rec.extra.update({
             "log_path": str(d / f"{cid}-json.log"), "upper": str(d / "upper"), "work": str(d / "work"),
-            "bundle": str(d / "bundle"), "stdin": bool(merged.get("OpenStdin")),
+            # the container's folder is its OCI bundle (config.json, rootfs/): one
+            # folder fewer to make per container than a bundle/ of its own
+            "bundle": str(d), "stdin": bool(merged.get("OpenStdin")),
             "networks": networks, "lowerdirs": [],
         })
         # name reservation and the intent marker happen before the first await: two
         # concurrent creates with one name cannot both pass
-        d.mkdir(mode=0o700)
+        recycled = self.records.make_dir(cid)
+        rec.extra["_recycled"] = recycled
         self.records.sync_later(_write_intent(d, "create"))
         self._creating.add(cid)
         try:
@@ -268,8 +278,9 @@ class ContainerManager:
 
     def _create_blocking(self, rec: ContainerRecord, image) -> None:
         d = str(self.cdir(rec.id))
-        for sub in ("upper", "work", "bundle", "bundle/rootfs"):
-            os.mkdir(f"{d}/{sub}", 0o755)  # a new folder: none of them exists yet
+        if not rec.extra.pop("_recycled", False):  # a spare folder has them
+            for sub in ("upper", "work", "rootfs"):
+                os.mkdir(f"{d}/{sub}", 0o755)  # a new folder: none of them exists yet
         lowerdirs = [str(p) for p in self.engine.images.prepare(image)]
         rec.extra["lowerdirs"] = lowerdirs
         from pystack.volumes import lifecycle
