@@ -6,7 +6,7 @@ only its own module (pydantic for ``Project``, networkx for ``build_graph``...).
 """
 from __future__ import annotations
 
-import importlib
+import sys
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs every command ~4 ms to import: annotations only
     from typing import Any
@@ -37,7 +37,9 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    full = f"{__name__}.{module}"
+    __import__(full)  # importlib itself (and the warnings module it imports) is not needed
+    value = getattr(sys.modules[full], name)
     globals()[name] = value
     return value
 

@@ -9,7 +9,6 @@ root, no overlayfs...), its own one-line reason is reported.
 from __future__ import annotations
 
 import os
-import socket
 
 from pystack.errors import EngineUnavailable
 
@@ -17,6 +16,8 @@ START_TIMEOUT = 15.0
 
 
 def _answers(path: str) -> bool:
+    import socket
+
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(2)
     try:

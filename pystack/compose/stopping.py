@@ -11,11 +11,12 @@ is still sent, then SIGKILL at once.
 """
 from __future__ import annotations
 
-import signal as _signal
 
 
 def signal_number(name: str | int | None) -> int:
     """``"SIGTERM"``, ``"TERM"``, ``"15"`` or 15 -> 15."""
+    import signal as _signal  # lazy: its enums cost ~1 ms, and only stopping needs them
+
     if name is None or name == "":
         return int(_signal.SIGTERM)
     if isinstance(name, int):
@@ -57,6 +58,8 @@ def effective_timeout(info: dict, timeout: int | None) -> int | None:
     pid = int(state.get("Pid") or 0)
     if pid <= 0:
         return timeout
+    import signal as _signal
+
     signum = signal_number((info.get("Config") or {}).get("StopSignal"))
     if signum == _signal.SIGKILL:
         return 0
