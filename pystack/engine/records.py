@@ -114,7 +114,13 @@ class RecordStore:
                 except FileNotFoundError:  # the folder went (a removal): as before, make it
                     d.mkdir(exist_ok=True, mode=0o700)
                     self._write_new(tmp, data, exclusive=False)
+                # the replaced record's inode becomes the next save's temp file (a hard
+                # link kept across the rename): no inode made, none freed, per save
+                prev = d / "record.json.prev"
+                kept = _link(path, prev)
                 os.replace(tmp, path)
+                if kept:
+                    os.replace(prev, tmp)
             self._cache[record.id] = record
         self._flusher.add(path)
 
@@ -204,7 +210,7 @@ class RecordStore:
         with self._spare_lock:
             if len(self._spares) >= self.MAX_SPARES:
                 return False
-        keep_files = ("record.json", "config.json")
+        keep_files = ("record.json", "record.json.tmp", "config.json")
         if self.keep_files():
             # bind-mounted into the container: reused only when no other container can
             # hold them (network_mode container:X mounts X's), else new ones
@@ -272,6 +278,21 @@ class RecordStore:
 
     def __len__(self) -> int:
         return len(self._cache)
+
+
+def _link(src: Path, dst: Path) -> bool:
+    try:
+        os.link(src, dst)
+        return True
+    except FileExistsError:  # left by a kill between the link and its rename
+        try:
+            os.unlink(dst)
+            os.link(src, dst)
+            return True
+        except OSError:
+            return False
+    except OSError:
+        return False
 
 
 def _empty_dir(path: str) -> None:

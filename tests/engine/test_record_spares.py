@@ -67,3 +67,20 @@ def test_incomplete_folder_is_deleted(tmp_path) -> None:
     assert not (root / rec.id).exists()
     assert not store.spare_root.exists() or not any(store.spare_root.iterdir())
 
+
+def test_saves_reuse_the_replaced_records_inode(tmp_path) -> None:
+    root = tmp_path / "containers"
+    store = RecordStore(root)
+    rec = make("saver")
+    store.add(rec)
+    d = root / rec.id
+    first = (d / "record.json").stat().st_ino
+    rec.state = {"Status": "running"}
+    store.save(rec)
+    assert (d / "record.json.tmp").stat().st_ino == first   # kept for the next save
+    second = (d / "record.json").stat().st_ino
+    rec.state = {"Status": "exited"}
+    store.save(rec)
+    assert {(d / "record.json").stat().st_ino, (d / "record.json.tmp").stat().st_ino} == {first, second}
+    assert not (d / "record.json.prev").exists()
+    assert RecordStore(root).get(rec.id).state == {"Status": "exited"}
