@@ -296,15 +296,22 @@ def _link(src: Path, dst: Path) -> bool:
 
 
 def _empty_dir(path: str) -> None:
-    """Remove everything inside ``path`` and the overlay's marks on it."""
+    """Remove everything inside ``path`` and give it back a new folder's attributes.
+
+    ``path`` is an overlay's upper dir: it *is* the container's ``/`` (the merged root takes
+    its owner, mode, times and xattrs), so a ``chmod``/``chown``/``setfattr`` of ``/`` by the
+    previous container must not reach the next one: root-owned, 0755, now, no xattrs, as
+    ``os.mkdir(path, 0o755)`` makes it."""
     for entry in os.scandir(path):
         if entry.is_dir(follow_symlinks=False):
             shutil.rmtree(entry.path)
         else:
             os.unlink(entry.path)
     for name in os.listxattr(path):
-        if name.startswith("trusted.overlay.") or name.startswith("user.overlay."):
-            os.removexattr(path, name)
+        os.removexattr(path, name)
+    os.chown(path, 0, 0)
+    os.chmod(path, 0o755)
+    os.utime(path)
 
 
 class _Flusher:

@@ -84,3 +84,25 @@ def test_saves_reuse_the_replaced_records_inode(tmp_path) -> None:
     assert {(d / "record.json").stat().st_ino, (d / "record.json.tmp").stat().st_ino} == {first, second}
     assert not (d / "record.json.prev").exists()
     assert RecordStore(root).get(rec.id).state == {"Status": "exited"}
+
+
+def test_reused_upper_is_a_new_root(tmp_path) -> None:
+    """The upper dir is the container's ``/``: what the last container did to ``/`` itself
+    (chmod, chown, xattrs, overlay marks) does not reach the next one."""
+    root = tmp_path / "containers"
+    store = RecordStore(root)
+    old = make("old")
+    populate(store, old)
+    upper = root / old.id / "upper"
+    os.chmod(upper, 0o700)
+    os.chown(upper, 1234, 5678)
+    os.utime(upper, (1, 1))
+    os.setxattr(upper, "user.mark", b"1")
+    os.setxattr(upper, "trusted.overlay.opaque", b"y")
+    store.remove(old.id)
+    new = make("new")
+    assert store.make_dir(new.id) is True
+    st = (root / new.id / "upper").stat()
+    assert (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (0o755, 0, 0)
+    assert st.st_mtime > 1
+    assert os.listxattr(root / new.id / "upper") == []
