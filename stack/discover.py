@@ -9,7 +9,6 @@ because the project directory may only now be known, the env files once more.
 from __future__ import annotations
 
 import os
-import re
 
 from .dotenv import read_dotenv
 from .errors import ComposeError
@@ -19,7 +18,7 @@ DEFAULT_FILES = ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-co
 OVERRIDE_FILES = ("compose.override.yml", "compose.override.yaml",
                   "docker-compose.override.yml", "docker-compose.override.yaml")
 
-_NAME_CHARS = re.compile(r"[a-z0-9_-]")
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-")
 
 
 class ProjectSource:
@@ -50,7 +49,7 @@ class ProjectSource:
 
 def normalize_project_name(name: str) -> str:
     """Compose's normalization: lower-case, keep ``[a-z0-9_-]``, no leading ``_``/``-``."""
-    return "".join(_NAME_CHARS.findall(name.lower())).lstrip("_-")
+    return "".join([c for c in name.lower() if c in _NAME_CHARS]).lstrip("_-")
 
 
 def check_project_name(name: str) -> str:

@@ -347,7 +347,8 @@ def drop_unused_resources(data: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------------
 # 3. render: emulate Go's encoding/json over compose-go's types
 
-_DURATION_RE = re.compile(r"([0-9]*(?:\.[0-9]*)?)(ns|us|µs|μs|ms|s|m|h)")
+# compiled on first use (re's cache), not at import
+_DURATION_RE = r"([0-9]*(?:\.[0-9]*)?)(ns|us|µs|μs|ms|s|m|h)"
 _UNITS_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "μs": 1_000, "ms": 1_000_000, "s": 10 ** 9,
              "m": 60 * 10 ** 9, "h": 3600 * 10 ** 9}
 
@@ -369,7 +370,7 @@ def parse_duration(value: Any) -> int:
         raise ValueError(f"invalid duration {value!r}")
     total = 0.0
     pos = 0
-    for m in _DURATION_RE.finditer(text):
+    for m in re.finditer(_DURATION_RE, text):
         if m.start() != pos or not m.group(1) or m.group(1) == ".":
             raise ValueError(f"invalid duration {value!r}")
         total += float(m.group(1)) * _UNITS_NS[m.group(2)]
@@ -418,7 +419,7 @@ def format_duration(ns: int) -> str:
     return ("-" if neg else "") + out
 
 
-_BYTES_RE = re.compile(r"^(\d+(?:\.\d+)*) ?([kKmMgGtTpP])?[iI]?[bB]?$")
+_BYTES_RE = r"^(\d+(?:\.\d+)*) ?([kKmMgGtTpP])?[iI]?[bB]?$"
 _BYTE_UNITS = {"k": 1024, "m": 1024 ** 2, "g": 1024 ** 3, "t": 1024 ** 4, "p": 1024 ** 5}
 
 
@@ -431,7 +432,7 @@ def parse_bytes(value: Any) -> int:
     if isinstance(value, float):
         # Compose prints nothing for an infinite, NaN or out-of-range size
         return int(value) if math.isfinite(value) and abs(value) < 2 ** 63 else 0
-    m = _BYTES_RE.match(str(value).strip())
+    m = re.match(_BYTES_RE, str(value).strip())
     if not m:
         raise ValueError(f"invalid size: {value!r}")
     number = float(m.group(1))
