@@ -13,6 +13,7 @@ import os
 from .dotenv import read_dotenv
 from .errors import ComposeError
 from .options import LoadOptions
+from .fieldrecord import FieldRecord
 
 DEFAULT_FILES = ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml")
 OVERRIDE_FILES = ("compose.override.yml", "compose.override.yaml",
@@ -21,7 +22,7 @@ OVERRIDE_FILES = ("compose.override.yml", "compose.override.yaml",
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-")
 
 
-class ProjectSource:
+class ProjectSource(FieldRecord):
     """Everything the YAML passes need that does not come from the YAML itself."""
 
     _fields = ("files", "working_dir", "environment", "project_name", "default_name", "profiles",
@@ -37,14 +38,6 @@ class ProjectSource:
         self.default_name = default_name    # normalized base name of the project directory
         self.profiles = profiles if profiles is not None else []
         self.env_files = env_files if env_files is not None else []
-
-    def __repr__(self) -> str:
-        return f"ProjectSource({', '.join(f'{k}={getattr(self, k)!r}' for k in self._fields)})"
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return all(getattr(self, k) == getattr(other, k) for k in self._fields)
 
 
 def normalize_project_name(name: str) -> str:

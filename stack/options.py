@@ -9,8 +9,10 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs every command ~4 ms to import: annotations only
     from typing import Mapping
 
+from .fieldrecord import FieldRecord
 
-class LoadOptions:
+
+class LoadOptions(FieldRecord):
     """Options of one load, mirroring Docker Compose's global flags.
 
     ``files`` may hold ``-`` for stdin (read from ``stdin_text`` when given, else
@@ -41,11 +43,3 @@ class LoadOptions:
         self.stdin_text = stdin_text
         self.working_dir = working_dir  # where discovery starts (default: os.getcwd())
         self.warn = warn  # print warnings (unset variables, obsolete version) on stderr
-
-    def __repr__(self) -> str:
-        return f"LoadOptions({', '.join(f'{k}={getattr(self, k)!r}' for k in self._fields)})"
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return all(getattr(self, k) == getattr(other, k) for k in self._fields)

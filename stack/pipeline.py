@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # typing costs every command ~4 ms to import: annotations onl
 
 from .discover import ProjectSource, check_project_name, discover, normalize_project_name
 from .errors import ComposeError, KeyPath, Mark
+from .fieldrecord import FieldRecord
 from .extends import apply_extends
 from .include import apply_include
 from .interpolate import Substitutor, interpolate
@@ -29,7 +30,7 @@ from .transform import canonical, depends_on_defaults
 from .yamlpos import Locator, parse_yaml_documents
 
 
-class LoadedConfig:
+class LoadedConfig(FieldRecord):
     """The result of a load.
 
     ``config`` is exactly what ``docker compose config --format json`` prints (``$`` doubled
@@ -62,14 +63,6 @@ class LoadedConfig:
         self.extensions = extensions if extensions is not None else {}
         self.all_services = all_services if all_services is not None else []
         self.models = models if models is not None else {}
-
-    def __repr__(self) -> str:
-        return f"LoadedConfig({', '.join(f'{k}={getattr(self, k)!r}' for k in self._fields)})"
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return all(getattr(self, k) == getattr(other, k) for k in self._fields)
 
 
 def _hook(name: str) -> Callable[..., Any] | None:

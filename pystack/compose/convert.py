@@ -17,9 +17,10 @@ if TYPE_CHECKING:  # typing costs every command ~4 ms to import: annotations onl
 from pystack.compose import labels as L
 from pystack.compose.durations import nanos, seconds
 from pystack.errors import UserError
+from pystack.stack.fieldrecord import FieldRecord
 
 
-class ContainerSpec:
+class ContainerSpec(FieldRecord):
     """What the reconciler needs to create one container and attach it to its networks."""
 
     _fields = ("name", "body", "extra_networks", "files")
@@ -32,14 +33,6 @@ class ContainerSpec:
         self.extra_networks = extra_networks if extra_networks is not None else []
         # (absolute path, content, mode, uid, gid): secrets/configs written in before start
         self.files = files if files is not None else []
-
-    def __repr__(self) -> str:
-        return f"ContainerSpec({', '.join(f'{k}={getattr(self, k)!r}' for k in self._fields)})"
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return all(getattr(self, k) == getattr(other, k) for k in self._fields)
 
 
 def _mode(value: Any, default: int) -> int:

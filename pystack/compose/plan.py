@@ -16,9 +16,10 @@ if TYPE_CHECKING:  # typing costs every command ~4 ms to import: annotations onl
 from pystack.compose.hash import REF_KEYS, service_hash
 from pystack.compose.state import Container
 from pystack.errors import UserError
+from pystack.stack.fieldrecord import FieldRecord
 
 
-class ServicePlan:
+class ServicePlan(FieldRecord):
     _fields = ("service", "keep", "start", "recreate", "restart", "create", "remove")
 
     def __init__(self, service: str, keep: list[Container] | None = None,
@@ -33,13 +34,6 @@ class ServicePlan:
         self.create = create if create is not None else []
         self.remove = remove if remove is not None else []
 
-    def __repr__(self) -> str:
-        return f"ServicePlan({', '.join(f'{k}={getattr(self, k)!r}' for k in self._fields)})"
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return all(getattr(self, k) == getattr(other, k) for k in self._fields)
 
     def describe(self, project: str) -> list[tuple[str, str]]:
         """(container name, action) lines for ``--dry-run``."""

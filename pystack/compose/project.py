@@ -16,11 +16,12 @@ if TYPE_CHECKING:  # typing costs every command ~4 ms to import: annotations onl
     from typing import Any
 
 from pystack.errors import UserError
+from pystack.stack.fieldrecord import FieldRecord
 
 DEFAULT_FILES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
 
 
-class ComposeProject:
+class ComposeProject(FieldRecord):
     """A loaded project: ``config`` is the canonical dict; services keep Compose's keys.
     (A plain class, not a dataclass: importing dataclasses costs ~10 ms per command.)"""
 
@@ -35,13 +36,6 @@ class ComposeProject:
         self.environment = environment if environment is not None else {}
         self.env_files = env_files if env_files is not None else []
 
-    def __repr__(self) -> str:
-        return f"ComposeProject({', '.join(f'{k}={getattr(self, k)!r}' for k in self._fields)})"
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return all(getattr(self, k) == getattr(other, k) for k in self._fields)
 
     @property
     def services(self) -> dict[str, dict]:

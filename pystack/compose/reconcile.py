@@ -28,9 +28,10 @@ from pystack.compose.state import Container, by_service, list_containers, projec
 from pystack.compose.stopping import effective_timeout
 from pystack.compose.waiting import DependencyError, wait_completed, wait_healthy
 from pystack.errors import NotFound, UserError
+from pystack.stack.fieldrecord import FieldRecord
 
 
-class UpOptions:
+class UpOptions(FieldRecord):
     """The flags of ``up`` / ``create`` that shape the plan."""
 
     _fields = ("services", "no_deps", "force_recreate", "no_recreate", "no_start",
@@ -52,14 +53,6 @@ class UpOptions:
         self.pull = pull
         self.timeout = timeout
         self.dry_run = dry_run
-
-    def __repr__(self) -> str:
-        return f"UpOptions({', '.join(f'{k}={getattr(self, k)!r}' for k in self._fields)})"
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return all(getattr(self, k) == getattr(other, k) for k in self._fields)
 
 
 class DependencySkipped(Exception):
