@@ -44,6 +44,7 @@ from typing import Any
 
 from pystack.engine.api import BadRequest
 from pystack.engine.records import ContainerRecord, NAME_RE, ID_RE, new_id, now_rfc3339
+from pystack.engine.records import write_file as _write_file
 from pystack.errors import Conflict, NotFound, UserError
 
 log = logging.getLogger("pystackd.containers")
@@ -1569,17 +1570,6 @@ def _spec_json(spec: dict) -> bytes:
     finally:
         linux["seccomp"] = section
     return text.replace(f'"{_SPLICE}"', held[1], 1).encode()
-
-
-def _write_file(path: str, data: bytes) -> None:
-    """Create or overwrite ``path`` (one open, one write: no pathlib, no text layer)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-    finally:
-        os.close(fd)
 
 
 def _du(path: str) -> int:

@@ -126,14 +126,7 @@ class RecordStore:
 
     @staticmethod
     def _write_new(path: Path, data: bytes, exclusive: bool = True) -> None:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_EXCL if exclusive else os.O_TRUNC)
-        fd = os.open(path, flags, 0o666)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-        finally:
-            os.close(fd)
+        write_file(path, data, exclusive=exclusive, mode=0o666)
 
     def sync_later(self, path: Path) -> None:
         """Have ``path`` (a file just renamed into place) fsynced by the flusher."""
@@ -293,6 +286,19 @@ def _link(src: Path, dst: Path) -> bool:
             return False
     except OSError:
         return False
+
+
+def write_file(path: str | os.PathLike, data: bytes, exclusive: bool = False, mode: int = 0o644) -> None:
+    """Create (``exclusive``: only a new file) or overwrite ``path`` with ``data``: one open,
+    whole writes, no pathlib and no text layer (the engine writes these per container)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_EXCL if exclusive else os.O_TRUNC)
+    fd = os.open(path, flags, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
 
 
 def _empty_dir(path: str) -> None:
