@@ -65,3 +65,25 @@ def kernel_snapshot():
         assert not leaked, f"kernel objects leaked: {leaked}"
 
     return assert_no_leaks
+
+
+def _default_cgroup_parents() -> set[str]:
+    """The default cgroup parent ``pystack`` in every hierarchy (v1 controllers, v2)."""
+    import glob
+
+    return set(glob.glob("/sys/fs/cgroup/*/pystack")) | set(glob.glob("/sys/fs/cgroup/pystack"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _default_cgroup_parent_removed():
+    """Tests that run specs with the default cgroup parent (``pystack/<id>``, as the engine's
+    specgen tests do) leave the parent folder behind once their container is deleted (the
+    runtime keeps a parent, as Docker keeps ``docker``): the session removes the ones it made,
+    once empty (rmdir refuses a cgroup with children or tasks)."""
+    before = _default_cgroup_parents()
+    yield
+    for path in sorted(_default_cgroup_parents() - before, key=len, reverse=True):
+        try:
+            os.rmdir(path)
+        except OSError:
+            pass
