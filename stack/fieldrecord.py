@@ -11,6 +11,7 @@ from __future__ import annotations
 class FieldRecord:
     """``__repr__`` and ``__eq__`` over the attributes named in ``_fields``."""
 
+    __slots__ = ()  # a subclass may keep to its own __slots__ (GlobalOptions does)
     _fields: tuple[str, ...] = ()
     __hash__ = None  # mutable, compared by value: unhashable, as a dataclass(eq=True)
 

@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # typing costs every command ~4 ms to import: annotations onl
     from typing import Any
 
 from pystack.errors import UserError
+from pystack.stack.fieldrecord import FieldRecord
 
 # name -> "module:attribute" of a click.Command. Keep sorted by area.
 COMMANDS: dict[str, str] = {
@@ -41,11 +42,12 @@ COMMANDS: dict[str, str] = {
 }
 
 
-class GlobalOptions:
+class GlobalOptions(FieldRecord):
     """Options every Compose command shares (Docker Compose's global flags)."""
 
     __slots__ = ("files", "project_name", "profiles", "env_files", "project_directory",
                  "parallel", "ansi", "progress", "dry_run")
+    _fields = __slots__
 
     def __init__(self, files: list[str] | None = None, project_name: str | None = None,
                  profiles: list[str] | None = None, env_files: list[str] | None = None,
@@ -60,15 +62,6 @@ class GlobalOptions:
         self.ansi = ansi
         self.progress = progress
         self.dry_run = dry_run
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__)
-        return f"GlobalOptions({fields})"
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return all(getattr(self, k) == getattr(other, k) for k in self.__slots__)
 
 
 def __getattr__(name: str) -> Any:
