@@ -421,7 +421,6 @@ class ContainerManager:
     def _start_blocking(self, rec: ContainerRecord) -> dict:
         cid = rec.id
         rt = self.engine.runtime
-        d = self.cdir(cid)
         self._teardown_runtime(cid)
         netns, ns_files = self._attach(rec)
         try:
